@@ -1,0 +1,174 @@
+"""Checks that face images decode and computes the fingerprints used to find duplicates."""
+
+from __future__ import annotations
+
+import concurrent.futures
+import dataclasses
+import hashlib
+import io
+import multiprocessing
+import os
+import time
+import warnings
+
+import numpy as np
+from absl import logging
+from PIL import Image
+
+# Side of the grayscale thumbnail kept per image: the near-duplicate check compares these.
+THUMB_SIZE = 16
+
+# Decompression-bomb guard: the release's largest crops are a few thousand pixels a side.
+Image.MAX_IMAGE_PIXELS = 50_000_000
+
+
+@dataclasses.dataclass
+class ImageInfo:
+    """What one image check found.
+
+    Attributes:
+      ok: the image is usable for training.
+      reason: why it is not usable ('' when ok).
+      width, height: decoded size in pixels (0 when it did not decode).
+      image_format: 'jpeg', 'png', ... as detected from the bytes, not the file name.
+      mode: PIL mode of the stored image ('RGB', 'L', 'CMYK', ...).
+      sha256: hex digest of the file bytes ('' when unreadable).
+      dhash: 64-bit difference hash of the grayscale image (0 when it did not decode).
+      thumb: THUMB_SIZE**2 uint8 grayscale thumbnail (None when it did not decode).
+    """
+
+    ok: bool
+    reason: str = ""
+    width: int = 0
+    height: int = 0
+    image_format: str = ""
+    mode: str = ""
+    sha256: str = ""
+    dhash: int = 0
+    thumb: np.ndarray | None = None
+
+    @property
+    def conversion(self) -> str:
+        """What the training pipeline must convert, '' for plain RGB JPEG."""
+        notes = []
+        if self.image_format and self.image_format != "jpeg":
+            notes.append(f"{self.image_format}-bytes")
+        if self.mode and self.mode != "RGB":
+            notes.append({"L": "grayscale", "CMYK": "cmyk"}.get(self.mode, self.mode.lower()))
+        return "+".join(notes)
+
+
+def dhash_from_gray(gray: Image.Image) -> int:
+    """64-bit difference hash: sign of horizontal gradients on a 9x8 grayscale copy."""
+    small = np.asarray(gray.resize((9, 8), Image.Resampling.BOX), dtype=np.int16)
+    bits = (small[:, 1:] > small[:, :-1]).reshape(-1)
+    return int(np.packbits(bits).view(">u8")[0])
+
+
+def check_image(path: str, min_size: int) -> ImageInfo:
+    """Opens, fully decodes and fingerprints one image file.
+
+    Args:
+      path: absolute path of the file.
+      min_size: smallest acceptable width and height in pixels.
+
+    Returns:
+      An ImageInfo; never raises for a bad file (the reason says what is wrong).
+    """
+    try:
+        with open(path, "rb") as f:
+            data = f.read()
+    except FileNotFoundError:
+        return ImageInfo(ok=False, reason="missing file")
+    except OSError as e:
+        return ImageInfo(ok=False, reason=f"unreadable file ({e.strerror or e})")
+    digest = hashlib.sha256(data).hexdigest()
+    if not data:
+        return ImageInfo(ok=False, reason="empty file", sha256=digest)
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", Image.DecompressionBombWarning)
+            img = Image.open(io.BytesIO(data))
+            fmt = (img.format or "").lower()
+            mode = img.mode
+            # load() decodes every byte: a truncated JPEG fails here ("image file is truncated").
+            img.load()
+    except Exception as e:  # PIL raises many types; every one means "does not decode".
+        text = str(e).splitlines()[0] if str(e) else type(e).__name__
+        reason = "truncated file" if "truncated" in text.lower() else f"does not decode ({text})"
+        return ImageInfo(ok=False, reason=reason, sha256=digest)
+    width, height = img.size
+    info = ImageInfo(
+        ok=True, width=width, height=height, image_format=fmt, mode=mode, sha256=digest
+    )
+    if fmt not in ("jpeg", "png"):
+        # The training pipeline decodes JPEG and PNG only.
+        info.ok, info.reason = False, f"unsupported format ({fmt or 'unknown'})"
+        return info
+    if width < min_size or height < min_size:
+        info.ok, info.reason = False, f"too small ({width}x{height} < {min_size}px)"
+        return info
+    gray = img.convert("L")
+    info.dhash = dhash_from_gray(gray)
+    info.thumb = np.asarray(
+        gray.resize((THUMB_SIZE, THUMB_SIZE), Image.Resampling.BOX), dtype=np.uint8
+    ).reshape(-1)
+    return info
+
+
+def _check_chunk(args):
+    paths, min_size = args
+    return [check_image(p, min_size) for p in paths]
+
+
+def check_images(
+    paths: list[str], min_size: int, workers: int | None = None, chunk_size: int = 128
+) -> list[ImageInfo]:
+    """Checks many images in parallel worker processes, logging progress.
+
+    Args:
+      paths: absolute file paths.
+      min_size: smallest acceptable width and height.
+      workers: process count (default: all cores); 1 runs in this process.
+      chunk_size: paths per task; large enough to amortise inter-process traffic.
+
+    Returns:
+      One ImageInfo per path, in order.
+    """
+    workers = workers or os.cpu_count() or 1
+    chunks = [paths[i : i + chunk_size] for i in range(0, len(paths), chunk_size)]
+    results: list[list[ImageInfo]] = [None] * len(chunks)  # type: ignore[list-item]
+    start = last_log = time.monotonic()
+    done = 0
+
+    def progress(final=False):
+        nonlocal last_log
+        now = time.monotonic()
+        if final or now - last_log >= 10:
+            last_log = now
+            rate = done / max(now - start, 1e-9)
+            eta = (len(paths) - done) / rate if rate else float("inf")
+            logging.info(
+                "checked %d/%d images (%.0f/s, %.0fs left)", done, len(paths), rate, eta
+            )
+
+    if workers == 1 or len(chunks) <= 1:
+        for i, chunk in enumerate(chunks):
+            results[i] = _check_chunk((chunk, min_size))
+            done += len(chunk)
+            progress()
+    else:
+        # spawn, not fork: the parent may already hold TensorFlow's threads, and forking
+        # those can deadlock.
+        ctx = multiprocessing.get_context("spawn")
+        with concurrent.futures.ProcessPoolExecutor(workers, mp_context=ctx) as pool:
+            futures = {
+                pool.submit(_check_chunk, (chunk, min_size)): i for i, chunk in enumerate(chunks)
+            }
+            for fut in concurrent.futures.as_completed(futures):
+                i = futures[fut]
+                results[i] = fut.result()
+                done += len(chunks[i])
+                progress()
+    progress(final=True)
+    return [info for chunk in results for info in chunk]

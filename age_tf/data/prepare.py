@@ -1,0 +1,300 @@
+"""IMDB-WIKI metadata + face crops -> clean, leak-free train/val/test manifests."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import posixpath
+import shutil
+import tempfile
+import time
+
+import numpy as np
+import pandas as pd
+from absl import logging
+
+from age_tf import plots
+from age_tf.data import dedup, images
+from age_tf.data.dedup import DEFAULT_MAX_DISTANCE, DEFAULT_MIN_CORRELATION
+from age_tf.data.metadata import DataError, load_metadata
+from age_tf.data.split import SPLIT_NAMES, stratified_group_split
+
+OUTPUT_FILES = (
+    "train.csv", "val.csv", "test.csv", "rejected.csv", "report.json", "age_distribution.png",
+)
+MANIFEST_COLUMNS = [
+    "path", "age", "identity", "gender", "face_x1", "face_y1", "face_x2", "face_y2",
+    "width", "height", "conversion", "row",
+]
+
+
+@dataclasses.dataclass
+class PrepareConfig:
+    """Parameters of one preparation run (the flags of `age-tf-prepare`)."""
+
+    mat: str
+    images_dir: str
+    out_dir: str
+    min_face_score: float = 3.0
+    min_age: int = 0
+    max_age: int = 100
+    min_size: int = 32
+    check_images: bool = True
+    dedup: bool = True
+    dup_max_distance: int = DEFAULT_MAX_DISTANCE
+    dup_min_correlation: float = DEFAULT_MIN_CORRELATION
+    sample_fraction: float = 0.5
+    split: tuple[float, float, float] = (0.6, 0.2, 0.2)
+    identity_disjoint: bool = True
+    seed: int = 0
+    workers: int | None = None
+    overwrite: bool = False
+
+    def validate(self) -> None:
+        if not 0 < self.sample_fraction <= 1:
+            raise ValueError(f"--sample_fraction must be in (0, 1], got {self.sample_fraction}")
+        if not 0 <= self.min_age <= self.max_age:
+            raise ValueError(f"need 0 <= --min_age <= --max_age, got {self.min_age}, {self.max_age}")
+        if self.min_size < 1:
+            raise ValueError(f"--min_size must be >= 1, got {self.min_size}")
+        if not 0 <= self.dup_max_distance <= 15:
+            raise ValueError(f"--dup_max_distance must be in [0, 15], got {self.dup_max_distance}")
+
+
+class _Stages:
+    """Applies filters in order, counting survivors and recording every rejection."""
+
+    def __init__(self, n: int):
+        self.alive = np.ones(n, dtype=bool)
+        self.counts = [{"stage": "all rows", "kept": n, "removed": 0}]
+        self.rejected: list[pd.DataFrame] = []
+
+    def apply(self, name: str, keep: np.ndarray, reasons, df: pd.DataFrame) -> None:
+        """Keeps rows where `keep`; `reasons` is a string or an array aligned with df."""
+        removed = self.alive & ~keep
+        if isinstance(reasons, str):
+            reason_col = np.full(int(removed.sum()), reasons, dtype=object)
+        else:
+            reason_col = np.asarray(reasons, dtype=object)[removed]
+        self.rejected.append(
+            pd.DataFrame({"row": df["row"].to_numpy()[removed], "path": df["full_path"].to_numpy()[removed],
+                          "stage": name, "reason": reason_col})
+        )
+        self.alive &= keep
+        self.counts.append({"stage": name, "kept": int(self.alive.sum()), "removed": int(removed.sum())})
+        logging.info("%-28s kept %8d  removed %8d", name, self.alive.sum(), removed.sum())
+
+    def rejected_frame(self) -> pd.DataFrame:
+        return pd.concat(self.rejected, ignore_index=True) if self.rejected else pd.DataFrame(
+            columns=["row", "path", "stage", "reason"])
+
+
+def check_output_dir(out_dir: str, overwrite: bool) -> None:
+    """Refuses to clobber earlier outputs unless asked to (before any work starts)."""
+    existing = [f for f in OUTPUT_FILES if os.path.exists(os.path.join(out_dir, f))]
+    if existing and not overwrite:
+        raise DataError(
+            f"{out_dir}: already holds {', '.join(existing)}; pass --overwrite to replace them "
+            "or choose another --out_dir"
+        )
+
+
+def validate_paths(paths: pd.Series, mat_path: str) -> None:
+    """Every full_path must be relative and stay inside the images folder."""
+    bad = []
+    for p in paths:
+        norm = posixpath.normpath(p.replace("\\", "/"))
+        if not p or posixpath.isabs(norm) or norm == ".." or norm.startswith("../") or (
+            len(p) > 1 and p[1] == ":"):
+            bad.append(p)
+    if bad:
+        raise DataError(
+            f"{mat_path}: {len(bad)} full_path entr{'y is' if len(bad) == 1 else 'ies are'} empty, "
+            f"absolute or escape the images folder (e.g. {bad[:3]}); full_path must be relative "
+            "to --images_dir, like '17/10000217_1981-05-05_2009.jpg'"
+        )
+
+
+def metadata_filters(df: pd.DataFrame, stages: _Stages, cfg: PrepareConfig) -> None:
+    """The release-metadata filters, in the study's order."""
+    score = df["face_score"].to_numpy()
+    stages.apply("face found", np.isfinite(score), "no face found (face_score is -inf)", df)
+    second = df["second_face_score"].to_numpy()
+    stages.apply("exactly one face", np.isnan(second), "second face detected", df)
+    # NaN >= x is False, so a NaN score is rejected here too.
+    stages.apply(f"face_score >= {cfg.min_face_score:g}", score >= cfg.min_face_score,
+                 [f"face_score {s:.2f} < {cfg.min_face_score:g}" for s in score], df)
+    age = df["age"]
+    valid = age.notna().to_numpy()
+    age_val = age.fillna(-1).to_numpy(dtype=np.int64)
+    in_range = valid & (age_val >= cfg.min_age) & (age_val <= cfg.max_age)
+    reasons = np.where(valid, [f"age {a} outside {cfg.min_age}..{cfg.max_age}" for a in age_val],
+                       "invalid dob (not a date)")
+    stages.apply(f"age {cfg.min_age}..{cfg.max_age}", in_range, reasons, df)
+
+
+def prepare(cfg: PrepareConfig) -> dict:
+    """Runs the whole preparation and writes the outputs.
+
+    Args:
+      cfg: paths and parameters.
+
+    Returns:
+      The report (also written to report.json).
+
+    Raises:
+      DataError: bad input (file, struct, paths) or nothing left after filtering; raised
+        before any output is written.
+    """
+    start = time.monotonic()
+    cfg.validate()
+    check_output_dir(cfg.out_dir, cfg.overwrite)
+    if cfg.check_images and not os.path.isdir(cfg.images_dir):
+        raise DataError(
+            f"{cfg.images_dir}: images folder not found; pass --images_dir=<folder with NN/*.jpg> "
+            "or --nocheck_images to filter the metadata alone"
+        )
+    df = load_metadata(cfg.mat)
+    validate_paths(df["full_path"], cfg.mat)
+    logging.info("%s: %d rows", cfg.mat, len(df))
+    stages = _Stages(len(df))
+    metadata_filters(df, stages, cfg)
+
+    info_cols = {"width": np.zeros(len(df), np.int64), "height": np.zeros(len(df), np.int64),
+                 "conversion": np.full(len(df), "", dtype=object)}
+    dup_report: dict = {"skipped": True}
+    if cfg.check_images:
+        idx = np.flatnonzero(stages.alive)
+        root = os.path.abspath(cfg.images_dir)
+        infos = images.check_images(
+            [os.path.join(root, df["full_path"].iat[i]) for i in idx], cfg.min_size, cfg.workers)
+        ok = np.zeros(len(df), dtype=bool)
+        reasons = np.full(len(df), "", dtype=object)
+        for i, info in zip(idx, infos):
+            ok[i], reasons[i] = info.ok, info.reason
+            info_cols["width"][i], info_cols["height"][i] = info.width, info.height
+            info_cols["conversion"][i] = info.conversion
+        stages.apply("image usable", ok, reasons, df)
+        if cfg.dedup:
+            usable = [(i, info) for i, info in zip(idx, infos) if info.ok]
+            dup_report = _deduplicate(df, stages, usable, cfg)
+    else:
+        logging.warning("--nocheck_images: image checks and duplicate removal skipped")
+
+    if not stages.alive.any():
+        raise DataError(
+            f"{cfg.mat}: no image is left after filtering (see the stage counts above); "
+            "check --images_dir, --min_face_score and --min_size"
+        )
+    # Sample: the study kept half of the images that passed the filters.
+    alive_idx = np.flatnonzero(stages.alive)
+    rng = np.random.default_rng(cfg.seed)
+    n_keep = max(1, int(round(len(alive_idx) * cfg.sample_fraction)))
+    sampled = np.zeros(len(df), dtype=bool)
+    sampled[rng.choice(alive_idx, size=n_keep, replace=False)] = True
+    stages.apply(f"sample {cfg.sample_fraction:g}", sampled,
+                 f"not drawn in the --sample_fraction={cfg.sample_fraction:g} sample", df)
+
+    final = np.flatnonzero(stages.alive)
+    if len(final) < 3:
+        raise DataError(f"{cfg.mat}: only {len(final)} image(s) left, too few for three subsets")
+    groups = df["identity"].to_numpy()[final] if cfg.identity_disjoint else final
+    assign = stratified_group_split(df["age"].to_numpy(dtype=np.int64)[final], groups, cfg.split, cfg.seed)
+
+    manifest = df.iloc[final].copy()
+    for k, v in info_cols.items():
+        manifest[k] = v[final]
+    manifest = manifest.rename(columns={"full_path": "path"})
+    manifest["age"] = manifest["age"].astype(np.int64)
+    manifests = {name: manifest[assign == s][MANIFEST_COLUMNS] for s, name in enumerate(SPLIT_NAMES)}
+
+    report = _report(cfg, df, stages, manifests, dup_report, info_cols["conversion"][final])
+    report["seconds"] = round(time.monotonic() - start, 2)
+    _write_outputs(cfg, manifests, stages.rejected_frame(), report)
+    logging.info("wrote %s in %.1fs: %s", cfg.out_dir, report["seconds"],
+                 {k: len(v) for k, v in manifests.items()})
+    return report
+
+
+def _deduplicate(df, stages: _Stages, usable, cfg: PrepareConfig) -> dict:
+    """Groups duplicates among the usable images and keeps one per group."""
+    if not usable:
+        stages.apply("duplicates removed", stages.alive, "", df)
+        return {"groups_with_duplicates": 0, "removed": 0}
+    idx = np.array([i for i, _ in usable])
+    infos = [info for _, info in usable]
+    group, stats = dedup.group_duplicates(
+        [i.sha256 for i in infos],
+        np.array([i.dhash for i in infos], dtype=np.uint64),
+        np.stack([i.thumb for i in infos]),
+        max_distance=cfg.dup_max_distance,
+        min_correlation=cfg.dup_min_correlation,
+    )
+    keep_local = dedup.choose_kept(group, np.array([i.width * i.height for i in infos]))
+    keep = stages.alive.copy()
+    keep[idx[~keep_local]] = False
+    reasons = np.full(len(df), "", dtype=object)
+    paths = df["full_path"].to_numpy()
+    kept_of_group = {int(group[k]): k for k in np.flatnonzero(keep_local)}
+    n_exact = 0
+    for k in np.flatnonzero(~keep_local):
+        twin = kept_of_group[int(group[k])]
+        same = infos[k].sha256 == infos[twin].sha256
+        n_exact += same
+        reasons[idx[k]] = f"{'exact' if same else 'near'} duplicate of {paths[idx[twin]]}"
+    stages.apply("duplicates removed", keep, reasons, df)
+    sizes = np.bincount(group)
+    return {
+        **stats,
+        "groups_with_duplicates": int((sizes > 1).sum()),
+        "removed": int((~keep_local).sum()),
+        "removed_exact": int(n_exact),
+        "removed_near": int((~keep_local).sum() - n_exact),
+    }
+
+
+def _report(cfg, df, stages, manifests, dup_report, conversions) -> dict:
+    splits = {}
+    for name, m in manifests.items():
+        ages = m["age"].to_numpy()
+        splits[name] = {
+            "images": len(m),
+            "identities": int(m["identity"].nunique()),
+            "age_mean": round(float(ages.mean()), 2) if len(ages) else None,
+            "age_median": float(np.median(ages)) if len(ages) else None,
+            "age_std": round(float(ages.std()), 2) if len(ages) else None,
+        }
+    rej = stages.rejected_frame()
+    # Group reasons by their kind, not the per-row text ("face_score 2.10 < 3" -> one key).
+    kinds = rej["reason"].str.replace(r"-?\d+(\.\d+)?", "N", regex=True).str.replace(
+        r" of .*$", "", regex=True).str.replace(r" \(.*\)$", "", regex=True)
+    conv = pd.Series([c for c in conversions if c]).value_counts()
+    return {
+        "inputs": {"mat": os.path.abspath(cfg.mat), "images_dir": os.path.abspath(cfg.images_dir),
+                   "rows": len(df)},
+        "params": {k: (list(v) if isinstance(v, tuple) else v) for k, v in dataclasses.asdict(cfg).items()},
+        "stages": stages.counts,
+        "removed_by_reason": {k: int(v) for k, v in kinds.value_counts().items()},
+        "duplicates": dup_report,
+        "converted_on_load": {k: int(v) for k, v in conv.items()},
+        "splits": splits,
+    }
+
+
+def _write_outputs(cfg, manifests, rejected: pd.DataFrame, report: dict) -> None:
+    """Writes every output in a scratch folder, then moves them into place."""
+    os.makedirs(cfg.out_dir, exist_ok=True)
+    tmp = tempfile.mkdtemp(prefix=".prepare-", dir=cfg.out_dir)
+    try:
+        for name, m in manifests.items():
+            m.to_csv(os.path.join(tmp, f"{name}.csv"), index=False)
+        rejected.sort_values("row").to_csv(os.path.join(tmp, "rejected.csv"), index=False)
+        with open(os.path.join(tmp, "report.json"), "w") as f:
+            json.dump(report, f, indent=2, default=str)
+        plots.plot_age_distribution({k: v["age"].to_numpy() for k, v in manifests.items()},
+                                    os.path.join(tmp, "age_distribution.png"))
+        for f in OUTPUT_FILES:
+            os.replace(os.path.join(tmp, f), os.path.join(cfg.out_dir, f))
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
