@@ -18,6 +18,9 @@ from PIL import Image
 # Side of the grayscale thumbnail kept per image: the near-duplicate check compares these.
 THUMB_SIZE = 16
 
+# Fewer images than this are checked in-process (see check_images).
+PARALLEL_MIN_IMAGES = 5000
+
 # Decompression-bomb guard: the release's largest crops are a few thousand pixels a side.
 Image.MAX_IMAGE_PIXELS = 50_000_000
 
@@ -152,7 +155,10 @@ def check_images(
                 "checked %d/%d images (%.0f/s, %.0fs left)", done, len(paths), rate, eta
             )
 
-    if workers == 1 or len(chunks) <= 1:
+    # Starting a spawned worker costs ~0.8 s (imports); below a few thousand small crops one
+    # process is faster (measured: 4,300 crops 2.3 s serial vs 2.7 s on two workers; 19,900
+    # crops 7.7 s vs 3.9 s).
+    if workers == 1 or len(paths) < PARALLEL_MIN_IMAGES:
         for i, chunk in enumerate(chunks):
             results[i] = _check_chunk((chunk, min_size))
             done += len(chunk)
