@@ -44,3 +44,18 @@ def plot_age_distribution(ages_by_split: dict[str, np.ndarray], path: str) -> No
     axes[1].set_ylabel("images")
     axes[1].set_title("Images per subset")
     save_figure(fig, path)
+
+
+def plot_face_grid(images, titles, path: str, suptitle: str, cols: int = 8) -> None:
+    """A grid of faces (uint8 or [0, 255] float HxWx3 arrays), each with a title."""
+    n = len(images)
+    cols = min(cols, n)
+    rows = (n + cols - 1) // cols
+    fig, axes = plt.subplots(rows, cols, figsize=(1.9 * cols, 2.1 * rows), squeeze=False)
+    for ax in axes.flat:
+        ax.axis("off")
+    for ax, img, title in zip(axes.flat, images, titles):
+        ax.imshow(np.clip(np.asarray(img), 0, 255).astype(np.uint8))
+        ax.set_title(title, fontsize=9)
+    fig.suptitle(suptitle)
+    save_figure(fig, path)

@@ -1,0 +1,17 @@
+"""The one place that fixes how ages are scaled for the network.
+
+The network regresses age / AGE_SCALE, so the study's test loss (MAE 0.047) is in these
+units; everything shown to people is converted back to years.
+"""
+
+AGE_SCALE = 100.0
+
+
+def to_label(age_years):
+    """Years -> the regression target (works on floats, numpy arrays and tensors)."""
+    return age_years / AGE_SCALE
+
+
+def to_years(label):
+    """Regression output -> years."""
+    return label * AGE_SCALE

@@ -1,0 +1,227 @@
+"""Backbone registry and the fine-tuning model: ImageNet CNN + three-layer GELU head."""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+from typing import Callable
+
+import keras
+from absl import logging
+
+TUNE_MODES = ("head", "full")
+
+
+@dataclasses.dataclass(frozen=True)
+class Backbone:
+    """One registered backbone.
+
+    Attributes:
+      constructor: keras.applications function.
+      normalization: the layer that maps [0, 255] pixels to what the backbone expects, or
+        None when the backbone normalizes inside itself.
+      expects: human-readable input contract (also shown by `age-tf-models`).
+      native_size: input size of the published model (the study's Table 1 sizes).
+      imagenet_file: the no-top weights file Keras caches in ~/.keras/models/.
+    """
+
+    constructor: Callable
+    normalization: Callable[[], keras.layers.Layer] | None
+    expects: str
+    native_size: int
+    imagenet_file: str
+
+
+BACKBONES: dict[str, Backbone] = {
+    # MobileNetV2 has no preprocessing inside: it expects pixels scaled to [-1, 1]
+    # (keras.applications.mobilenet_v2.preprocess_input).
+    "mobilenet_v2": Backbone(
+        constructor=keras.applications.MobileNetV2,
+        normalization=lambda: keras.layers.Rescaling(1 / 127.5, offset=-1.0, name="to_minus1_1"),
+        expects="[-1, 1] (Rescaling layer added in front)",
+        native_size=224,
+        imagenet_file="mobilenet_v2_weights_tf_dim_ordering_tf_kernels_1.0_224_no_top.h5",
+    ),
+    # Keras' EfficientNet has Rescaling + Normalization layers built in: it expects raw
+    # [0, 255] pixels, so nothing is added in front.
+    "efficientnet_b3": Backbone(
+        constructor=keras.applications.EfficientNetB3,
+        normalization=None,
+        expects="[0, 255] (normalizes inside the model)",
+        native_size=300,
+        imagenet_file="efficientnetb3_notop.h5",
+    ),
+}
+
+
+@dataclasses.dataclass
+class ModelConfig:
+    """Architecture and fine-tuning mode (the model flags of `age-tf-train`)."""
+
+    backbone: str = "mobilenet_v2"
+    image_size: int = 256
+    weights: str = "imagenet"  # 'imagenet', 'none', or a path to a weights file
+    tune: str = "head"  # 'head': backbone frozen; 'full': everything trainable
+    head_units: tuple[int, ...] = (512, 128)
+    dropout: float = 0.0
+
+    def validate(self) -> None:
+        if self.backbone not in BACKBONES:
+            raise ValueError(
+                f"--backbone={self.backbone!r} is not registered; choose one of {sorted(BACKBONES)}")
+        if self.tune not in TUNE_MODES:
+            raise ValueError(f"--tune must be one of {TUNE_MODES}, got {self.tune!r}")
+        if self.image_size < 32:
+            raise ValueError(f"--image_size must be >= 32, got {self.image_size}")
+        if not 0 <= self.dropout < 1:
+            raise ValueError(f"--dropout must be in [0, 1), got {self.dropout}")
+        if self.weights not in ("imagenet", "none") and not os.path.isfile(self.weights):
+            raise ValueError(
+                f"--weights={self.weights!r}: not 'imagenet', 'none' or an existing weights file")
+
+
+def _weights_arg(cfg: ModelConfig):
+    return None if cfg.weights == "none" else cfg.weights
+
+
+def build_backbone(cfg: ModelConfig) -> keras.Model:
+    """The registered backbone without its classifier, with global average pooling.
+
+    Raises:
+      RuntimeError: ImageNet weights requested but not cached and not downloadable.
+    """
+    spec = BACKBONES[cfg.backbone]
+    try:
+        return spec.constructor(
+            input_shape=(cfg.image_size, cfg.image_size, 3),
+            include_top=False,
+            weights=_weights_arg(cfg),
+            pooling="avg",
+        )
+    except Exception as e:  # urllib / OSError / ValueError: all mean "no weights here".
+        if cfg.weights != "imagenet":
+            raise
+        cache = os.path.join(os.path.expanduser(os.environ.get("KERAS_HOME", "~/.keras")), "models")
+        raise RuntimeError(
+            f"could not load ImageNet weights for {cfg.backbone} ({type(e).__name__}: {e}). "
+            f"Offline? Put {spec.imagenet_file} in {cache}/ (Keras' cache), or pass "
+            "--weights=/path/to/weights.h5, or --weights=none to train from scratch."
+        ) from e
+
+
+def build_model(cfg: ModelConfig) -> keras.Model:
+    """Backbone + head: Dense-GELU-Dense-GELU-Dense(1), input float [0, 255] pixels.
+
+    In 'head' mode the backbone is frozen and called with training=False, so its BatchNorm
+    layers keep their ImageNet statistics even when the head trains. In 'full' mode every
+    layer trains, BatchNorm statistics included (as in the study's PyTorch runs).
+    The output layer is float32 even under a mixed-precision policy.
+    """
+    cfg.validate()
+    spec = BACKBONES[cfg.backbone]
+    backbone = build_backbone(cfg)
+    inputs = keras.Input((cfg.image_size, cfg.image_size, 3), name="image")
+    x = spec.normalization()(inputs) if spec.normalization else inputs
+    if cfg.tune == "head":
+        backbone.trainable = False
+        x = backbone(x, training=False)
+    else:
+        backbone.trainable = True
+        x = backbone(x)
+    for i, units in enumerate(cfg.head_units):
+        x = keras.layers.Dense(units, activation="gelu", name=f"head_dense{i + 1}")(x)
+        if cfg.dropout:
+            x = keras.layers.Dropout(cfg.dropout, name=f"head_dropout{i + 1}")(x)
+    outputs = keras.layers.Dense(1, dtype="float32", name="age")(x)
+    outputs = keras.layers.Reshape((), dtype="float32", name="age_scaled")(outputs)
+    model = keras.Model(inputs, outputs, name=f"{cfg.backbone}_{cfg.tune}")
+    trainable, frozen = count_params(model)
+    logging.info("%s: %d trainable, %d frozen parameters", model.name, trainable, frozen)
+    return model
+
+
+def count_params(model: keras.Model) -> tuple[int, int]:
+    """(trainable, non-trainable) parameter counts."""
+    trainable = sum(int(w.numpy().size) for w in model.trainable_weights)
+    frozen = sum(int(w.numpy().size) for w in model.non_trainable_weights)
+    return trainable, frozen
+
+
+def _macs(layer: keras.layers.Layer) -> int:
+    """Multiply-accumulates of one layer for one image (convolutions and dense only)."""
+    if isinstance(layer, keras.Model):
+        return sum(_macs(sub) for sub in layer.layers)
+    if isinstance(layer, keras.layers.DepthwiseConv2D):
+        _, h, w, c = layer.output.shape
+        kh, kw = layer.kernel_size
+        return h * w * c * kh * kw
+    if isinstance(layer, keras.layers.Conv2D):
+        _, h, w, cout = layer.output.shape
+        kh, kw = layer.kernel_size
+        cin = layer.input.shape[-1]
+        return h * w * cout * kh * kw * cin // layer.groups
+    if isinstance(layer, keras.layers.Dense):
+        in_shape = layer.input.shape
+        positions = 1
+        for d in in_shape[1:-1]:
+            positions *= d
+        return positions * in_shape[-1] * layer.units
+    return 0
+
+
+def count_macs(model: keras.Model) -> int:
+    """Multiply-accumulates per image, summed over the model graph's conv and dense layers.
+
+    Elementwise work (BatchNorm, activations, pooling, squeeze-excite scaling) is left out,
+    as in the papers' "MAdds"/"FLOPS" columns, which count multiply-adds.
+    """
+    return _macs(model)
+
+
+def table1(backbones: list[str], sizes: list[int | None], head_units=(512, 128)) -> list[dict]:
+    """The study's Table 1, one row per backbone and input size (None: its native size).
+
+    Columns: params of the published ImageNet classifier (what the study's "params" column
+    counts), params of our regression model, trainable params per tuning mode, and
+    multiply-accumulates (GMACs: the study's "GFLOPS" column counts multiply-adds) and
+    FLOPs (= 2 x MACs) of our model, computed from the built graph (weights=None).
+    """
+    rows = []
+    for name in backbones:
+        spec = BACKBONES[name]
+        for size in sizes:
+            size = size or spec.native_size
+            models = {tune: build_model(ModelConfig(backbone=name, image_size=size, weights="none",
+                                                    tune=tune, head_units=tuple(head_units)))
+                      for tune in TUNE_MODES}
+            classifier = spec.constructor(input_shape=(size, size, 3), include_top=True,
+                                          weights=None, classes=1000)
+            macs = count_macs(models["full"])
+            rows.append({
+                "backbone": name,
+                "input": size,
+                "expects": spec.expects,
+                "imagenet_classifier_params": classifier.count_params(),
+                "params": models["full"].count_params(),
+                "trainable_head": count_params(models["head"])[0],
+                "trainable_full": count_params(models["full"])[0],
+                "gmacs": macs / 1e9,
+                "gflops": 2 * macs / 1e9,
+                "classifier_gmacs": count_macs(classifier) / 1e9,
+            })
+            keras.backend.clear_session()
+    return rows
+
+
+def table1_markdown(rows: list[dict]) -> str:
+    """Formats table1() rows as a markdown table."""
+    head = ("| backbone | input | ImageNet classifier params | our params | trainable (head) "
+            "| trainable (full) | GMACs (study's \"GFLOPS\") | GFLOPs (2 x MACs) | classifier GMACs |\n"
+            "|---|---|---|---|---|---|---|---|---|\n")
+    body = "".join(
+        f"| {r['backbone']} | {r['input']} | {r['imagenet_classifier_params'] / 1e6:.2f}M "
+        f"| {r['params'] / 1e6:.2f}M | {r['trainable_head'] / 1e6:.3f}M "
+        f"| {r['trainable_full'] / 1e6:.2f}M | {r['gmacs']:.2f} | {r['gflops']:.2f} "
+        f"| {r['classifier_gmacs']:.2f} |\n"
+        for r in rows)
+    return head + body
