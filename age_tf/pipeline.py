@@ -92,13 +92,16 @@ def decode(data: tf.Tensor) -> tf.Tensor:
 
 
 def face_box(box: tf.Tensor, height: tf.Tensor, width: tf.Tensor, margin: float) -> tf.Tensor:
-    """Release face box [x1, y1, x2, y2] (1-based pixels) -> normalized [y1, x1, y2, x2] with margin.
+    """Release face box [x1, y1, x2, y2] -> crop_and_resize box [y1, x1, y2, x2] with margin.
 
-    The box may extend past the image; crop_and_resize fills outside with zeros.
+    The release gives MATLAB pixel coordinates (1-based, pixel centres); crop_and_resize
+    maps normalized v to pixel centre v * (size - 1), 0-based. The box may extend past the
+    image; crop_and_resize fills outside with zeros.
     """
-    x1, y1, x2, y2 = box[0] - 1.0, box[1] - 1.0, box[2], box[3]
+    x1, y1, x2, y2 = box[0] - 1.0, box[1] - 1.0, box[2] - 1.0, box[3] - 1.0
     mx, my = (x2 - x1) * margin, (y2 - y1) * margin
-    h, w = tf.cast(height, tf.float32), tf.cast(width, tf.float32)
+    h = tf.maximum(tf.cast(height, tf.float32) - 1.0, 1.0)
+    w = tf.maximum(tf.cast(width, tf.float32) - 1.0, 1.0)
     return tf.stack([(y1 - my) / h, (x1 - mx) / w, (y2 + my) / h, (x2 + mx) / w])
 
 
@@ -154,6 +157,9 @@ def make_dataset(
     boxes = (manifest[["face_x1", "face_y1", "face_x2", "face_y2"]].to_numpy(np.float32)
              if cfg.crop_faces else np.zeros((len(manifest), 4), np.float32))
     ds = tf.data.Dataset.from_tensor_slices((paths, ages, boxes))
+    # Evaluation keeps manifest order so predictions line up with rows; training trades
+    # order for throughput unless asked to be deterministic.
+    ordered = cfg.deterministic or not training
     batch_size = cfg.batch_size
     if input_context is not None:
         ds = ds.shard(input_context.num_input_pipelines, input_context.input_pipeline_id)
@@ -175,8 +181,8 @@ def make_dataset(
 
     # read_file of a missing file and decode of a broken one both raise; ignore_errors drops
     # that element only. The counters say how many were dropped.
-    ds = ds.map(read, num_parallel_calls=AUTOTUNE, deterministic=cfg.deterministic or None)
-    ds = ds.map(load, num_parallel_calls=AUTOTUNE, deterministic=cfg.deterministic or None)
+    ds = ds.map(read, num_parallel_calls=AUTOTUNE, deterministic=ordered or None)
+    ds = ds.map(load, num_parallel_calls=AUTOTUNE, deterministic=ordered or None)
     ds = ds.ignore_errors(log_warning=True)
     if counter is not None:
         ds = ds.map(count_ok)
@@ -192,12 +198,12 @@ def make_dataset(
         rand = tf.data.Dataset.random(seed=cfg.seed, rerandomize_each_iteration=True)
         ds = tf.data.Dataset.zip((ds, rand.batch(2)))
         ds = ds.map(lambda x, s: (random_flip(x[0], s), x[1]), num_parallel_calls=AUTOTUNE,
-                    deterministic=cfg.deterministic or None)
+                    deterministic=ordered or None)
     ds = ds.batch(batch_size, drop_remainder=training, num_parallel_calls=AUTOTUNE,
-                  deterministic=cfg.deterministic or None)
+                  deterministic=ordered or None)
     ds = ds.map(lambda x, y: (tf.cast(x, tf.float32), y))
     options = tf.data.Options()
-    options.deterministic = cfg.deterministic
+    options.deterministic = ordered
     # Elements come from one in-memory list of paths, not from files: shard by DATA.
     options.experimental_distribute.auto_shard_policy = tf.data.experimental.AutoShardPolicy.DATA
     ds = ds.with_options(options)

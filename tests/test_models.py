@@ -1,0 +1,134 @@
+"""Tests for age_tf.models: registry, normalization, tuning modes, weights, Table 1."""
+
+import keras
+import numpy as np
+import pytest
+
+from age_tf import models
+
+S = 32
+
+
+def _model(backbone="mobilenet_v2", tune="head", **kw):
+    return models.build_model(models.ModelConfig(backbone=backbone, image_size=S, weights="none",
+                                                 tune=tune, **kw))
+
+
+def _batch(n=4, seed=0):
+    rng = np.random.default_rng(seed)
+    return (rng.uniform(0, 255, (n, S, S, 3)).astype("float32"),
+            rng.uniform(0.1, 0.9, (n,)).astype("float32"))
+
+
+@pytest.mark.parametrize("backbone", sorted(models.BACKBONES))
+def test_builds_with_output_shape_and_dtype(backbone):
+    model = _model(backbone)
+    x, _ = _batch()
+    y = model(x)
+    assert tuple(y.shape) == (4,) and keras.backend.standardize_dtype(y.dtype) == "float32"
+    assert model.input_shape == (None, S, S, 3)
+
+
+def test_mobilenet_normalization_maps_to_minus1_1():
+    layer = _model("mobilenet_v2").get_layer("to_minus1_1")
+    out = np.asarray(layer(np.array([[[[0.0, 127.5, 255.0]]]], "float32")))
+    np.testing.assert_allclose(out.reshape(-1), [-1.0, 0.0, 1.0], atol=1e-6)
+
+
+def test_efficientnet_gets_raw_pixels_and_normalizes_inside():
+    model = _model("efficientnet_b3")
+    # Nothing between the input and the backbone: the pipeline's [0, 255] go straight in.
+    assert not any(isinstance(l, keras.layers.Rescaling) for l in model.layers)
+    backbone = model.get_layer("efficientnetb3")
+    assert any(isinstance(l, keras.layers.Rescaling) for l in backbone.layers)
+    assert any(isinstance(l, keras.layers.Normalization) for l in backbone.layers)
+
+
+def _train_step(model):
+    model.compile(optimizer=keras.optimizers.Adam(1e-2), loss="mae")
+    x, y = _batch(8)
+    model.fit(x, y, batch_size=4, epochs=1, verbose=0)
+
+
+def _snapshot(layer):
+    return [keras.ops.convert_to_numpy(w) for w in layer.weights]
+
+
+def test_head_mode_changes_only_head_and_keeps_bn_statistics():
+    model = _model("mobilenet_v2", "head")
+    backbone = [l for l in model.layers if isinstance(l, keras.Model)][0]
+    before_bb = _snapshot(backbone)
+    before_head = _snapshot(model.get_layer("head_dense1"))
+    trainable, frozen = models.count_params(model)
+    assert trainable == sum(np.prod(w.shape) for l in model.layers if l.name.startswith(("head", "age"))
+                            for w in l.weights)
+    _train_step(model)
+    for a, b in zip(before_bb, _snapshot(backbone)):  # includes BN moving mean/variance
+        np.testing.assert_array_equal(a, b)
+    assert any(not np.array_equal(a, b) for a, b in zip(before_head, _snapshot(model.get_layer("head_dense1"))))
+
+
+def test_full_mode_changes_backbone_and_bn_statistics():
+    model = _model("mobilenet_v2", "full")
+    backbone = [l for l in model.layers if isinstance(l, keras.Model)][0]
+    conv = backbone.get_layer("Conv1")
+    bn = backbone.get_layer("bn_Conv1")
+    before_conv, before_bn = keras.ops.convert_to_numpy(conv.kernel), keras.ops.convert_to_numpy(bn.moving_mean)
+    _train_step(model)
+    assert not np.array_equal(before_conv, keras.ops.convert_to_numpy(conv.kernel))
+    assert not np.array_equal(before_bn, keras.ops.convert_to_numpy(bn.moving_mean))
+
+
+def test_weights_from_file_give_identical_outputs(tmp_path):
+    cfg = models.ModelConfig(backbone="mobilenet_v2", image_size=S, weights="none")
+    first = models.build_backbone(cfg)
+    path = str(tmp_path / "backbone.weights.h5")
+    first.save_weights(path)
+    second = models.build_backbone(models.ModelConfig(backbone="mobilenet_v2", image_size=S, weights=path))
+    x, _ = _batch()
+    np.testing.assert_allclose(np.asarray(first(x)), np.asarray(second(x)), rtol=0, atol=0)
+
+
+def test_imagenet_offline_error_says_where_to_put_the_file(monkeypatch):
+    def offline(**kw):
+        raise OSError("URL fetch failure: no network")
+
+    monkeypatch.setitem(models.BACKBONES, "mobilenet_v2", models.BACKBONES["mobilenet_v2"].__class__(
+        **{**models.BACKBONES["mobilenet_v2"].__dict__, "constructor": offline}))
+    with pytest.raises(RuntimeError, match=r"mobilenet_v2_weights_tf_dim_ordering.*no_top.h5 in .*models/"):
+        models.build_backbone(models.ModelConfig(weights="imagenet"))
+
+
+def test_mixed_precision_output_is_float32():
+    keras.mixed_precision.set_global_policy("mixed_float16")
+    try:
+        model = _model("mobilenet_v2")
+        assert keras.backend.standardize_dtype(model(_batch()[0]).dtype) == "float32"
+        assert model.get_layer("head_dense1").compute_dtype == "float16"
+    finally:
+        keras.mixed_precision.set_global_policy("float32")
+
+
+def test_macs_known_answer_mobilenet_v2_224():
+    # Sandler et al. 2018: MobileNetV2 1.0 at 224 has 300M multiply-adds.
+    backbone = models.build_backbone(models.ModelConfig(image_size=224, weights="none"))
+    assert abs(models.count_macs(backbone) / 300e6 - 1) < 0.01
+
+
+@pytest.mark.parametrize("kw, message", [
+    (dict(backbone="resnet"), "not registered"), (dict(tune="some"), "--tune"),
+    (dict(weights="/no/such/file.h5"), "--weights"), (dict(image_size=8), "--image_size"),
+])
+def test_config_errors(kw, message):
+    with pytest.raises(ValueError, match=message):
+        models.ModelConfig(**kw).validate()
+
+
+def test_table1_rows():
+    rows = models.table1(["mobilenet_v2"], [64])
+    r = rows[0]
+    assert r["imagenet_classifier_params"] == 3538984  # keras.applications MobileNetV2
+    assert r["trainable_head"] == 1280 * 512 + 512 + 512 * 128 + 128 + 129
+    assert r["trainable_full"] > r["trainable_head"]
+    assert abs(r["gflops"] - 2 * r["gmacs"]) < 1e-9
+    assert "| mobilenet_v2 | 64 |" in models.table1_markdown(rows)

@@ -1,0 +1,176 @@
+"""Tests for age_tf.pipeline: decode, resize, flip, caching, skipping broken files."""
+
+import io
+import os
+
+import numpy as np
+import pandas as pd
+import pytest
+import tensorflow as tf
+from PIL import Image
+
+from age_tf import labels, pipeline
+
+S = 32  # tiny network input for tests
+
+
+def _img(path, arr, fmt="JPEG", mode=None):
+    img = Image.fromarray(arr)
+    if mode:
+        img = img.convert(mode)
+    buf = io.BytesIO()
+    img.save(buf, format=fmt, quality=95)
+    path.write_bytes(buf.getvalue())
+    return path.name
+
+
+def _half(h=40, w=60):
+    """Left half black, right half white: a flip is obvious."""
+    arr = np.zeros((h, w, 3), np.uint8)
+    arr[:, w // 2:] = 255
+    return arr
+
+
+@pytest.fixture
+def folder(tmp_path):
+    rows = []
+    for i in range(6):
+        rows.append((_img(tmp_path / f"ok{i}.jpg", _half()), 20 + i))
+    rows.append((_img(tmp_path / "gray.jpg", _half(), mode="L"), 50))
+    rows.append((_img(tmp_path / "png.jpg", _half(), fmt="PNG"), 60))
+    df = pd.DataFrame(rows, columns=["path", "age"])
+    for c, v in zip(["face_x1", "face_y1", "face_x2", "face_y2"], [1, 1, 60, 40]):
+        df[c] = float(v)
+    return df, str(tmp_path)
+
+
+def _collect(ds):
+    xs, ys = [], []
+    for x, y in ds:
+        xs.append(x.numpy())
+        ys.append(y.numpy())
+    return np.concatenate(xs), np.concatenate(ys)
+
+
+def test_shapes_dtypes_ranges_labels(folder):
+    df, root = folder
+    cfg = pipeline.PipelineConfig(image_size=S, batch_size=4)
+    x, y = _collect(pipeline.make_dataset(df, root, cfg, training=False))
+    assert x.shape == (8, S, S, 3) and x.dtype == np.float32
+    assert x.min() >= 0 and x.max() <= 255 and x.max() > 200
+    np.testing.assert_allclose(y, labels.to_label(df["age"].to_numpy(np.float32)))
+    assert y.dtype == np.float32
+
+
+def test_grayscale_and_png_become_rgb(folder):
+    df, root = folder
+    for name in ("gray.jpg", "png.jpg"):
+        img = pipeline.decode(tf.io.read_file(os.path.join(root, name)))
+        assert img.shape[-1] == 3 and img.dtype == tf.uint8
+        # Left black, right white survive decoding.
+        assert img.numpy()[:, :20].mean() < 30 and img.numpy()[:, 40:].mean() > 220
+
+
+def test_resize_eager_equals_in_dataset_map(folder):
+    df, root = folder
+    data = tf.io.read_file(os.path.join(root, df["path"][0]))
+    eager = pipeline.resize(pipeline.decode(data), S)
+    mapped = next(iter(tf.data.Dataset.from_tensors(data).map(
+        lambda d: pipeline.resize(pipeline.decode(d), S))))
+    np.testing.assert_array_equal(eager.numpy(), mapped.numpy())
+    assert eager.shape == (S, S, 3) and eager.dtype == tf.uint8
+
+
+def test_flip_eager_equals_in_dataset_map():
+    img = tf.constant(_half(8, 8))
+    for i in range(6):
+        seed = tf.constant([1, i], tf.int64)
+        eager = pipeline.random_flip(img, seed)
+        mapped = next(iter(tf.data.Dataset.from_tensors((img, seed)).map(pipeline.random_flip)))
+        np.testing.assert_array_equal(eager.numpy(), mapped.numpy())
+
+
+def test_crop_face_box_eager_and_mapped():
+    arr = np.zeros((100, 100, 3), np.uint8)
+    arr[20:60, 30:70] = 200  # the "face"
+    box = tf.constant([31.0, 21.0, 70.0, 60.0])  # 1-based x1, y1, x2, y2
+    eager = pipeline.resize(tf.constant(arr), 20, box, margin=0.0).numpy()
+    assert eager.min() >= 190  # only face pixels
+    mapped = next(iter(tf.data.Dataset.from_tensors(tf.constant(arr)).map(
+        lambda a: pipeline.resize(a, 20, box, margin=0.0)))).numpy()
+    np.testing.assert_array_equal(eager, mapped)
+    wide = pipeline.resize(tf.constant(arr), 20, box, margin=0.25).numpy()
+    assert wide[0, 0].max() == 0 and wide[10, 10].min() >= 190  # border now included
+
+
+def _flipped(x):
+    return x[:, :, : x.shape[2] // 2].mean(axis=(1, 2, 3)) > 128
+
+
+def test_flip_about_half_on_train_never_on_eval(tmp_path):
+    name = _img(tmp_path / "a.jpg", _half(16, 16))
+    df = pd.DataFrame({"path": [name] * 400, "age": [30] * 400})
+    cfg = pipeline.PipelineConfig(image_size=16, batch_size=50, cache="memory", seed=3)
+    train = pipeline.make_dataset(df, str(tmp_path), cfg, training=True)
+    x, _ = _collect(train)
+    share = _flipped(x).mean()
+    assert 0.4 < share < 0.6  # binomial n=400: sd 0.025
+    x2, _ = _collect(train)
+    assert (_flipped(x2) != _flipped(x)).any()  # new flips every epoch
+    for ds in (pipeline.make_dataset(df, str(tmp_path), cfg, training=False),):
+        xe, _ = _collect(ds)
+        assert not _flipped(xe).any()
+
+
+def test_corrupt_and_missing_files_skipped_and_counted(folder, tmp_path):
+    df, root = folder
+    good = open(os.path.join(root, df["path"][0]), "rb").read()
+    (tmp_path / "trunc.jpg").write_bytes(good[: len(good) // 3])
+    bad = pd.DataFrame({"path": [str(tmp_path / "trunc.jpg"), str(tmp_path / "gone.jpg")],
+                        "age": [1, 2]})
+    df = pd.concat([df[["path", "age"]], bad], ignore_index=True)
+    counter = pipeline.DecodeCounter()
+    cfg = pipeline.PipelineConfig(image_size=S, batch_size=3)
+    x, y = _collect(pipeline.make_dataset(df, root, cfg, training=False, counter=counter))
+    assert len(x) == 8  # the epoch goes on past the broken files
+    assert counter.skipped == 2 and int(counter.attempted.numpy()) == 10
+
+
+def test_cache_memory_and_disk(folder, tmp_path):
+    df, root = folder
+    for cache in ("memory", str(tmp_path / "cache")):
+        counter = pipeline.DecodeCounter()
+        cfg = pipeline.PipelineConfig(image_size=S, batch_size=4, cache=cache)
+        ds = pipeline.make_dataset(df, root, cfg, training=False, counter=counter)
+        a, _ = _collect(ds)
+        b, _ = _collect(ds)
+        np.testing.assert_array_equal(a, b)
+        assert int(counter.attempted.numpy()) == 8  # second epoch read no file
+    assert os.listdir(tmp_path / "cache")
+
+
+def test_deterministic_mode_reproducible(folder):
+    df, root = folder
+    cfg = pipeline.PipelineConfig(image_size=S, batch_size=2, deterministic=True, seed=5)
+    a = _collect(pipeline.make_dataset(df, root, cfg, training=True))
+    b = _collect(pipeline.make_dataset(df, root, cfg, training=True))
+    np.testing.assert_array_equal(a[0], b[0])
+    np.testing.assert_array_equal(a[1], b[1])
+
+
+def test_sharding_by_input_context(folder):
+    df, root = folder
+    cfg = pipeline.PipelineConfig(image_size=S, batch_size=4)
+    seen = []
+    for pid in range(2):
+        ctx = tf.distribute.InputContext(num_input_pipelines=2, input_pipeline_id=pid,
+                                         num_replicas_in_sync=2)
+        x, y = _collect(pipeline.make_dataset(df, root, cfg, training=False, input_context=ctx))
+        seen.append(set(np.round(y * 100).astype(int)))
+        assert max(len(b) for b in [y]) <= 8
+    assert not seen[0] & seen[1] and len(seen[0] | seen[1]) == 8
+
+
+def test_load_manifest_errors(tmp_path):
+    with pytest.raises(FileNotFoundError, match="train.csv not found: --data_dir must be"):
+        pipeline.load_manifest(str(tmp_path), "train")
