@@ -1,6 +1,6 @@
 """tf.data input pipeline: manifest CSV -> decoded, resized, augmented image batches.
 
-The pipeline yields float32 images in [0, 255]. Each backbone's own normalization is the
+The pipeline yields uint8 RGB images (pixel values 0-255). Each backbone's own normalization is the
 first layer of the model (see models.py), so a batch can never be normalized twice and the
 exported model takes the same pixels as the pipeline.
 """
@@ -32,7 +32,9 @@ class PipelineConfig:
       face_margin: extra border around the face box, as a share of the box size per side.
       cache: '' (no cache), 'memory', or a directory for an on-disk cache of the decoded,
         resized uint8 images (later epochs skip JPEG decoding).
-      shuffle_buffer: shuffle buffer size for training (0: the whole split).
+      shuffle_buffer: training shuffles the whole file list every epoch (cheap: paths only);
+        with a cache, whose order is fixed by the first epoch, decoded images are mixed
+        again in a buffer of this many images.
       deterministic: reproducible element order and augmentation (slower: no reordering
         of parallel work).
       seed: seeds shuffling and flips.
@@ -43,7 +45,7 @@ class PipelineConfig:
     crop_faces: bool = False
     face_margin: float = 0.4
     cache: str = ""
-    shuffle_buffer: int = 0
+    shuffle_buffer: int = 1024
     deterministic: bool = False
     seed: int = 0
 
@@ -85,8 +87,16 @@ def load_manifest(data_dir: str, split: str) -> tuple[pd.DataFrame, str]:
 
 
 def decode(data: tf.Tensor) -> tf.Tensor:
-    """JPEG or PNG bytes (whatever the file name says) -> uint8 RGB (grayscale/CMYK converted)."""
-    image = tf.io.decode_image(data, channels=3, expand_animations=False)
+    """JPEG or PNG bytes (whatever the file name says) -> uint8 RGB (grayscale/CMYK converted).
+
+    JPEG, nearly every file, goes straight to decode_jpeg; decode_image's format dispatch
+    measured ~15% slower per image.
+    """
+    image = tf.cond(
+        tf.io.is_jpeg(data),
+        lambda: tf.io.decode_jpeg(data, channels=3),
+        lambda: tf.io.decode_image(data, channels=3, expand_animations=False),
+    )
     image.set_shape([None, None, 3])
     return image
 
@@ -106,23 +116,31 @@ def face_box(box: tf.Tensor, height: tf.Tensor, width: tf.Tensor, margin: float)
 
 
 def resize(image: tf.Tensor, size: int, box: tf.Tensor | None = None, margin: float = 0.0) -> tf.Tensor:
-    """uint8 image -> uint8 size x size (bilinear, antialiased when shrinking).
+    """uint8 image -> uint8 size x size, bilinear.
+
+    No antialiasing: it costs 3x the time of the whole decode + resize (measured: 780 vs
+    2,500 images/s on 200-400 px crops), and release crops are within about 2x of 256 px,
+    where bilinear aliasing is slight.
 
     With `box`, crops the face (plus margin) and resizes in one step.
     """
     if box is None:
-        out = tf.image.resize(image, [size, size], method="bilinear", antialias=True)
+        out = tf.image.resize(image, [size, size], method="bilinear")
     else:
         shape = tf.shape(image)
         nbox = face_box(box, shape[0], shape[1], margin)
         out = tf.image.crop_and_resize(
             tf.cast(image, tf.float32)[None], nbox[None], [0], [size, size])[0]
     # uint8 keeps the cache 4x smaller than float32 (21k images at 256: 4 GB, not 16).
-    return tf.cast(tf.clip_by_value(tf.round(out), 0, 255), tf.uint8)
+    return tf.saturate_cast(out + 0.5, tf.uint8)  # round half up, clip to [0, 255]
 
 
 def random_flip(image: tf.Tensor, seed: tf.Tensor) -> tf.Tensor:
-    """Mirrors left-right with p = 0.5, drawn from a stateless seed (reproducible)."""
+    """Mirrors one image left-right with p = 0.5, drawn from a stateless seed (shape [2]).
+
+    tf.image's op flips in place of a select: a tf.where over both versions measured 8x
+    slower.
+    """
     return tf.image.stateless_random_flip_left_right(image, seed)
 
 
@@ -136,8 +154,8 @@ def make_dataset(
 ) -> tf.data.Dataset:
     """Builds the dataset for one split.
 
-    Order: read -> decode -> (crop) resize -> cache -> shuffle (train) -> flip (train) ->
-    batch -> to float32 -> prefetch.
+    Order: shuffle paths (train) -> read, decode, (crop) resize -> cache -> shuffle
+    buffer (train, with cache) -> flip (train) -> batch -> prefetch.
 
     Args:
       manifest: rows with `path` (relative to images_dir) and `age`; with `crop_faces`,
@@ -150,13 +168,15 @@ def make_dataset(
         per input pipeline and uses the per-replica batch size.
 
     Returns:
-      A dataset of (images float32 [B, S, S, 3] in [0, 255], labels float32 [B]).
+      A dataset of (images uint8 [B, S, S, 3], labels float32 [B] = age / AGE_SCALE).
     """
     paths = np.array([os.path.join(images_dir, p) for p in manifest["path"]])
     ages = labels.to_label(manifest["age"].to_numpy(dtype=np.float32))
     boxes = (manifest[["face_x1", "face_y1", "face_x2", "face_y2"]].to_numpy(np.float32)
              if cfg.crop_faces else np.zeros((len(manifest), 4), np.float32))
     ds = tf.data.Dataset.from_tensor_slices((paths, ages, boxes))
+    if training:
+        ds = ds.shuffle(max(len(manifest), 1), seed=cfg.seed, reshuffle_each_iteration=True)
     # Evaluation keeps manifest order so predictions line up with rows; training trades
     # order for throughput unless asked to be deterministic.
     ordered = cfg.deterministic or not training
@@ -165,13 +185,10 @@ def make_dataset(
         ds = ds.shard(input_context.num_input_pipelines, input_context.input_pipeline_id)
         batch_size = input_context.get_per_replica_batch_size(cfg.batch_size)
 
-    def read(path, age, box):
+    def load(path, age, box):
         if counter is not None:
             counter.attempted.assign_add(1)
-        return tf.io.read_file(path), age, box
-
-    def load(data, age, box):
-        image = decode(data)
+        image = decode(tf.io.read_file(path))
         image = resize(image, cfg.image_size, box if cfg.crop_faces else None, cfg.face_margin)
         return image, age
 
@@ -179,9 +196,9 @@ def make_dataset(
         counter.decoded.assign_add(1)
         return image, age
 
-    # read_file of a missing file and decode of a broken one both raise; ignore_errors drops
-    # that element only. The counters say how many were dropped.
-    ds = ds.map(read, num_parallel_calls=AUTOTUNE, deterministic=ordered or None)
+    # One fused map: fewer tf.data stages, less per-element overhead. read_file of a missing
+    # file and decode of a broken one both raise; ignore_errors drops that element only,
+    # and the counters say how many were dropped.
     ds = ds.map(load, num_parallel_calls=AUTOTUNE, deterministic=ordered or None)
     ds = ds.ignore_errors(log_warning=True)
     if counter is not None:
@@ -191,17 +208,19 @@ def make_dataset(
     elif cfg.cache:
         os.makedirs(cfg.cache, exist_ok=True)
         ds = ds.cache(os.path.join(cfg.cache, "train" if training else "eval"))
+    if training and cfg.cache:
+        ds = ds.shuffle(cfg.shuffle_buffer, seed=cfg.seed + 1, reshuffle_each_iteration=True)
     if training:
-        buffer = cfg.shuffle_buffer or max(len(manifest), 1)
-        ds = ds.shuffle(buffer, seed=cfg.seed, reshuffle_each_iteration=True)
-        # A fresh random stream each epoch, deterministic given the seed.
-        rand = tf.data.Dataset.random(seed=cfg.seed, rerandomize_each_iteration=True)
-        ds = tf.data.Dataset.zip((ds, rand.batch(2)))
-        ds = ds.map(lambda x, s: (random_flip(x[0], s), x[1]), num_parallel_calls=AUTOTUNE,
-                    deterministic=ordered or None)
+        # A random stream that changes every epoch gives each image a stateless flip seed:
+        # reproducible given cfg.seed.
+        rand = tf.data.Dataset.random(seed=cfg.seed, rerandomize_each_iteration=True).batch(2)
+        ds = tf.data.Dataset.zip((ds, rand)).map(
+            lambda item, seed: (random_flip(item[0], seed), item[1]),
+            num_parallel_calls=AUTOTUNE, deterministic=ordered or None)
+    # Batches stay uint8: 4x less memory traffic and host-to-GPU copying than float32; the
+    # model's input layer casts to float.
     ds = ds.batch(batch_size, drop_remainder=training, num_parallel_calls=AUTOTUNE,
                   deterministic=ordered or None)
-    ds = ds.map(lambda x, y: (tf.cast(x, tf.float32), y))
     options = tf.data.Options()
     options.deterministic = ordered
     # Elements come from one in-memory list of paths, not from files: shard by DATA.

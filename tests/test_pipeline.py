@@ -56,7 +56,7 @@ def test_shapes_dtypes_ranges_labels(folder):
     df, root = folder
     cfg = pipeline.PipelineConfig(image_size=S, batch_size=4)
     x, y = _collect(pipeline.make_dataset(df, root, cfg, training=False))
-    assert x.shape == (8, S, S, 3) and x.dtype == np.float32
+    assert x.shape == (8, S, S, 3) and x.dtype == np.uint8
     assert x.min() >= 0 and x.max() <= 255 and x.max() > 200
     np.testing.assert_allclose(y, labels.to_label(df["age"].to_numpy(np.float32)))
     assert y.dtype == np.float32
