@@ -64,6 +64,10 @@ class ModelConfig:
     tune: str = "head"  # 'head': backbone frozen; 'full': everything trainable
     head_units: tuple[int, ...] = (512, 128)
     dropout: float = 0.0
+    # BatchNorm momentum of the backbone; None keeps Keras' (0.999 for MobileNetV2, 0.99 for
+    # EfficientNet), right for ImageNet weights. Training from scratch on a short run needs
+    # ~0.9, or the moving statistics are still near their initial values when validating.
+    bn_momentum: float | None = None
 
     def validate(self) -> None:
         if self.backbone not in BACKBONES:
@@ -73,6 +77,8 @@ class ModelConfig:
             raise ValueError(f"--tune must be one of {TUNE_MODES}, got {self.tune!r}")
         if self.image_size < 32:
             raise ValueError(f"--image_size must be >= 32, got {self.image_size}")
+        if self.bn_momentum is not None and not 0 < self.bn_momentum < 1:
+            raise ValueError(f"--bn_momentum must be in (0, 1), got {self.bn_momentum}")
         if not 0 <= self.dropout < 1:
             raise ValueError(f"--dropout must be in [0, 1), got {self.dropout}")
         if self.weights not in ("imagenet", "none") and not os.path.isfile(self.weights):
@@ -120,6 +126,10 @@ def build_model(cfg: ModelConfig) -> keras.Model:
     cfg.validate()
     spec = BACKBONES[cfg.backbone]
     backbone = build_backbone(cfg)
+    if cfg.bn_momentum is not None:
+        for layer in backbone.layers:
+            if isinstance(layer, keras.layers.BatchNormalization):
+                layer.momentum = cfg.bn_momentum
     inputs = keras.Input((cfg.image_size, cfg.image_size, 3), name="image")
     x = spec.normalization()(inputs) if spec.normalization else inputs
     if cfg.tune == "head":

@@ -1,0 +1,147 @@
+"""Keras callbacks of the training loop: validation correlations, history, best model, TensorBoard."""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+from typing import Callable
+
+import keras
+import numpy as np
+import pandas as pd
+import tensorflow as tf
+from absl import logging
+
+from age_tf import labels, metrics
+
+
+def atomic_write_text(path: str, text: str) -> None:
+    """Write, then rename: a kill at any moment leaves the old file or the new one."""
+    tmp = f"{path}.tmp-{os.getpid()}"
+    with open(tmp, "w") as f:
+        f.write(text)
+        f.flush()
+        os.fsync(f.fileno())
+    os.replace(tmp, path)
+
+
+class CorrelationCallback(keras.callbacks.Callback):
+    """At each epoch's end, predicts the validation set and adds to the logs:
+    val_loss (MAE in label units, the study's loss), val_mae_years, val_plcc, val_srocc.
+
+    Put it first in the callback list, so checkpointing, early stopping and TensorBoard
+    see these values.
+    """
+
+    def __init__(self, predict_fn: Callable[[], tuple[np.ndarray, np.ndarray]], prefix: str = "val_"):
+        """Args:
+          predict_fn: returns (labels, predictions) of the whole validation set, in label
+            units; the trainer's runs under the distribution strategy.
+          prefix: log key prefix.
+        """
+        super().__init__()
+        self.predict_fn = predict_fn
+        self.prefix = prefix
+        self.last: dict[str, float] = {}  # the values of the latest epoch
+
+    def on_epoch_end(self, epoch, logs=None):
+        y_true, y_pred = self.predict_fn()
+        years = metrics.regression_metrics(labels.to_years(y_true), labels.to_years(y_pred))
+        values = {
+            "loss": float(np.mean(np.abs(y_pred - y_true))),
+            "mae_years": years["mae_years"],
+            "plcc": years["plcc"],
+            "srocc": years["srocc"],
+        }
+        self.last = {self.prefix + k: v for k, v in values.items()}
+        if logs is not None:
+            logs.update(self.last)
+
+
+class HistoryCSV(keras.callbacks.Callback):
+    """history.csv, one row per epoch, rewritten atomically; a resumed run drops rows past
+    its checkpoint so the file never holds an epoch twice."""
+
+    def __init__(self, path: str, initial_epoch: int):
+        super().__init__()
+        self.path = path
+        self.rows: list[dict] = []
+        if os.path.exists(path) and initial_epoch > 0:
+            old = pd.read_csv(path)
+            self.rows = old[old["epoch"] < initial_epoch].to_dict("records")
+
+    def on_epoch_end(self, epoch, logs=None):
+        self.rows.append({"epoch": epoch, **{k: float(v) for k, v in (logs or {}).items()}})
+        atomic_write_text(self.path, pd.DataFrame(self.rows).to_csv(index=False))
+
+
+class BestWeights(keras.callbacks.Callback):
+    """Saves the weights whenever the monitored log value improves.
+
+    The best value lives in a JSON beside the weights, so a resumed run compares against
+    the best of the whole run, not of its own epochs.
+    """
+
+    def __init__(self, path: str, monitor: str, mode: str):
+        super().__init__()
+        if mode not in ("min", "max"):
+            raise ValueError(f"mode must be 'min' or 'max', got {mode!r}")
+        self.path, self.monitor, self.mode = path, monitor, mode
+        self.state_path = path + ".json"
+        self.best = math.inf if mode == "min" else -math.inf
+        self.best_epoch = -1
+        if os.path.exists(self.state_path) and os.path.exists(path):
+            with open(self.state_path) as f:
+                state = json.load(f)
+            self.best, self.best_epoch = state["value"], state["epoch"]
+
+    def _better(self, value: float) -> bool:
+        if value is None or math.isnan(value):
+            return False
+        return value < self.best if self.mode == "min" else value > self.best
+
+    def on_epoch_end(self, epoch, logs=None):
+        value = (logs or {}).get(self.monitor)
+        if value is None:
+            raise KeyError(f"--monitor={self.monitor!r} is not among the logs {sorted(logs or {})}")
+        if self._better(float(value)):
+            tmp = self.path.replace(".weights.h5", ".tmp.weights.h5")
+            self.model.save_weights(tmp)
+            os.replace(tmp, self.path)
+            self.best, self.best_epoch = float(value), epoch
+            atomic_write_text(self.state_path, json.dumps(
+                {"monitor": self.monitor, "value": self.best, "epoch": epoch}))
+            logging.info("epoch %d: %s improved to %.5f, saved %s", epoch + 1, self.monitor,
+                         self.best, self.path)
+
+
+class TensorBoardLogger(keras.callbacks.Callback):
+    """Per-epoch scalars to <log_dir>/train and <log_dir>/validation (same tag in both, so
+    TensorBoard overlays train and val curves), learning rate, and the run's flags as text."""
+
+    def __init__(self, log_dir: str, flags_text: str = "", initial_epoch: int = 0):
+        super().__init__()
+        self.train_writer = tf.summary.create_file_writer(os.path.join(log_dir, "train"))
+        self.val_writer = tf.summary.create_file_writer(os.path.join(log_dir, "validation"))
+        self.flags_text = flags_text
+        self.initial_epoch = initial_epoch
+
+    def on_train_begin(self, logs=None):
+        if self.flags_text:
+            with self.train_writer.as_default():
+                # Markdown code block: TensorBoard renders text summaries as markdown.
+                tf.summary.text("flags", "```\n" + self.flags_text + "\n```", step=self.initial_epoch)
+
+    def on_epoch_end(self, epoch, logs=None):
+        for key, value in (logs or {}).items():
+            is_val = key.startswith("val_")
+            writer = self.val_writer if is_val else self.train_writer
+            with writer.as_default():
+                tf.summary.scalar(key[4:] if is_val else key, float(value), step=epoch + 1)
+        self.train_writer.flush()
+        self.val_writer.flush()
+
+    def on_train_end(self, logs=None):
+        self.train_writer.close()
+        self.val_writer.close()

@@ -1,0 +1,58 @@
+"""SavedModel export with two serving signatures, both returning age in years."""
+
+from __future__ import annotations
+
+import os
+import shutil
+
+import keras
+import tensorflow as tf
+
+from age_tf import labels, pipeline
+
+IMAGES_SIGNATURE = "serving_default"
+BYTES_SIGNATURE = "serve_bytes"
+
+
+def export_saved_model(model: keras.Model, image_size: int, export_dir: str) -> str:
+    """Writes a SavedModel to export_dir (replacing an earlier export atomically).
+
+    Signatures:
+      serving_default(images): float32 [N, S, S, 3] pixels in [0, 255] -> {'age': [N] years}.
+      serve_bytes(image_bytes): string [N] encoded JPEG/PNG -> {'age': [N] years}; decoding,
+        resizing and normalization happen in the graph, exactly as in the input pipeline.
+
+    Returns:
+      export_dir.
+    """
+    size = image_size
+
+    def years(images):
+        return {"age": labels.to_years(tf.cast(model(images, training=False), tf.float32))}
+
+    @tf.function(input_signature=[tf.TensorSpec([None, size, size, 3], tf.float32, name="images")])
+    def serve_images(images):
+        return years(images)
+
+    @tf.function(input_signature=[tf.TensorSpec([None], tf.string, name="image_bytes")])
+    def serve_bytes(image_bytes):
+        images = tf.map_fn(
+            lambda data: pipeline.resize(pipeline.decode(data), size),
+            image_bytes, fn_output_signature=tf.TensorSpec([size, size, 3], tf.uint8))
+        return years(tf.cast(images, tf.float32))
+
+    archive = keras.export.ExportArchive()
+    archive.track(model)
+    archive.add_endpoint(IMAGES_SIGNATURE, serve_images)
+    archive.add_endpoint(BYTES_SIGNATURE, serve_bytes)
+    export_dir = export_dir.rstrip("/")
+    tmp, old = f"{export_dir}.tmp", f"{export_dir}.old"
+    shutil.rmtree(tmp, ignore_errors=True)
+    archive.write_out(tmp, verbose=False)
+    # Swap in the new export; a crash in between leaves export.old, never half an export.
+    if os.path.exists(export_dir):
+        shutil.rmtree(old, ignore_errors=True)
+        os.replace(export_dir, old)
+    os.replace(tmp, export_dir)
+    shutil.rmtree(old, ignore_errors=True)
+    return export_dir

@@ -1,0 +1,46 @@
+"""Agreement between predicted and true ages: PLCC, SROCC, MAE, RMSE, CS@k, bootstrap CIs."""
+
+from __future__ import annotations
+
+import numpy as np
+from scipy.stats import rankdata
+
+
+def plcc(y_true, y_pred) -> float:
+    """Pearson linear correlation; NaN when either side is constant."""
+    a = np.asarray(y_true, np.float64) - np.mean(y_true)
+    b = np.asarray(y_pred, np.float64) - np.mean(y_pred)
+    denom = np.sqrt((a * a).sum() * (b * b).sum())
+    return float((a * b).sum() / denom) if denom > 0 else float("nan")
+
+
+def srocc(y_true, y_pred) -> float:
+    """Spearman rank correlation: Pearson of ranks, ties given their average rank (as scipy)."""
+    return plcc(rankdata(y_true), rankdata(y_pred))
+
+
+def regression_metrics(true_years, pred_years) -> dict:
+    """MAE, RMSE, PLCC, SROCC and CS@5 in years (CS@5: share within 5 years)."""
+    t = np.asarray(true_years, np.float64)
+    p = np.asarray(pred_years, np.float64)
+    err = np.abs(p - t)
+    return {
+        "mae_years": float(err.mean()),
+        "rmse_years": float(np.sqrt(((p - t) ** 2).mean())),
+        "plcc": plcc(t, p),
+        "srocc": srocc(t, p),
+        "cs5": float((err <= 5).mean()),
+    }
+
+
+def bootstrap_ci(true_years, pred_years, fn, n: int = 1000, seed: int = 0, level: float = 0.95):
+    """Percentile bootstrap interval of fn(true, pred) over resampled images."""
+    t = np.asarray(true_years, np.float64)
+    p = np.asarray(pred_years, np.float64)
+    rng = np.random.default_rng(seed)
+    stats = []
+    for _ in range(n):
+        idx = rng.integers(0, len(t), len(t))
+        stats.append(fn(t[idx], p[idx]))
+    lo, hi = np.nanpercentile(stats, [(1 - level) / 2 * 100, (1 + level) / 2 * 100])
+    return float(lo), float(hi)
