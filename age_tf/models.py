@@ -68,6 +68,11 @@ class ModelConfig:
     # EfficientNet), right for ImageNet weights. Training from scratch on a short run needs
     # ~0.9, or the moving statistics are still near their initial values when validating.
     bn_momentum: float | None = None
+    # Batch statistics all-reduced across replicas while BatchNorm trains ('full' mode):
+    # every replica then applies the same moving-average update, so multi-worker copies stay
+    # identical and results match one device with the global batch. Costs one small
+    # all-reduce per BatchNorm layer per step; no effect on one device.
+    sync_batchnorm: bool = False
 
     def validate(self) -> None:
         if self.backbone not in BACKBONES:
@@ -126,10 +131,11 @@ def build_model(cfg: ModelConfig) -> keras.Model:
     cfg.validate()
     spec = BACKBONES[cfg.backbone]
     backbone = build_backbone(cfg)
-    if cfg.bn_momentum is not None:
-        for layer in backbone.layers:
-            if isinstance(layer, keras.layers.BatchNormalization):
+    for layer in backbone.layers:
+        if isinstance(layer, keras.layers.BatchNormalization):
+            if cfg.bn_momentum is not None:
                 layer.momentum = cfg.bn_momentum
+            layer.synchronized = cfg.sync_batchnorm
     inputs = keras.Input((cfg.image_size, cfg.image_size, 3), name="image")
     x = spec.normalization()(inputs) if spec.normalization else inputs
     if cfg.tune == "head":

@@ -192,13 +192,19 @@ def train_and_evaluate(cfg: TrainConfig, strategy: tf.distribute.Strategy | None
     keras.utils.set_random_seed(cfg.seed)  # same initial head weights on every worker
     keras.mixed_precision.set_global_policy(cfg.precision)
     logging.info(
-        "strategy %s: %d replica(s), global batch %d (%d per replica), %d steps/epoch, "
+        "strategy %s (%s): %d replica(s), global batch %d (%d per replica), %d steps/epoch, "
         "%d epochs, %d train / %d val images, seed %d, %s, XLA %s",
-        type(strategy).__name__, replicas, batch, batch // replicas, steps_per_epoch,
+        cfg.strategy, type(strategy).__name__, replicas, batch, batch // replicas, steps_per_epoch,
         cfg.epochs, len(train_df), len(val_df), cfg.seed, cfg.precision, cfg.jit_compile)
 
+    # Synchronized BatchNorm only means something with several replicas training BN.
+    sync_bn = cfg.model.sync_batchnorm and replicas > 1 and cfg.model.tune == "full"
+    if sync_bn and cfg.jit_compile:
+        raise ValueError(
+            "--jit_compile cannot be combined with --sync_batchnorm on several replicas (the "
+            "all-reduce inside an XLA-compiled step is not allowed); pass --nosync_batchnorm")
     with strategy.scope():
-        model = models.build_model(cfg.model)
+        model = models.build_model(dataclasses.replace(cfg.model, sync_batchnorm=sync_bn))
         optimizer = keras.optimizers.Adam(make_schedule(cfg, steps_per_epoch))
         if cfg.precision == "mixed_float16":
             optimizer = keras.optimizers.LossScaleOptimizer(optimizer)
@@ -257,7 +263,8 @@ def train_and_evaluate(cfg: TrainConfig, strategy: tf.distribute.Strategy | None
                 "learning_rate": float(keras.ops.convert_to_numpy(optimizer.learning_rate)),
                 "images_per_second": steps_per_epoch * batch / train_seconds}
         callback_list.on_epoch_end(epoch, logs)
-        logs.update(correlation.last)  # CallbackList hands callbacks a copy of `logs`        epoch_var.assign(epoch + 1)
+        logs.update(correlation.last)  # CallbackList hands callbacks a copy of `logs`
+        epoch_var.assign(epoch + 1)
         manager.save(checkpoint_number=epoch + 1)
         last_logs = logs
         logging.info(
@@ -286,16 +293,19 @@ def train_and_evaluate(cfg: TrainConfig, strategy: tf.distribute.Strategy | None
 def _make_train_step(strategy, model, optimizer, global_batch: int, jit_compile: bool):
     """A tf.function running one step on every replica; returns the global mean loss."""
 
-    @tf.function(jit_compile=jit_compile)
     def gradients(x, y):
-        # XLA compiles this part only: the iterator and the cross-replica gradient
-        # reduction inside apply_gradients stay outside, so it works under any strategy.
         with tf.GradientTape() as tape:
             pred = model(x, training=True)
             per_example = tf.abs(tf.cast(pred, tf.float32) - y)
             loss = tf.nn.compute_average_loss(per_example, global_batch_size=global_batch)
             scaled = optimizer.scale_loss(loss)
         return loss, tape.gradient(scaled, model.trainable_variables)
+
+    if jit_compile:
+        # XLA compiles the forward and backward pass only: the iterator and the
+        # cross-replica gradient reduction inside apply_gradients stay outside, so it works
+        # under any strategy.
+        gradients = tf.function(gradients, jit_compile=True)
 
     def step_fn(x, y):
         loss, grads = gradients(x, y)

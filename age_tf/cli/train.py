@@ -26,6 +26,8 @@ flags.DEFINE_string("weights", _M.weights, "'imagenet', 'none' or a path to a we
 flags.DEFINE_enum("tune", _M.tune, list(models.TUNE_MODES), "head: backbone frozen; full: all trainable.")
 flags.DEFINE_list("head_units", [str(u) for u in _M.head_units], "Hidden units of the GELU head.")
 flags.DEFINE_float("dropout", _M.dropout, "Dropout after each hidden head layer.")
+flags.DEFINE_bool("sync_batchnorm", True,
+                  "All-reduce BatchNorm batch statistics across replicas in 'full' mode.")
 flags.DEFINE_float("bn_momentum", None, "Backbone BatchNorm momentum (default: Keras'; ~0.9 from scratch).")
 # Input.
 flags.DEFINE_integer("batch_size", _P.batch_size, "Global batch size (divisible by replicas).")
@@ -65,7 +67,8 @@ def config_from_flags() -> training.TrainConfig:
         data_dir=FLAGS.data_dir, model_dir=FLAGS.model_dir,
         model=models.ModelConfig(backbone=FLAGS.backbone, image_size=FLAGS.image_size,
                                  weights=FLAGS.weights, tune=FLAGS.tune, head_units=head_units,
-                                 dropout=FLAGS.dropout, bn_momentum=FLAGS.bn_momentum),
+                                 dropout=FLAGS.dropout, bn_momentum=FLAGS.bn_momentum,
+                                 sync_batchnorm=FLAGS.sync_batchnorm),
         pipeline=pipeline.PipelineConfig(image_size=FLAGS.image_size, batch_size=FLAGS.batch_size,
                                          crop_faces=FLAGS.crop_faces, face_margin=FLAGS.face_margin,
                                          cache=FLAGS.cache, shuffle_buffer=FLAGS.shuffle_buffer,
