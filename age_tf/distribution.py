@@ -42,6 +42,14 @@ def get_strategy(name: str) -> tf.distribute.Strategy:
     """
     if name not in STRATEGIES:
         raise ValueError(f"--strategy={name!r}: choose one of {STRATEGIES}")
+    raw = os.environ.get("TF_CONFIG")
+    if raw is not None and name != "multi_worker":
+        # TensorFlow parses TF_CONFIG for every strategy; a bad one fails deep inside it.
+        try:
+            json.loads(raw)
+        except ValueError as e:
+            raise ValueError(f"TF_CONFIG is set but is not JSON ({e}): {raw!r}; unset it "
+                             "or fix it") from e
     if name == "multi_worker":
         check_tf_config()
         return tf.distribute.MultiWorkerMirroredStrategy()

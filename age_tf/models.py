@@ -156,6 +156,32 @@ def build_model(cfg: ModelConfig) -> keras.Model:
     return model
 
 
+def _is_head(layer) -> bool:
+    return layer.name.startswith("head_") or layer.name in ("age", "age_scaled")
+
+
+def feature_extractor(model: keras.Model) -> keras.Model:
+    """Pixels -> pooled backbone features, sharing the model's layers (inference mode)."""
+    inputs = keras.Input(model.input_shape[1:], name="image")
+    x = inputs
+    for layer in model.layers[1:]:
+        if _is_head(layer):
+            break
+        x = layer(x, training=False)
+    return keras.Model(inputs, x, name="features")
+
+
+def head_model(model: keras.Model) -> keras.Model:
+    """Pooled features -> age, sharing the model's head layers (training it trains them)."""
+    first = next(layer for layer in model.layers if _is_head(layer))
+    inputs = keras.Input((first.input.shape[-1],), name="features")
+    x = inputs
+    for layer in model.layers:
+        if _is_head(layer):
+            x = layer(x)
+    return keras.Model(inputs, x, name="head")
+
+
 def count_params(model: keras.Model) -> tuple[int, int]:
     """(trainable, non-trainable) parameter counts."""
     trainable = sum(int(w.numpy().size) for w in model.trainable_weights)

@@ -160,6 +160,11 @@ def random_flip(image: tf.Tensor, seed: tf.Tensor) -> tf.Tensor:
     return tf.cond(flip_decision(seed), lambda: tf.reverse(image, axis=[1]), lambda: image)
 
 
+def _pick_flipped(features: tf.Tensor, seed: tf.Tensor) -> tf.Tensor:
+    """Feature-mode twin of random_flip: the same draw picks the mirrored image's features."""
+    return tf.cond(flip_decision(seed), lambda: features[1], lambda: features[0])
+
+
 def _mix(seed: int, epoch: int, stream: int) -> int:
     """Distinct, reproducible seeds per (seed, epoch, stream)."""
     return int(np.random.SeedSequence([seed, epoch, stream]).generate_state(1)[0])
@@ -184,7 +189,8 @@ class InputPipeline:
     """
 
     def __init__(self, manifest: pd.DataFrame, images_dir: str, cfg: PipelineConfig,
-                 training: bool, counter: DecodeCounter | None = None):
+                 training: bool, counter: DecodeCounter | None = None,
+                 features: np.ndarray | None = None):
         """Args:
           manifest: rows with `path` (relative to images_dir) and `age`; with
             `crop_faces`, also face_x1..face_y2.
@@ -192,8 +198,13 @@ class InputPipeline:
           cfg: pipeline parameters.
           training: shuffle, flip and drop the last partial batch if True.
           counter: receives read / decoded counts (to report skipped files).
+          features: instead of images, yield rows of this array (N, 2, D): a frozen
+            backbone's features of each image as stored [:, 0] and mirrored [:, 1]. The
+            order, batching and flip draws are exactly those of the image dataset, so a
+            head trained on them sees what it would see behind the frozen backbone.
         """
         self.cfg, self.training, self.counter = cfg, training, counter
+        self.features = None if features is None else tf.constant(features, tf.float32)
         self.paths = np.array([os.path.join(images_dir, p) for p in manifest["path"]])
         self.labels = labels.to_label(manifest["age"].to_numpy(dtype=np.float32))
         self.boxes = (manifest[["face_x1", "face_y1", "face_x2", "face_y2"]].to_numpy(np.float32)
@@ -207,13 +218,20 @@ class InputPipeline:
         return len(self.paths)
 
     def _slices(self, input_context) -> tf.data.Dataset:
-        ds = tf.data.Dataset.from_tensor_slices((self.paths, self.labels, self.boxes))
+        # Feature mode orders row numbers exactly as image mode orders paths.
+        keys = self.paths if self.features is None else np.arange(len(self), dtype=np.int64)
+        ds = tf.data.Dataset.from_tensor_slices((keys, self.labels, self.boxes))
         if input_context is not None:
             ds = ds.shard(input_context.num_input_pipelines, input_context.input_pipeline_id)
         return ds
 
     def _decoded(self, ds: tf.data.Dataset) -> tf.data.Dataset:
         cfg, counter = self.cfg, self.counter
+        if self.features is not None:
+            features = self.features
+            # The paths only served to order the elements; look up the row instead.
+            return ds.map(lambda i, age, box: (tf.gather(features, i), age),
+                          num_parallel_calls=AUTOTUNE, deterministic=self.ordered or None)
 
         def load(path, age, box):
             if counter is not None:
@@ -282,9 +300,12 @@ class InputPipeline:
                 ds = ds.shuffle(max(len(self), 1), seed=seed, reshuffle_each_iteration=reshuffle)
             ds = self._decoded(ds)
         if self.training:
+            flip = random_flip if self.features is None else _pick_flipped
             ds = tf.data.Dataset.zip((ds, flip_seeds(cfg.seed, epoch))).map(
-                lambda item, seed: (random_flip(item[0], seed), item[1]),
+                lambda item, seed: (flip(item[0], seed), item[1]),
                 num_parallel_calls=AUTOTUNE, deterministic=self.ordered or None)
+        elif self.features is not None:
+            ds = ds.map(lambda f, age: (f[0], age))  # evaluation never flips
         # Batches stay uint8: 4x less memory traffic and host-to-GPU copying than float32;
         # the model's input layer casts to float.
         ds = ds.batch(batch_size, drop_remainder=self.training, num_parallel_calls=AUTOTUNE,

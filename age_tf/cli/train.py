@@ -53,6 +53,8 @@ flags.DEFINE_bool("jit_compile", _T.jit_compile, "XLA for the gradient step (GPU
 flags.DEFINE_enum("strategy", _T.strategy, list(distribution.STRATEGIES), "tf.distribute strategy.")
 flags.DEFINE_integer("num_cpu_devices", 1, "Split the CPU into this many logical devices (testing).")
 flags.DEFINE_integer("log_every", _T.log_every, "Log the running loss every N steps (0: never).")
+flags.DEFINE_bool("feature_cache", _T.feature_cache,
+                  "Head mode: compute backbone features once (both flips), train the head on them.")
 flags.DEFINE_bool("export", _T.export, "Write the SavedModel and model.keras at the end.")
 flags.DEFINE_integer("seed", _T.seed, "Seeds weights, data order and flips.")
 flags.mark_flags_as_required(["data_dir", "model_dir"])
@@ -79,7 +81,7 @@ def config_from_flags() -> training.TrainConfig:
         early_stopping_patience=FLAGS.early_stopping_patience,
         steps_per_epoch=FLAGS.steps_per_epoch, precision=FLAGS.precision,
         jit_compile=FLAGS.jit_compile, strategy=FLAGS.strategy, log_every=FLAGS.log_every,
-        export=FLAGS.export, seed=FLAGS.seed, flags_text=FLAGS.flags_into_string(),
+        export=FLAGS.export, feature_cache=FLAGS.feature_cache, seed=FLAGS.seed, flags_text=FLAGS.flags_into_string(),
     )
 
 
