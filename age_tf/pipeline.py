@@ -344,3 +344,21 @@ def sample_faces(manifest: pd.DataFrame, images_dir: str, cfg: PipelineConfig, n
         after.append(out.numpy())
         flipped.append(bool(tf.reduce_any(out != small)))
     return before, after, rows["age"].tolist(), flipped
+
+
+def write_input_figures(data_dir: str, out_dir: str, num: int, cfg: PipelineConfig,
+                        seed: int = 0) -> list[str]:
+    """Writes Figures 1 and 2 for the training split; returns their paths."""
+    from age_tf import plots  # matplotlib only when figures are drawn
+
+    manifest, images_dir = load_manifest(data_dir, "train")
+    before, after, ages, flipped = sample_faces(manifest, images_dir, cfg, num, seed)
+    os.makedirs(out_dir, exist_ok=True)
+    fig1 = os.path.join(out_dir, "figure1_faces.png")
+    fig2 = os.path.join(out_dir, "figure2_transformed.png")
+    plots.plot_face_grid(before, [f"age {a}  {b.shape[1]}x{b.shape[0]}" for a, b in zip(ages, before)],
+                         fig1, "Training faces as stored")
+    plots.plot_face_grid(after, [f"age {a}{'  flipped' if f else ''}" for a, f in zip(ages, flipped)],
+                         fig2, f"After the pipeline: resized to {cfg.image_size}x{cfg.image_size}, "
+                               "random horizontal flip (p=0.5)")
+    return [fig1, fig2]

@@ -59,3 +59,47 @@ def plot_face_grid(images, titles, path: str, suptitle: str, cols: int = 8) -> N
         ax.set_title(title, fontsize=9)
     fig.suptitle(suptitle)
     save_figure(fig, path)
+
+
+def plot_scatter(true_years, pred_years, path: str, title: str, outlier_years: float = 40.0) -> None:
+    """The study's Figure 4: predicted vs true age, large errors darker, LS fit and identity."""
+    t = np.asarray(true_years, float)
+    p = np.asarray(pred_years, float)
+    big = np.abs(p - t) > outlier_years
+    fig, ax = plt.subplots(figsize=(6, 6))
+    ax.scatter(t[~big], p[~big], s=8, alpha=0.35, color="tab:blue", label="|error| <= 40 years")
+    ax.scatter(t[big], p[big], s=14, alpha=0.9, color="navy",
+               label=f"|error| > 40 years ({big.sum()})")
+    lo, hi = 0, max(100, float(np.nanmax(np.r_[t, p])) if len(t) else 100)
+    ax.plot([lo, hi], [lo, hi], "k--", lw=1, label="identity (perfect)")
+    if len(t) > 1 and np.ptp(t) > 0:
+        slope, intercept = np.polyfit(t, p, 1)
+        ax.plot([lo, hi], [intercept + slope * lo, intercept + slope * hi], color="tab:red", lw=1.5,
+                label=f"least squares: {slope:.2f} x + {intercept:.1f}")
+    ax.set_xlim(lo, hi)
+    ax.set_ylim(lo, hi)
+    ax.set_aspect("equal")
+    ax.set_xlabel("true age (years)")
+    ax.set_ylabel("predicted age (years)")
+    ax.set_title(title)
+    ax.legend(loc="upper left", fontsize=8)
+    save_figure(fig, path)
+
+
+def plot_mae_by_decade(true_years, pred_years, path: str, title: str) -> None:
+    """MAE per decade of true age, with the image count on each bar."""
+    t = np.asarray(true_years, float)
+    err = np.abs(np.asarray(pred_years, float) - t)
+    decades = np.clip(t // 10, 0, 9).astype(int)
+    labels_ = [f"{10 * d}-{10 * d + 9}" if d < 9 else "90-100" for d in range(10)]
+    mae = [err[decades == d].mean() if (decades == d).any() else 0 for d in range(10)]
+    counts = [int((decades == d).sum()) for d in range(10)]
+    fig, ax = plt.subplots(figsize=(8, 4))
+    bars = ax.bar(labels_, mae, color="tab:blue")
+    for bar, n in zip(bars, counts):
+        ax.text(bar.get_x() + bar.get_width() / 2, bar.get_height(), f"n={n}", ha="center",
+                va="bottom", fontsize=8)
+    ax.set_xlabel("true age (years)")
+    ax.set_ylabel("MAE (years)")
+    ax.set_title(title)
+    save_figure(fig, path)

@@ -47,3 +47,18 @@ def real_wiki():
     if not os.path.exists(path):
         pytest.skip(f"real wiki.mat not found at {path}")
     return path
+
+
+@pytest.fixture(scope="session")
+def trained_run(prepared, tmp_path_factory):
+    """A tiny finished run (in-process): 32 px MobileNetV2, 2 short epochs."""
+    from age_tf import models, pipeline, training
+
+    data_dir = prepared[0]
+    model_dir = str(tmp_path_factory.mktemp("evalrun") / "run")
+    training.train_and_evaluate(training.TrainConfig(
+        data_dir=data_dir, model_dir=model_dir,
+        model=models.ModelConfig(image_size=32, weights="none", tune="full", bn_momentum=0.9),
+        pipeline=pipeline.PipelineConfig(image_size=32, batch_size=16, deterministic=True),
+        epochs=2, steps_per_epoch=4, strategy="one_device", log_every=0))
+    return model_dir, data_dir

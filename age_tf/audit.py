@@ -1,0 +1,157 @@
+"""Label audit: images whose label a model strongly disagrees with, and surviving near duplicates.
+
+Suspected mislabels are ranked on held-out predictions: features of the run's backbone for
+every image, then K ridge-regression heads, each fitted on the other folds' images (folds
+split by identity), so no image's own label shaped the prediction it is judged by. Prefer a
+head-mode run: a fully fine-tuned backbone has seen the training labels.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+
+import numpy as np
+import pandas as pd
+import tensorflow as tf
+from absl import logging
+
+from age_tf import callbacks, evaluation, models, pipeline, plots
+from age_tf.data import dedup, images
+
+SPLITS = ("train", "val", "test")
+
+
+def out_of_fold_predictions(features: np.ndarray, ages: np.ndarray, groups: np.ndarray,
+                            folds: int = 5, ridge: float = 1.0, seed: int = 0) -> np.ndarray:
+    """Ridge regression predictions, each from a fit that excluded the image's fold.
+
+    Folds are drawn by group (identity), so a person's other photos do not vouch for them.
+    """
+    rng = np.random.default_rng(seed)
+    uniq, inverse = np.unique(groups, return_inverse=True)
+    fold_of = rng.integers(0, folds, len(uniq))[inverse]
+    x = np.c_[features, np.ones(len(features))]
+    pred = np.zeros(len(ages))
+    for k in range(folds):
+        test = fold_of == k
+        if not test.any() or test.all():
+            continue
+        xt, yt = x[~test], ages[~test]
+        reg = ridge * np.eye(x.shape[1])
+        reg[-1, -1] = 0  # no penalty on the intercept
+        w = np.linalg.solve(xt.T @ xt + reg, xt.T @ yt)
+        pred[test] = x[test] @ w
+    return pred
+
+
+def precision_at_k(scores_order_truth: np.ndarray, ks) -> dict:
+    """Share of true positives among the top k, for each k."""
+    return {int(k): float(scores_order_truth[:k].mean()) for k in ks if k <= len(scores_order_truth)}
+
+
+def _features(model, manifest, images_dir, pcfg) -> np.ndarray:
+    extractor = models.feature_extractor(model)
+    ds = pipeline.InputPipeline(manifest, images_dir, pcfg, training=False).dataset()
+    step = tf.function(lambda x: extractor(tf.cast(x, tf.float32), training=False))
+    out = np.concatenate([np.asarray(step(x), np.float64) for x, _ in ds])
+    if len(out) != len(manifest):
+        raise ValueError("an image of the prepared data failed to decode; re-run age-tf-prepare")
+    return out
+
+
+def surviving_duplicates(manifest: pd.DataFrame, images_dir: str, max_distance: int = 10,
+                         min_correlation: float = 0.9, workers: int | None = None) -> pd.DataFrame:
+    """Near-duplicate pairs among the prepared images, at looser thresholds than prepare's.
+
+    What prepare removed cannot show up here; what is listed are pairs close enough to
+    look at: the same photo edited or cropped differently, or burst shots.
+    """
+    infos = images.check_images([os.path.join(images_dir, p) for p in manifest["path"]], 1, workers)
+    ok = np.array([i.ok for i in infos])
+    idx = np.flatnonzero(ok)
+    if len(idx) < 2:
+        return pd.DataFrame(columns=["path_a", "split_a", "path_b", "split_b", "hamming", "correlation"])
+    hashes = np.array([infos[i].dhash for i in idx], dtype=np.uint64)
+    x = dedup.standardize_thumbnails(np.stack([infos[i].thumb for i in idx]))
+    pairs = dedup.near_duplicate_pairs(
+        hashes, max_distance, lambda a, b: np.einsum("ij,ij->i", x[a], x[b]) >= min_correlation)
+    rows = []
+    for a, b in pairs:
+        ia, ib = idx[a], idx[b]
+        rows.append({"path_a": manifest["path"].iat[ia], "split_a": manifest["split"].iat[ia],
+                     "age_a": int(manifest["age"].iat[ia]),
+                     "path_b": manifest["path"].iat[ib], "split_b": manifest["split"].iat[ib],
+                     "age_b": int(manifest["age"].iat[ib]),
+                     "hamming": int(np.bitwise_count(hashes[a] ^ hashes[b])),
+                     "correlation": float(x[a] @ x[b])})
+    return pd.DataFrame(rows).sort_values("correlation", ascending=False) if rows else pd.DataFrame(
+        columns=["path_a", "split_a", "age_a", "path_b", "split_b", "age_b", "hamming", "correlation"])
+
+
+def audit(model_dir: str, data_dir: str, out_dir: str | None = None, folds: int = 5,
+          gallery: int = 24, truth_csv: str | None = None, mislabel_years: float = 20.0,
+          seed: int = 0, workers: int | None = None) -> dict:
+    """Ranks suspected mislabels and lists surviving near duplicates.
+
+    Args:
+      model_dir: a finished run (its backbone provides the features).
+      data_dir: the prepared data (all three splits are audited).
+      out_dir: default <model_dir>/audit.
+      folds: cross-fitting folds for the held-out predictions.
+      gallery: faces in the suspects gallery.
+      truth_csv: a synthetic set's ground_truth.csv; adds precision@k of the ranking against
+        the rows whose label is `mislabel_years` or more from the rendered age.
+      seed: fold assignment.
+      workers: image-check processes for the duplicate search.
+
+    Returns:
+      Summary (also written to audit.json).
+    """
+    out_dir = out_dir or os.path.join(model_dir, "audit")
+    os.makedirs(out_dir, exist_ok=True)
+    model, config = evaluation.load_run(model_dir)
+    pcfg = evaluation.run_pipeline_config(config)
+    frames = []
+    images_dir = None
+    for split in SPLITS:
+        m, images_dir = pipeline.load_manifest(data_dir, split)
+        frames.append(m.assign(split=split))
+    manifest = pd.concat(frames, ignore_index=True)
+    feats = _features(model, manifest, images_dir, pcfg)
+    ages = manifest["age"].to_numpy(float)
+    pred = out_of_fold_predictions(feats, ages, manifest["identity"].to_numpy(), folds, seed=seed)
+    suspects = manifest[["path", "split", "age", "identity", "row"]].copy()
+    suspects["heldout_prediction"] = pred
+    suspects["residual"] = pred - ages
+    suspects["suspicion"] = np.abs(suspects["residual"])
+    suspects = suspects.sort_values("suspicion", ascending=False).reset_index(drop=True)
+    suspects.to_csv(os.path.join(out_dir, "suspected_mislabels.csv"), index=False)
+    top = suspects.head(gallery)
+    if len(top):
+        faces = [pipeline.decode(tf.io.read_file(os.path.join(images_dir, p))).numpy() for p in top["path"]]
+        plots.plot_face_grid(
+            faces, [f"label {a} / model {p:.0f}" for a, p in zip(top["age"], top["heldout_prediction"])],
+            os.path.join(out_dir, "suspected_mislabels.png"),
+            "Strongest disagreement between label and held-out prediction", cols=6)
+    dups = surviving_duplicates(manifest, images_dir, workers=workers)
+    dups.to_csv(os.path.join(out_dir, "near_duplicate_pairs.csv"), index=False)
+    oof_mae = float(np.mean(np.abs(pred - ages)))
+    summary = {"images": len(manifest), "folds": folds, "heldout_mae_years": oof_mae,
+               "near_duplicate_pairs": len(dups),
+               "near_duplicate_pairs_across_splits": int((dups["split_a"] != dups["split_b"]).sum())
+               if len(dups) else 0}
+    if truth_csv:
+        truth = pd.read_csv(truth_csv).set_index("row")
+        merged = truth.loc[suspects["row"]]
+        is_bad = ((merged["label_age"] - merged["rendered_age"]).abs() >= mislabel_years).to_numpy()
+        n_bad = int(is_bad.sum())
+        ks = sorted({10, 25, 50, 100, n_bad} - {0})
+        summary["ground_truth"] = {
+            "mislabelled_in_prepared_data": n_bad,
+            "prevalence": float(is_bad.mean()),
+            "precision_at_k": precision_at_k(is_bad, ks),
+        }
+    callbacks.atomic_write_text(os.path.join(out_dir, "audit.json"), json.dumps(summary, indent=2))
+    logging.info("audit: %s", summary)
+    return summary

@@ -1,0 +1,139 @@
+"""Evaluates a trained run on a split: predictions, metrics with bootstrap CIs, figures."""
+
+from __future__ import annotations
+
+import json
+import os
+
+import keras
+import numpy as np
+import pandas as pd
+import tensorflow as tf
+from absl import logging
+
+from age_tf import callbacks, labels, metrics, pipeline, plots
+
+GALLERY_MIN_ERROR = 40.0  # the study's Figures 5/6
+MID_ERROR_RANGE = (15.0, 20.0)  # the study's Figures 7/8
+
+
+def load_run(model_dir: str) -> tuple[keras.Model, dict]:
+    """The run's saved Keras model (best weights) and its config.json.
+
+    Raises:
+      FileNotFoundError: the run has no model.keras / config.json (not trained to the end).
+    """
+    paths = [os.path.join(model_dir, f) for f in ("model.keras", "config.json")]
+    for p in paths:
+        if not os.path.exists(p):
+            raise FileNotFoundError(
+                f"{p} not found: --model_dir must be a finished age-tf-train run directory")
+    with open(paths[1]) as f:
+        config = json.load(f)
+    return keras.models.load_model(paths[0]), config
+
+
+def run_pipeline_config(config: dict, batch_size: int = 64) -> pipeline.PipelineConfig:
+    """The evaluation input settings of a run: same size and face cropping as in training."""
+    p = config["pipeline"]
+    return pipeline.PipelineConfig(image_size=p["image_size"], batch_size=batch_size,
+                                   crop_faces=p["crop_faces"], face_margin=p["face_margin"])
+
+
+def predict(model: keras.Model, manifest: pd.DataFrame, images_dir: str,
+            pcfg: pipeline.PipelineConfig) -> pd.DataFrame:
+    """Predicted age of every manifest row.
+
+    Raises:
+      ValueError: an image failed to decode (predictions would not line up with rows).
+    """
+    ds = pipeline.InputPipeline(manifest, images_dir, pcfg, training=False).dataset()
+    infer = tf.function(lambda x: model(tf.cast(x, tf.float32), training=False))
+    preds = np.concatenate([np.asarray(infer(x)) for x, _ in ds]) if len(manifest) else np.zeros(0)
+    if len(preds) != len(manifest):
+        raise ValueError(f"{len(manifest) - len(preds)} image(s) failed to decode; "
+                         "re-run age-tf-prepare on this data")
+    out = manifest[["path", "age", "identity", "row"]].copy()
+    out = out.rename(columns={"age": "true_age"})
+    out["predicted_age"] = labels.to_years(preds.astype(np.float64))
+    out["abs_error"] = (out["predicted_age"] - out["true_age"]).abs()
+    return out
+
+
+def compute_metrics(pred: pd.DataFrame, bootstrap: int = 1000, seed: int = 0) -> dict:
+    """The study's loss (MAE in label units), MAE, RMSE, PLCC, SROCC, CS@5, bootstrap CIs."""
+    t, p = pred["true_age"].to_numpy(float), pred["predicted_age"].to_numpy(float)
+    m = metrics.regression_metrics(t, p)
+    m["loss"] = float(np.mean(np.abs(labels.to_label(p) - labels.to_label(t))))
+    m["images"] = len(pred)
+    if bootstrap:
+        m["plcc_ci95"] = metrics.bootstrap_ci(t, p, metrics.plcc, bootstrap, seed)
+        m["srocc_ci95"] = metrics.bootstrap_ci(t, p, metrics.srocc, bootstrap, seed)
+    return m
+
+
+def _load_faces(images_dir: str, rows: pd.DataFrame):
+    return [pipeline.decode(tf.io.read_file(os.path.join(images_dir, p))).numpy() for p in rows["path"]]
+
+
+def write_figures(pred: pd.DataFrame, images_dir: str, out_dir: str, name: str,
+                  gallery_max: int = 24, seed: int = 0) -> dict[str, str]:
+    """Figures 4-8 and MAE per decade; returns {figure: path}. Galleries with no face to show
+    are skipped (and say so in the log)."""
+    figs = {}
+    figs["scatter"] = os.path.join(out_dir, "figure4_scatter.png")
+    plots.plot_scatter(pred["true_age"], pred["predicted_age"], figs["scatter"],
+                       f"{name}: predicted vs true age (n={len(pred)})")
+    figs["mae_by_decade"] = os.path.join(out_dir, "mae_by_decade.png")
+    plots.plot_mae_by_decade(pred["true_age"], pred["predicted_age"], figs["mae_by_decade"],
+                             f"{name}: MAE per decade of true age")
+    worst = pred[pred["abs_error"] >= GALLERY_MIN_ERROR].sort_values("abs_error", ascending=False)
+    if len(worst):
+        shown = worst.head(gallery_max)
+        figs["worst"] = os.path.join(out_dir, "figure5_errors_over_40.png")
+        plots.plot_face_grid(
+            _load_faces(images_dir, shown),
+            [f"true {t:.0f} / pred {p:.0f}" for t, p in zip(shown["true_age"], shown["predicted_age"])],
+            figs["worst"], f"{name}: errors of {GALLERY_MIN_ERROR:.0f}+ years "
+                           f"({len(shown)} of {len(worst)} shown, worst first)", cols=6)
+    else:
+        logging.info("no test face with an error of %.0f+ years: Figure 5 skipped", GALLERY_MIN_ERROR)
+    lo, hi = MID_ERROR_RANGE
+    mid = pred[(pred["abs_error"] >= lo) & (pred["abs_error"] <= hi)]
+    if len(mid):
+        shown = mid.sample(n=min(8, len(mid)), random_state=seed)
+        figs["mid"] = os.path.join(out_dir, "figure7_errors_15_20.png")
+        plots.plot_face_grid(
+            _load_faces(images_dir, shown),
+            [f"true {t:.0f} / pred {p:.0f}" for t, p in zip(shown["true_age"], shown["predicted_age"])],
+            figs["mid"], f"{name}: random faces with errors of {lo:.0f}-{hi:.0f} years", cols=4)
+    else:
+        logging.info("no face with an error of %.0f-%.0f years: Figure 7 skipped", lo, hi)
+    return figs
+
+
+def evaluate(model_dir: str, data_dir: str, split: str = "test", bootstrap: int = 1000,
+             gallery_max: int = 24, seed: int = 0) -> dict:
+    """Writes <model_dir>/eval/: predictions.csv, metrics.json and the figures.
+
+    Returns:
+      The metrics (with the figure paths under 'figures').
+    """
+    model, config = load_run(model_dir)
+    manifest, images_dir = pipeline.load_manifest(data_dir, split)
+    pred = predict(model, manifest, images_dir, run_pipeline_config(config))
+    out_dir = os.path.join(model_dir, "eval")
+    os.makedirs(out_dir, exist_ok=True)
+    pred.to_csv(os.path.join(out_dir, f"predictions_{split}.tmp.csv"), index=False)
+    os.replace(os.path.join(out_dir, f"predictions_{split}.tmp.csv"),
+               os.path.join(out_dir, "predictions.csv"))
+    result = compute_metrics(pred, bootstrap, seed)
+    name = f"{config['model']['backbone']} ({config['model']['tune']})"
+    result["figures"] = write_figures(pred, images_dir, out_dir, name, gallery_max, seed)
+    result.update({"split": split, "model_dir": os.path.abspath(model_dir),
+                   "data_dir": os.path.abspath(data_dir), "backbone": config["model"]["backbone"],
+                   "tune": config["model"]["tune"]})
+    callbacks.atomic_write_text(os.path.join(out_dir, "metrics.json"), json.dumps(result, indent=2))
+    logging.info("%s on %s: MAE %.2f years, PLCC %.4f, SROCC %.4f", name, split,
+                 result["mae_years"], result["plcc"], result["srocc"])
+    return result

@@ -1,0 +1,104 @@
+"""report.md: the study's Table 2 and Table 1, and links to every figure."""
+
+from __future__ import annotations
+
+import json
+import os
+
+from age_tf import callbacks, models
+
+TUNE_LABEL = {"head": "new head only", "full": "all layers"}
+
+
+def table2_rows(run_dirs: list[str]) -> list[dict]:
+    """One row per run, from <run>/eval/metrics.json.
+
+    Raises:
+      FileNotFoundError: a run has not been evaluated (names the command to run).
+    """
+    rows = []
+    for run in run_dirs:
+        path = os.path.join(run, "eval", "metrics.json")
+        if not os.path.exists(path):
+            raise FileNotFoundError(f"{path} not found: run age-tf-evaluate --model_dir={run} first")
+        with open(path) as f:
+            m = json.load(f)
+        rows.append({"run": os.path.basename(os.path.normpath(run)), "dir": run, **m})
+    return rows
+
+
+def table2_markdown(rows: list[dict]) -> str:
+    head = ("| network | tuned | test loss (MAE / 100) | MAE (years) | PLCC [95% CI] | SROCC [95% CI] "
+            "| CS@5 | test images |\n|---|---|---|---|---|---|---|---|\n")
+    lines = []
+    for r in rows:
+        ci = lambda k: f" [{r[k][0]:.3f}, {r[k][1]:.3f}]" if k in r else ""  # noqa: E731
+        lines.append(
+            f"| {r['backbone']} | {TUNE_LABEL.get(r['tune'], r['tune'])} | {r['loss']:.4f} "
+            f"| {r['mae_years']:.2f} | {r['plcc']:.4f}{ci('plcc_ci95')} | {r['srocc']:.4f}{ci('srocc_ci95')} "
+            f"| {r['cs5']:.3f} | {r['images']} |")
+    return head + "\n".join(lines) + "\n"
+
+
+def _link(path: str, base: str, title: str) -> str:
+    return f"![{title}]({os.path.relpath(path, base)})"
+
+
+def write_report(run_dirs: list[str], out_path: str, data_dir: str | None = None,
+                 extra_figures: dict[str, str] | None = None, table1: str | None = None,
+                 notes: str = "") -> str:
+    """Writes report.md and returns its text.
+
+    Args:
+      run_dirs: evaluated run directories (Table 2 rows, in this order).
+      out_path: the report file.
+      data_dir: prepared data, for the age-distribution figure and split sizes.
+      extra_figures: more figures to link, {title: path}.
+      table1: Table 1 markdown; computed from the runs' backbones when None.
+      notes: a paragraph placed under the title (e.g. what data this is).
+    """
+    base = os.path.dirname(os.path.abspath(out_path))
+    rows = table2_rows(run_dirs)
+    if table1 is None:
+        backbones = sorted({r["backbone"] for r in rows})
+        sizes = sorted({json.load(open(os.path.join(r["dir"], "config.json")))["model"]["image_size"]
+                        for r in rows})
+        table1 = models.table1_markdown(models.table1(backbones, [None, *sizes]))
+    parts = ["# Age regression by transfer learning: results\n", notes + "\n" if notes else "",
+             "## Table 2: test results\n", table2_markdown(rows),
+             "\nLoss is the MAE of age / 100, the units the study reports (its best: 0.047). "
+             "Intervals: percentile bootstrap over test images.\n",
+             "\n## Table 1: model size and cost\n", table1,
+             "\nGMACs count multiply-accumulates, the quantity the study's \"GFLOPS\" column "
+             "reports; FLOPs = 2 x MACs.\n"]
+    if data_dir:
+        with open(os.path.join(data_dir, "report.json")) as f:
+            prep = json.load(f)
+        sizes = ", ".join(f"{k} {v['images']:,}" for k, v in prep["splits"].items())
+        stages = " → ".join(f"{s['stage']} {s['kept']:,}" for s in prep["stages"])
+        parts += ["\n## Data\n", f"Splits: {sizes}.\n\nStages: {stages}.\n\n",
+                  _link(os.path.join(data_dir, "age_distribution.png"), base, "age distribution"), "\n"]
+    for title, path in (extra_figures or {}).items():
+        parts += [f"\n### {title}\n", _link(path, base, title), "\n"]
+    parts.append("\n## Figures per run\n")
+    for r in rows:
+        parts.append(f"\n### {r['backbone']}, {TUNE_LABEL.get(r['tune'], r['tune'])}\n")
+        for key, path in r.get("figures", {}).items():
+            parts += [_link(path, base, key), "\n"]
+        audit_json = os.path.join(r["dir"], "audit", "audit.json")
+        if os.path.exists(audit_json):
+            with open(audit_json) as f:
+                a = json.load(f)
+            parts.append(f"\nLabel audit: held-out MAE {a['heldout_mae_years']:.2f} years, "
+                         f"{a['near_duplicate_pairs']} near-duplicate pair(s) left "
+                         f"({a['near_duplicate_pairs_across_splits']} across subsets).")
+            if "ground_truth" in a:
+                p = ", ".join(f"P@{k} {v:.2f}" for k, v in a["ground_truth"]["precision_at_k"].items())
+                parts.append(f" Against the synthetic ground truth (prevalence "
+                             f"{a['ground_truth']['prevalence']:.3f}): {p}.")
+            parts += ["\n\n", _link(os.path.join(r["dir"], "audit", "suspected_mislabels.png"), base,
+                                    "suspected mislabels"), "\n"]
+    text = "".join(parts)
+    os.makedirs(base, exist_ok=True)
+    callbacks.atomic_write_text(out_path, text)
+    return text

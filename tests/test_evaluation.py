@@ -1,0 +1,53 @@
+"""Tests for age_tf.evaluation: metrics with known answers, predictions and every figure."""
+
+import json
+import os
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from age_tf import evaluation, pipeline
+
+
+def test_compute_metrics_known_answers():
+    pred = pd.DataFrame({"true_age": [10, 20, 30, 40], "predicted_age": [12.0, 20.0, 36.0, 40.0]})
+    m = evaluation.compute_metrics(pred, bootstrap=0)
+    assert m["loss"] == pytest.approx(0.02)  # MAE 2 years = 0.02 in label units
+    assert m["mae_years"] == pytest.approx(2.0) and m["cs5"] == pytest.approx(0.75)
+    assert m["images"] == 4 and "plcc_ci95" not in m
+
+
+def test_evaluate_writes_predictions_metrics_figures(trained_run):
+    model_dir, data_dir = trained_run
+    m = evaluation.evaluate(model_dir, data_dir, "test", bootstrap=100)
+    test = pd.read_csv(os.path.join(data_dir, "test.csv"))
+    pred = pd.read_csv(os.path.join(model_dir, "eval", "predictions.csv"))
+    assert pred["path"].tolist() == test["path"].tolist()
+    assert (pred["abs_error"] - (pred["predicted_age"] - pred["true_age"]).abs()).abs().max() < 1e-9
+    saved = json.load(open(os.path.join(model_dir, "eval", "metrics.json")))
+    for key in ("loss", "mae_years", "rmse_years", "plcc", "srocc", "cs5", "plcc_ci95", "srocc_ci95"):
+        assert key in saved
+    assert saved["mae_years"] == pytest.approx(pred["abs_error"].mean())
+    lo, hi = saved["srocc_ci95"]
+    assert lo <= saved["srocc"] <= hi
+    for path in m["figures"].values():
+        assert os.path.getsize(path) > 10_000
+
+
+def test_every_figure_drawn_for_known_errors(trained_run, tmp_path):
+    _, data_dir = trained_run
+    manifest, images_dir = pipeline.load_manifest(data_dir, "test")
+    pred = manifest[["path", "age"]].rename(columns={"age": "true_age"}).head(30).copy()
+    offsets = np.r_[np.full(10, 45.0), np.full(10, 17.0), np.zeros(10)]
+    pred["predicted_age"] = pred["true_age"] + offsets
+    pred["abs_error"] = offsets
+    figs = evaluation.write_figures(pred, images_dir, str(tmp_path), "test model")
+    assert set(figs) == {"scatter", "mae_by_decade", "worst", "mid"}
+    for path in figs.values():
+        assert os.path.getsize(path) > 10_000
+
+
+def test_load_run_error_names_the_file(tmp_path):
+    with pytest.raises(FileNotFoundError, match="model.keras not found: --model_dir must be"):
+        evaluation.load_run(str(tmp_path))

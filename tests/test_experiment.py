@@ -1,0 +1,69 @@
+"""End-to-end tests of the main command, age-tf-experiment."""
+
+import json
+import os
+import subprocess
+import sys
+
+import pandas as pd
+import pytest
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def _run(args, timeout):
+    return subprocess.run([sys.executable, "-m", "age_tf.cli.experiment", *args], cwd=ROOT,
+                          capture_output=True, text=True, timeout=timeout)
+
+
+def _check_outputs(out, runs):
+    text = open(os.path.join(out, "report.md")).read()
+    for run in runs:
+        m = json.load(open(os.path.join(out, "runs", run, "eval", "metrics.json")))
+        # The report's Table 2 row is the metrics file's numbers.
+        assert f"| {m['loss']:.4f} | {m['mae_years']:.2f} | {m['plcc']:.4f}" in text
+        for fig in m["figures"].values():
+            assert os.path.exists(fig)
+    for fig in ("figures/figure1_faces.png", "figures/figure2_transformed.png",
+                "data/age_distribution.png"):
+        assert os.path.exists(os.path.join(out, fig))
+    assert "## Table 1" in text and "## Table 2" in text
+    return text
+
+
+def test_tiny_experiment_end_to_end_and_resume(tmp_path):
+    out = str(tmp_path / "exp")
+    args = ["--flagfile=configs/demo.cfg", f"--out_dir={out}", "--num_images=300",
+            "--image_size=32", "--epochs=1", "--steps_per_epoch=3", "--batch_size=16",
+            "--standin_epochs=1", "--standin_images=150", "--bootstrap=50",
+            "--runs=mobilenet_v2_head,mobilenet_v2_full"]
+    r = _run(args, 900)
+    assert r.returncode == 0, r.stderr[-3000:]
+    assert "Table 2 (test set)" in r.stdout and "report:" in r.stdout
+    assert "[1/" in r.stdout  # progress lines
+    _check_outputs(out, ["mobilenet_v2_head", "mobilenet_v2_full"])
+    cfg = json.load(open(os.path.join(out, "runs", "mobilenet_v2_full", "config.json")))
+    assert cfg["model"]["tune"] == "full" and cfg["learning_rate"] == 0.0001  # from its run config
+    assert cfg["model"]["weights"].endswith("standin/mobilenet_v2.weights.h5")
+    audit = json.load(open(os.path.join(out, "runs", "mobilenet_v2_head", "audit", "audit.json")))
+    assert "precision_at_k" in audit["ground_truth"]
+    # Again: every step is found done and skipped.
+    again = _run(args, 600)
+    assert again.returncode == 0, again.stderr[-3000:]
+    assert "already trained" in again.stdout and "already in" in again.stdout
+
+
+@pytest.mark.slow
+def test_demo_experiment_as_in_readme(tmp_path):
+    """The README's first command, at full demo size (about 15 minutes on 2 cores)."""
+    out = str(tmp_path / "demo")
+    r = _run(["--flagfile=configs/demo.cfg", f"--out_dir={out}"], 3600)
+    assert r.returncode == 0, r.stderr[-3000:]
+    text = _check_outputs(out, ["mobilenet_v2_head", "mobilenet_v2_full", "efficientnet_b3_head",
+                                "efficientnet_b3_full"])
+    assert text.count("| mobilenet_v2 |") >= 2
+
+
+def test_experiment_bad_run_config(tmp_path):
+    r = _run(["--flagfile=configs/demo.cfg", f"--out_dir={tmp_path}", "--runs=nonexistent"], 120)
+    assert r.returncode == 2 and "nonexistent.cfg not found" in r.stderr
