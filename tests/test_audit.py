@@ -29,9 +29,9 @@ def test_out_of_fold_ranking_finds_planted_mislabels():
 def test_out_of_fold_never_uses_own_group():
     # If an image's own label leaked in, a huge planted error would be partly "explained".
     feats = np.eye(20)  # each image its own feature: only its own label could predict it
-    labels = np.arange(20, dtype=float)
+    labels = 100.0 * (np.arange(20) % 2)  # 0 or 100: the others' mean is far from either
     pred = audit.out_of_fold_predictions(feats, labels, np.arange(20), folds=4, ridge=1e-6)
-    assert np.abs(pred - labels).min() > 1.0
+    assert np.abs(pred - labels).min() > 20.0
 
 
 def test_surviving_duplicates_lists_cross_split_pair(prepared):

@@ -37,7 +37,8 @@ flags.DEFINE_list("backbones", ["mobilenet_v2", "efficientnet_b3"], "Backbones t
 flags.DEFINE_integer("image_size", 256, "Input size.")
 flags.DEFINE_integer("batch_size", 32, "Batch size.")
 flags.DEFINE_integer("steps", 6, "Timed steps per contender (after warmup).")
-flags.DEFINE_bool("xla", True, "Also time Keras with jit_compile (slow to compile on CPU).")
+flags.DEFINE_bool("xla", True, "Also time Keras with jit_compile (slow on CPU: EfficientNetB3 "
+                  "with XLA at 256 takes many minutes and over 10 GB here).")
 flags.DEFINE_string("torch_python", "/opt/torchbench/bin/python",
                     "Python of a virtualenv with torch==2.14.1 torchvision==0.29.1.")
 flags.DEFINE_integer("cache_images", 320, "Synthetic rows for the feature-cache part.")
@@ -92,6 +93,7 @@ def frameworks() -> dict:
             if FLAGS.xla:
                 row["keras_xla_vs_torchvision"] = row["keras_xla"] / row["torchvision"]
         result[backbone] = {k: round(v, 2) if v else v for k, v in row.items()}
+        print(json.dumps({backbone: result[backbone]}), flush=True)  # partial results survive
     return result
 
 
