@@ -56,7 +56,11 @@ def run_overrides(name: str) -> list[tuple[str, str]]:
     for line in open(path):
         line = line.strip()
         if line.startswith("--") and not line.startswith("--flagfile"):
-            key, _, value = line[2:].partition("=")
+            key, eq, value = line[2:].partition("=")
+            if not eq:  # boolean forms: --flag, --noflag
+                key, value = (key[2:], "false") if key.startswith("no") and key not in FLAGS else (key, "true")
+            if key not in FLAGS:
+                raise ValueError(f"{path} sets unknown flag --{key}")
             out.append((key, value))
     return out
 
@@ -70,9 +74,7 @@ def _builder(name: str):
         saved = {k: FLAGS[k].value for k, _ in overrides}
         try:
             for k, v in overrides:
-                if k not in FLAGS:
-                    raise ValueError(f"{name}.cfg sets unknown flag --{k}")
-                FLAGS[k].value = FLAGS[k].parse(v) if v else True
+                FLAGS[k].parse(v)  # parse() sets the flag's value
             return train_flags.config_from_flags(data_dir, model_dir)
         finally:
             for k, v in saved.items():
