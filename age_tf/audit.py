@@ -61,7 +61,7 @@ def _features(model, manifest, images_dir, pcfg) -> np.ndarray:
 
 
 def surviving_duplicates(manifest: pd.DataFrame, images_dir: str, max_distance: int = 10,
-                         min_correlation: float = 0.9, workers: int | None = None) -> pd.DataFrame:
+                         min_correlation: float = 0.97, workers: int | None = None) -> pd.DataFrame:
     """Near-duplicate pairs among the prepared images, at looser thresholds than prepare's.
 
     What prepare removed cannot show up here; what is listed are pairs close enough to

@@ -64,11 +64,11 @@ def write_report(run_dirs: list[str], out_path: str, data_dir: str | None = None
         sizes = sorted({json.load(open(os.path.join(r["dir"], "config.json")))["model"]["image_size"]
                         for r in rows})
         table1 = models.table1_markdown(models.table1(backbones, [None, *sizes]))
-    parts = ["# Age regression by transfer learning: results\n", notes + "\n" if notes else "",
-             "## Table 2: test results\n", table2_markdown(rows),
+    parts = ["# Age regression by transfer learning: results\n\n", notes + "\n" if notes else "",
+             "\n## Table 2: test results\n\n", table2_markdown(rows),
              "\nLoss is the MAE of age / 100, the units the study reports (its best: 0.047). "
              "Intervals: percentile bootstrap over test images.\n",
-             "\n## Table 1: model size and cost\n", table1,
+             "\n## Table 1: model size and cost\n\n", table1,
              "\nGMACs count multiply-accumulates, the quantity the study's \"GFLOPS\" column "
              "reports; FLOPs = 2 x MACs.\n"]
     if data_dir:
@@ -76,13 +76,13 @@ def write_report(run_dirs: list[str], out_path: str, data_dir: str | None = None
             prep = json.load(f)
         sizes = ", ".join(f"{k} {v['images']:,}" for k, v in prep["splits"].items())
         stages = " → ".join(f"{s['stage']} {s['kept']:,}" for s in prep["stages"])
-        parts += ["\n## Data\n", f"Splits: {sizes}.\n\nStages: {stages}.\n\n",
+        parts += ["\n## Data\n\n", f"Splits: {sizes}.\n\nStages: {stages}.\n\n",
                   _link(os.path.join(data_dir, "age_distribution.png"), base, "age distribution"), "\n"]
     for title, path in (extra_figures or {}).items():
-        parts += [f"\n### {title}\n", _link(path, base, title), "\n"]
+        parts += [f"\n### {title}\n\n", _link(path, base, title), "\n"]
     parts.append("\n## Figures per run\n")
     for r in rows:
-        parts.append(f"\n### {r['backbone']}, {TUNE_LABEL.get(r['tune'], r['tune'])}\n")
+        parts.append(f"\n### {r['backbone']}, {TUNE_LABEL.get(r['tune'], r['tune'])}\n\n")
         for key, path in r.get("figures", {}).items():
             parts += [_link(path, base, key), "\n"]
         audit_json = os.path.join(r["dir"], "audit", "audit.json")
