@@ -41,7 +41,7 @@ flags.DEFINE_bool("xla", True, "Also time Keras with jit_compile (slow on CPU: E
                   "with XLA at 256 takes many minutes and over 10 GB here).")
 flags.DEFINE_string("torch_python", "/opt/torchbench/bin/python",
                     "Python of a virtualenv with torch==2.14.1 torchvision==0.29.1.")
-flags.DEFINE_integer("cache_images", 320, "Synthetic rows for the feature-cache part.")
+flags.DEFINE_integer("cache_images", 2000, "Synthetic rows for the feature-cache part (~950 train images).")
 flags.DEFINE_string("work_dir", "/tmp/age_tf_bench_training", "Scratch folder.")
 
 
