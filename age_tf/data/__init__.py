@@ -1,0 +1,1 @@
+"""IMDB-WIKI metadata, image checks, duplicates, splits and the synthetic stand-in."""
