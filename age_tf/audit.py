@@ -50,16 +50,6 @@ def precision_at_k(scores_order_truth: np.ndarray, ks) -> dict:
     return {int(k): float(scores_order_truth[:k].mean()) for k in ks if k <= len(scores_order_truth)}
 
 
-def _features(model, manifest, images_dir, pcfg) -> np.ndarray:
-    extractor = models.feature_extractor(model)
-    ds = pipeline.InputPipeline(manifest, images_dir, pcfg, training=False).dataset()
-    step = tf.function(lambda x: extractor(tf.cast(x, tf.float32), training=False))
-    out = np.concatenate([np.asarray(step(x), np.float64) for x, _ in ds])
-    if len(out) != len(manifest):
-        raise ValueError("an image of the prepared data failed to decode; re-run age-tf-prepare")
-    return out
-
-
 def surviving_duplicates(manifest: pd.DataFrame, images_dir: str, max_distance: int = 10,
                          min_correlation: float = 0.97, workers: int | None = None) -> pd.DataFrame:
     """Near-duplicate pairs among the prepared images, at looser thresholds than prepare's.
@@ -118,7 +108,9 @@ def audit(model_dir: str, data_dir: str, out_dir: str | None = None, folds: int 
         m, images_dir = pipeline.load_manifest(data_dir, split)
         frames.append(m.assign(split=split))
     manifest = pd.concat(frames, ignore_index=True)
-    feats = _features(model, manifest, images_dir, pcfg)
+    extractor = models.feature_extractor(model)
+    feats = pipeline.map_images(lambda x: extractor(x, training=False), manifest, images_dir,
+                                pcfg).astype(np.float64)
     ages = manifest["age"].to_numpy(float)
     pred = out_of_fold_predictions(feats, ages, manifest["identity"].to_numpy(), folds, seed=seed)
     suspects = manifest[["path", "split", "age", "identity", "row"]].copy()

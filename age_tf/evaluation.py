@@ -47,12 +47,7 @@ def predict(model: keras.Model, manifest: pd.DataFrame, images_dir: str,
     Raises:
       ValueError: an image failed to decode (predictions would not line up with rows).
     """
-    ds = pipeline.InputPipeline(manifest, images_dir, pcfg, training=False).dataset()
-    infer = tf.function(lambda x: model(tf.cast(x, tf.float32), training=False))
-    preds = np.concatenate([np.asarray(infer(x)) for x, _ in ds]) if len(manifest) else np.zeros(0)
-    if len(preds) != len(manifest):
-        raise ValueError(f"{len(manifest) - len(preds)} image(s) failed to decode; "
-                         "re-run age-tf-prepare on this data")
+    preds = pipeline.map_images(lambda x: model(x, training=False), manifest, images_dir, pcfg)
     out = manifest[["path", "age", "identity", "row"]].copy()
     out = out.rename(columns={"age": "true_age"})
     out["predicted_age"] = labels.to_years(preds.astype(np.float64))

@@ -5,15 +5,13 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
-import shlex
 import time
 from typing import Callable
 
 import keras
-import pandas as pd
 from absl import logging
 
-from age_tf import audit, evaluation, models, pipeline, report, training
+from age_tf import audit, evaluation, pipeline, report, training
 from age_tf.data import prepare, synth
 
 STUDY_RUNS = ("mobilenet_v2_head", "mobilenet_v2_full", "efficientnet_b3_head", "efficientnet_b3_full")

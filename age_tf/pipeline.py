@@ -313,6 +313,22 @@ class InputPipeline:
         return apply_options(ds, self.ordered).prefetch(AUTOTUNE)
 
 
+def map_images(fn, manifest: pd.DataFrame, images_dir: str, cfg: PipelineConfig) -> np.ndarray:
+    """Applies fn (a float32 image batch -> array) to every manifest image, in row order.
+
+    Raises:
+      ValueError: an image failed to decode, so the results would not line up with rows.
+    """
+    ds = InputPipeline(manifest, images_dir, cfg, training=False).dataset()
+    step = tf.function(lambda x: fn(tf.cast(x, tf.float32)))
+    parts = [np.asarray(step(x)) for x, _ in ds]
+    out = np.concatenate(parts) if parts else np.zeros((0,), np.float32)
+    if len(out) != len(manifest):
+        raise ValueError(f"{len(manifest) - len(out)} image(s) of the manifest failed to decode; "
+                         "re-run age-tf-prepare on this data (it drops unreadable files)")
+    return out
+
+
 def make_dataset(
     manifest: pd.DataFrame,
     images_dir: str,

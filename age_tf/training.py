@@ -316,22 +316,14 @@ def extract_features(extractor: keras.Model, manifest, images_dir: str,
     Raises:
       ValueError: an image failed to decode (the cache must cover every manifest row).
     """
-    ds = pipeline.InputPipeline(manifest, images_dir, pcfg, training=False).dataset()
 
-    @tf.function
-    def step(x):
-        x = tf.cast(x, tf.float32)
+    def features(x):
         feats = [extractor(x, training=False)]
         if both_flips:
             feats.append(extractor(tf.reverse(x, axis=[2]), training=False))
         return tf.stack([tf.cast(f, tf.float32) for f in feats], axis=1)
 
-    out = np.concatenate([step(x).numpy() for x, _ in ds])
-    if len(out) != len(manifest):
-        raise ValueError(
-            f"--feature_cache: {len(manifest) - len(out)} image(s) of the manifest did not "
-            "decode; re-run age-tf-prepare (it drops unreadable files) or train without it")
-    return out
+    return pipeline.map_images(features, manifest, images_dir, pcfg)
 
 
 def _make_train_step(strategy, model, optimizer, global_batch: int, jit_compile: bool):

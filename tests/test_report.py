@@ -1,7 +1,6 @@
 """Tests for age_tf.report: Table 2 matches the metrics files; figures are linked."""
 
 import json
-import os
 
 import pytest
 

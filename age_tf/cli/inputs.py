@@ -6,7 +6,6 @@ Example:
 
 from __future__ import annotations
 
-import os
 
 from absl import flags
 

@@ -104,12 +104,6 @@ def standardize_thumbnails(thumbs: np.ndarray) -> np.ndarray:
     return x / np.maximum(norm, 1e-6)
 
 
-def thumbnail_correlation(thumbs: np.ndarray, pairs: np.ndarray) -> np.ndarray:
-    """Pearson correlation of the grayscale thumbnails of each pair."""
-    x = standardize_thumbnails(thumbs)
-    return np.einsum("ij,ij->i", x[pairs[:, 0]], x[pairs[:, 1]])
-
-
 def group_duplicates(
     sha256: list[str],
     dhash: np.ndarray,

@@ -22,7 +22,7 @@ from absl import logging
 from PIL import Image
 
 from age_tf.data import faces
-from age_tf.data.metadata import DataError
+from age_tf.data.metadata import DataError, age_at_mid_year
 
 # Row kinds. 'ok' rows are clean; the others are the defects the generator injects.
 DEFECT_KINDS = (
@@ -165,7 +165,7 @@ def _plan_rows(cfg: SynthConfig, rng: np.random.Generator) -> pd.DataFrame:
             birth = births[row["identity"]]
             row["birth"] = birth
             # Same photo, so the same year; the label now follows the other person's dob.
-            row["label_age"] = age_from(birth, row["photo_taken"])
+            row["label_age"] = age_at_mid_year(birth, row["photo_taken"])
         rows.append(row)
     plan = pd.DataFrame(rows)
     # Shuffle so duplicates are not all at the end of the file.
@@ -178,10 +178,6 @@ def _plan_rows(cfg: SynthConfig, rng: np.random.Generator) -> pd.DataFrame:
     plan["seed"] = rng.integers(0, 2**63 - 1, len(plan))
     plan["ident_seed"] = [int(s) for s in rng.integers(0, 2**63 - 1, n_ident)[plan["identity"]]]
     return plan
-
-
-def age_from(birth: datetime.date, photo_taken: int) -> int:
-    return int(photo_taken) - birth.year - (1 if (birth.month, birth.day) > (7, 1) else 0)
 
 
 def _encode(img: Image.Image, quality: int, fmt: str = "JPEG") -> bytes:
