@@ -76,44 +76,76 @@ class HistoryCSV(keras.callbacks.Callback):
         atomic_write_text(self.path, pd.DataFrame(self.rows).to_csv(index=False))
 
 
-class BestWeights(keras.callbacks.Callback):
-    """Saves the weights whenever the monitored log value improves.
+class RunTracker(keras.callbacks.Callback):
+    """Tracks the monitored value in the run state: the best value and its epoch (any
+    improvement), and early stopping (an improvement by more than min_delta resets the wait;
+    `patience` epochs without one stop training). All of it lives in the checkpointed
+    RunState, so a resumed run stops exactly where an uninterrupted one would."""
 
-    The best value lives in a JSON beside the weights, so a resumed run compares against
-    the best of the whole run, not of its own epochs.
-    """
-
-    def __init__(self, path: str, monitor: str, mode: str):
+    def __init__(self, state, monitor: str, mode: str, patience: int = 0, min_delta: float = 0.0):
         super().__init__()
         if mode not in ("min", "max"):
             raise ValueError(f"mode must be 'min' or 'max', got {mode!r}")
-        self.path, self.monitor, self.mode = path, monitor, mode
-        self.state_path = path + ".json"
-        self.best = math.inf if mode == "min" else -math.inf
-        self.best_epoch = -1
-        if os.path.exists(self.state_path) and os.path.exists(path):
-            with open(self.state_path) as f:
-                state = json.load(f)
-            self.best, self.best_epoch = state["value"], state["epoch"]
+        self.state, self.monitor, self.mode = state, monitor, mode
+        self.patience, self.min_delta = patience, abs(min_delta)
 
-    def _better(self, value: float) -> bool:
-        if value is None or math.isnan(value):
+    def _better(self, value: float, reference: float, delta: float = 0.0) -> bool:
+        if math.isnan(value):
             return False
-        return value < self.best if self.mode == "min" else value > self.best
+        if math.isnan(reference):
+            return True
+        return value < reference - delta if self.mode == "min" else value > reference + delta
 
     def on_epoch_end(self, epoch, logs=None):
         value = (logs or {}).get(self.monitor)
         if value is None:
             raise KeyError(f"--monitor={self.monitor!r} is not among the logs {sorted(logs or {})}")
-        if self._better(float(value)):
-            tmp = self.path.replace(".weights.h5", ".tmp.weights.h5")
-            self.model.save_weights(tmp)
-            os.replace(tmp, self.path)
-            self.best, self.best_epoch = float(value), epoch
-            atomic_write_text(self.state_path, json.dumps(
-                {"monitor": self.monitor, "value": self.best, "epoch": epoch}))
-            logging.info("epoch %d: %s improved to %.5f, saved %s", epoch + 1, self.monitor,
-                         self.best, self.path)
+        value, s = float(value), self.state
+        if self._better(value, float(s.best_value.numpy())):
+            s.best_value.assign(value)
+            s.best_epoch.assign(epoch)
+        if not self.patience:
+            return
+        if self._better(value, float(s.stop_reference.numpy()), self.min_delta):
+            s.stop_reference.assign(value)
+            s.wait.assign(0)
+        else:
+            s.wait.assign_add(1)
+            if int(s.wait.numpy()) >= self.patience:
+                self.model.stop_training = True
+
+
+class BestWeights(keras.callbacks.Callback):
+    """Saves the weights of each epoch that the run state marks as the best so far, as
+    `<folder>/epoch-NNNN.weights.h5`. Named by epoch, so that a file written just before a
+    crash can never pass for the best of a resumed run: only the state's best epoch counts,
+    and `prune` removes the others once the state is checkpointed."""
+
+    def __init__(self, folder: str, state):
+        super().__init__()
+        self.folder, self.state = folder, state
+        os.makedirs(folder, exist_ok=True)
+
+    @staticmethod
+    def path_for(folder: str, epoch: int) -> str:
+        return os.path.join(folder, f"epoch-{epoch:04d}.weights.h5")
+
+    @staticmethod
+    def prune(folder: str, keep_epoch: int) -> None:
+        keep = os.path.basename(BestWeights.path_for(folder, keep_epoch))
+        for name in os.listdir(folder) if os.path.isdir(folder) else []:
+            if name != keep:
+                os.remove(os.path.join(folder, name))
+
+    def on_epoch_end(self, epoch, logs=None):
+        if int(self.state.best_epoch.numpy()) != epoch:
+            return
+        path = self.path_for(self.folder, epoch)
+        tmp = path.replace(".weights.h5", ".tmp.weights.h5")
+        self.model.save_weights(tmp)
+        os.replace(tmp, path)
+        logging.info("epoch %d: best so far (%.5f), saved %s", epoch + 1,
+                     float(self.state.best_value.numpy()), path)
 
 
 class TensorBoardLogger(keras.callbacks.Callback):

@@ -7,6 +7,7 @@ import os
 from typing import Callable
 
 import keras
+import numpy as np
 from absl import logging
 
 TUNE_MODES = ("head", "full")
@@ -30,6 +31,39 @@ class Backbone:
     expects: str
     native_size: int
     imagenet_file: str
+    # Makes a backbone built with weights=<file> compute what Keras' weights="imagenet"
+    # construction computes with the same file (None: the two constructions agree).
+    match_imagenet: Callable[[keras.Model], bool] | None = None
+
+
+# Keras' EfficientNet normalizes with mean/variance weights loaded from the file; with
+# weights="imagenet" (and only then) it adds a weightless Rescaling(1/sqrt(stddev)) after
+# them (keras/src/applications/efficientnet.py). A model built from the same file by path
+# lacks that layer: same weights, inputs ~2x smaller. Folding the factor into the variance
+# weight gives the same function without the layer.
+_IMAGENET_MEAN = np.array([0.485, 0.456, 0.406])
+_IMAGENET_STD = np.array([0.229, 0.224, 0.225])
+
+
+def _efficientnet_match_imagenet(backbone: keras.Model) -> bool:
+    """If the loaded weights are Keras' ImageNet ones, folds the missing Rescaling in.
+
+    Recognized by the normalization statistics the ImageNet file carries (mean = ImageNet
+    mean, variance = ImageNet stddev squared); a model trained from scratch or already
+    folded carries others and is left alone.
+
+    Returns:
+      True if the variance was folded.
+    """
+    norm = next(l for l in backbone.layers if isinstance(l, keras.layers.Normalization))
+    mean = keras.ops.convert_to_numpy(norm.adapt_mean)
+    var = keras.ops.convert_to_numpy(norm.adapt_variance)
+    if not (np.allclose(mean, _IMAGENET_MEAN, atol=1e-6) and np.allclose(var, _IMAGENET_STD ** 2, atol=1e-7)):
+        return False
+    # (x - m) / sqrt(v) * (1 / sqrt(s)) == (x - m) / sqrt(v * s)
+    norm.adapt_variance.assign((var * _IMAGENET_STD).astype(var.dtype))
+    norm.finalize_state()
+    return True
 
 
 BACKBONES: dict[str, Backbone] = {
@@ -50,6 +84,7 @@ BACKBONES: dict[str, Backbone] = {
         expects="[0, 255] (normalizes inside the model)",
         native_size=300,
         imagenet_file="efficientnetb3_notop.h5",
+        match_imagenet=_efficientnet_match_imagenet,
     ),
 }
 
@@ -103,12 +138,17 @@ def build_backbone(cfg: ModelConfig) -> keras.Model:
     """
     spec = BACKBONES[cfg.backbone]
     try:
-        return spec.constructor(
+        backbone = spec.constructor(
             input_shape=(cfg.image_size, cfg.image_size, 3),
             include_top=False,
             weights=_weights_arg(cfg),
             pooling="avg",
         )
+        if cfg.weights not in ("imagenet", "none") and spec.match_imagenet is not None:
+            if spec.match_imagenet(backbone):
+                logging.info("%s holds Keras' ImageNet weights: normalization adjusted to match "
+                             "the weights='imagenet' model", cfg.weights)
+        return backbone
     except Exception as e:  # urllib / OSError / ValueError: all mean "no weights here".
         if cfg.weights != "imagenet":
             raise

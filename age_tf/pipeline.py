@@ -8,12 +8,16 @@ exported model takes the same pixels as the pipeline.
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 import json
 import os
+import shutil
+import tempfile
 
 import numpy as np
 import pandas as pd
 import tensorflow as tf
+from absl import logging
 
 from age_tf import labels
 
@@ -31,12 +35,11 @@ class PipelineConfig:
         default: the release's `*_crop` images already carry a 40% margin around the face.
       face_margin: extra border around the face box, as a share of the box size per side.
       cache: '' (no cache), 'memory', or a directory for an on-disk cache of the decoded,
-        resized uint8 images (later epochs skip JPEG decoding).
-      shuffle_buffer: training shuffles the whole file list every epoch (cheap: paths only);
-        with a cache, whose order is fixed by the first epoch, decoded images are mixed
-        again in a buffer of this many images.
+        resized uint8 images (later epochs skip JPEG decoding). Entries are named by a hash
+        of the manifest, the files' sizes and times and the preprocessing, so a stale or
+        foreign entry is never read.
       deterministic: reproducible element order and augmentation (slower: no reordering
-        of parallel work).
+        of parallel work); exact resume needs it.
       seed: seeds shuffling and flips.
     """
 
@@ -45,8 +48,7 @@ class PipelineConfig:
     crop_faces: bool = False
     face_margin: float = 0.4
     cache: str = ""
-    shuffle_buffer: int = 1024
-    deterministic: bool = False
+    deterministic: bool = True
     seed: int = 0
 
 
@@ -54,7 +56,7 @@ class DecodeCounter:
     """Counts images read and images that decoded, across the dataset's life.
 
     A file that fails to decode is dropped (never ends an epoch) and shows up here as
-    `attempted - decoded`. With a cache, files are read in the first epoch only.
+    `attempted - decoded`. With a cache, files are read once, when the cache is built.
     """
 
     def __init__(self):
@@ -178,14 +180,158 @@ def apply_options(ds: tf.data.Dataset, ordered: bool) -> tf.data.Dataset:
     return ds.with_options(options)
 
 
+CACHE_FORMAT = 1  # bump when the cached bytes change meaning
+
+
+def cache_key(manifest: pd.DataFrame, images_dir: str, cfg: PipelineConfig) -> str:
+    """Names a decoded-image cache by everything its bytes depend on.
+
+    The manifest's paths (and face boxes when cropping), each file's size and modification
+    time (a cheap stand-in for its bytes), and the preprocessing (size, crop, margin): a
+    changed file, manifest or setting gives another name, so a stale or foreign cache can
+    never be read.
+    """
+    h = hashlib.sha256()
+    h.update(json.dumps({"format": CACHE_FORMAT, "size": cfg.image_size, "crop": cfg.crop_faces,
+                         "margin": cfg.face_margin if cfg.crop_faces else None}).encode())
+    for path in manifest["path"]:
+        full = os.path.join(images_dir, path)
+        try:
+            st = os.stat(full)
+            h.update(f"{full}\0{st.st_size}\0{st.st_mtime_ns}\n".encode())
+        except OSError:
+            h.update(f"{full}\0missing\n".encode())
+    if cfg.crop_faces:
+        h.update(manifest[BOX_COLUMNS].to_numpy(np.float32).tobytes())
+    return h.hexdigest()[:24]
+
+
+BOX_COLUMNS = ["face_x1", "face_y1", "face_x2", "face_y2"]
+
+
+def _decode_all(paths: np.ndarray, boxes: np.ndarray, cfg: PipelineConfig):
+    """Yields (row numbers, uint8 images) batches of every row that decodes, in row order."""
+
+    def load(i):
+        image = decode(tf.io.read_file(tf.gather(paths, i)))
+        return i, resize(image, cfg.image_size, tf.gather(boxes, i) if cfg.crop_faces else None,
+                         cfg.face_margin)
+
+    ds = tf.data.Dataset.range(len(paths)).map(load, num_parallel_calls=AUTOTUNE,
+                                                deterministic=True)
+    ds = ds.ignore_errors(log_warning=True).batch(256).prefetch(2)
+    for rows, images in ds:
+        yield rows.numpy(), images.numpy()
+
+
+class ImageSource:
+    """Where one split's uint8 images come from, by row number of the manifest.
+
+    `rows` are the row numbers that can be served, `load(i)` is a tf function returning row
+    i's image (uint8 [S, S, 3]). Four kinds:
+      files: read, decode and resize every time (a file that fails to decode is dropped by
+        the dataset and counted; `rows` holds the files that exist);
+      memory: every image decoded once into one variable; `load` gathers a row;
+      disk: every image decoded once into `<cache>/<key>/<row>.u8`; `load` reads one file;
+      features: rows of a frozen backbone's features (N, 2, D), as stored and mirrored.
+    Every kind serves rows by number, so order and flips are identical whatever the source,
+    and each epoch can be a fresh permutation of the whole split even when cached.
+    """
+
+    def __init__(self, manifest: pd.DataFrame, images_dir: str, cfg: PipelineConfig,
+                 features: np.ndarray | None = None, counter: DecodeCounter | None = None):
+        self.cfg, self.counter = cfg, counter
+        self.paths = np.array([os.path.join(images_dir, p) for p in manifest["path"]])
+        self.boxes = (manifest[BOX_COLUMNS].to_numpy(np.float32) if cfg.crop_faces
+                      else np.zeros((len(manifest), 4), np.float32))
+        if features is not None:
+            self.kind = "features"
+            # A variable, not a constant: a constant over ~2 GB cannot be put into the graph
+            # of a dataset function; a variable is captured by handle.
+            with tf.device("/cpu:0"):
+                self._table = tf.Variable(np.asarray(features, np.float32), trainable=False)
+            self.rows = np.arange(len(manifest), dtype=np.int64)
+        elif not cfg.cache:
+            self.kind = "files"
+            self.rows = np.flatnonzero([os.path.exists(p) for p in self.paths]).astype(np.int64)
+        elif cfg.cache == "memory":
+            self.kind = "memory"
+            self._build_memory()
+        else:
+            self.kind = "disk"
+            self._build_disk(cache_key(manifest, images_dir, cfg))
+        if len(self.rows) < len(manifest):
+            logging.warning("%d of %d images cannot be read or decoded; they are left out",
+                            len(manifest) - len(self.rows), len(manifest))
+
+    def _build_memory(self) -> None:
+        s = self.cfg.image_size
+        images = np.zeros((len(self.paths), s, s, 3), np.uint8)
+        ok = np.zeros(len(self.paths), bool)
+        for rows, batch in _decode_all(self.paths, self.boxes, self.cfg):
+            images[rows], ok[rows] = batch, True
+        self._count(ok.sum())
+        with tf.device("/cpu:0"):
+            self._table = tf.Variable(images, trainable=False)
+        self.rows = np.flatnonzero(ok).astype(np.int64)
+
+    def _build_disk(self, key: str) -> None:
+        self.folder = os.path.join(self.cfg.cache, key)
+        done = os.path.join(self.folder, "rows.npy")
+        if not os.path.exists(done):
+            os.makedirs(self.cfg.cache, exist_ok=True)
+            tmp = tempfile.mkdtemp(prefix=f".{key}-", dir=self.cfg.cache)
+            try:
+                ok = []
+                for rows, batch in _decode_all(self.paths, self.boxes, self.cfg):
+                    for r, image in zip(rows, batch):
+                        image.tofile(os.path.join(tmp, f"{r:08d}.u8"))
+                    ok.extend(rows.tolist())
+                np.save(os.path.join(tmp, "rows.npy"), np.array(ok, np.int64))
+                self._count(len(ok))
+                try:
+                    os.rename(tmp, self.folder)  # complete entries only appear, atomically
+                except OSError:
+                    pass  # another process finished the same entry first: use it
+            finally:
+                shutil.rmtree(tmp, ignore_errors=True)
+            logging.info("disk cache %s written", self.folder)
+        else:
+            logging.info("disk cache %s reused", self.folder)
+        self.rows = np.load(done)
+
+    def _count(self, decoded: int) -> None:
+        if self.counter is not None:
+            self.counter.attempted.assign_add(len(self.paths))
+            self.counter.decoded.assign_add(int(decoded))
+
+    def load_fn(self):
+        """Row number -> element (uint8 image, or features for the 'features' kind)."""
+        cfg, kind = self.cfg, self.kind
+        if kind in ("features", "memory"):
+            table = self._table
+            return lambda i: table.sparse_read(i)
+        if kind == "disk":
+            prefix = self.folder + os.sep
+            shape = [cfg.image_size, cfg.image_size, 3]
+            return lambda i: tf.reshape(tf.io.decode_raw(tf.io.read_file(tf.strings.join(
+                [prefix, tf.strings.as_string(i, width=8, fill="0"), ".u8"])), tf.uint8), shape)
+        paths, boxes = tf.constant(self.paths), tf.constant(self.boxes)
+
+        def load(i):
+            image = decode(tf.io.read_file(tf.gather(paths, i)))
+            return resize(image, cfg.image_size, tf.gather(boxes, i) if cfg.crop_faces else None,
+                          cfg.face_margin)
+
+        return load
+
+
 class InputPipeline:
     """Builds the dataset of one split, per epoch and per input pipeline.
 
-    Order: shuffle paths (train) -> read, decode, (crop) resize -> cache -> shuffle
-    buffer (train, with cache) -> flip (train) -> batch -> prefetch.
-
-    With a cache, the decoded images of each input pipeline are built once and reused by
-    every epoch's dataset, so later epochs skip decoding.
+    Order: shuffle row numbers (train: a fresh permutation of the whole split each epoch)
+    -> load (read, decode, crop, resize; or from the cache) -> flip (train) -> batch ->
+    prefetch. Caches are built once, when the pipeline is made.
     """
 
     def __init__(self, manifest: pd.DataFrame, images_dir: str, cfg: PipelineConfig,
@@ -204,113 +350,79 @@ class InputPipeline:
             head trained on them sees what it would see behind the frozen backbone.
         """
         self.cfg, self.training, self.counter = cfg, training, counter
-        self.features = None if features is None else tf.constant(features, tf.float32)
-        self.paths = np.array([os.path.join(images_dir, p) for p in manifest["path"]])
+        self.source = ImageSource(manifest, images_dir, cfg, features, counter)
+        self.features = features
         self.labels = labels.to_label(manifest["age"].to_numpy(dtype=np.float32))
-        self.boxes = (manifest[["face_x1", "face_y1", "face_x2", "face_y2"]].to_numpy(np.float32)
-                      if cfg.crop_faces else np.zeros((len(manifest), 4), np.float32))
         # Evaluation keeps manifest order so predictions line up with rows; training trades
         # order for throughput unless asked to be deterministic.
         self.ordered = cfg.deterministic or not training
-        self._cached: dict[int, tf.data.Dataset] = {}
 
     def __len__(self) -> int:
-        return len(self.paths)
+        """Images that can be served (rows whose file exists or that are cached)."""
+        return len(self.source.rows)
 
-    def _slices(self, input_context) -> tf.data.Dataset:
-        # Feature mode orders row numbers exactly as image mode orders paths.
-        keys = self.paths if self.features is None else np.arange(len(self), dtype=np.int64)
-        ds = tf.data.Dataset.from_tensor_slices((keys, self.labels, self.boxes))
-        if input_context is not None:
-            ds = ds.shard(input_context.num_input_pipelines, input_context.input_pipeline_id)
-        return ds
-
-    def _decoded(self, ds: tf.data.Dataset) -> tf.data.Dataset:
-        cfg, counter = self.cfg, self.counter
-        if self.features is not None:
-            features = self.features
-            # The paths only served to order the elements; look up the row instead.
-            return ds.map(lambda i, age, box: (tf.gather(features, i), age),
-                          num_parallel_calls=AUTOTUNE, deterministic=self.ordered or None)
-
-        def load(path, age, box):
-            if counter is not None:
-                counter.attempted.assign_add(1)
-            image = decode(tf.io.read_file(path))
-            image = resize(image, cfg.image_size, box if cfg.crop_faces else None, cfg.face_margin)
-            return image, age
-
-        def count_ok(image, age):
-            counter.decoded.assign_add(1)
-            return image, age
-
-        # One fused map: fewer tf.data stages, less per-element overhead. read_file of a
-        # missing file and decode of a broken one both raise; ignore_errors drops that
-        # element only, and the counters say how many were dropped.
-        ds = ds.map(load, num_parallel_calls=AUTOTUNE, deterministic=self.ordered or None)
-        ds = ds.ignore_errors(log_warning=True)
-        if counter is not None:
-            ds = ds.map(count_ok)
-        return ds
-
-    def _cached_base(self, input_context) -> tf.data.Dataset:
-        pid = input_context.input_pipeline_id if input_context is not None else 0
-        if pid not in self._cached:
-            ds = self._slices(input_context)
-            if self.training:
-                # The cached order is fixed by this one shuffle; epochs then mix it further
-                # in the shuffle buffer. Without it, manifest order (grouped by person in
-                # imdb.mat) would leak into the first epoch's batches.
-                ds = ds.shuffle(max(len(self), 1), seed=self.cfg.seed, reshuffle_each_iteration=False)
-            ds = self._decoded(ds)
-            if self.cfg.cache == "memory":
-                ds = ds.cache()
-            else:
-                os.makedirs(self.cfg.cache, exist_ok=True)
-                kind = "train" if self.training else "eval"
-                ds = ds.cache(os.path.join(self.cfg.cache, f"{kind}_{pid}"))
-            self._cached[pid] = ds
-        return self._cached[pid]
+    def steps_per_epoch(self) -> int:
+        """Full global batches in one pass over what can be served."""
+        return len(self) // self.cfg.batch_size
 
     def dataset(self, input_context: tf.distribute.InputContext | None = None,
-                epoch: int | None = None) -> tf.data.Dataset:
+                epoch: int | None = None, endless: bool = False) -> tf.data.Dataset:
         """The dataset of (images uint8 [B, S, S, 3], labels float32 [B] = age / AGE_SCALE).
 
         Args:
-          input_context: from `strategy.distribute_datasets_from_function`; shards the files
+          input_context: from `strategy.distribute_datasets_from_function`; shards the rows
             per input pipeline and uses the per-replica batch size.
           epoch: makes shuffling and flips a pure function of (cfg.seed, epoch), so that a
             resumed run sees the same data order as an uninterrupted one. None: fresh
             randomness at every iteration of the returned dataset.
+          endless: training only: repeat this epoch's order, so that a file that fails to
+            decode mid-epoch shortens nothing (the trainer takes a fixed number of steps).
         """
-        cfg = self.cfg
+        cfg, source = self.cfg, self.source
         batch_size = cfg.batch_size
         if input_context is not None:
             batch_size = input_context.get_per_replica_batch_size(cfg.batch_size)
-        reshuffle = epoch is None
-        if cfg.cache:
-            ds = self._cached_base(input_context)
-            if self.training:
-                seed = cfg.seed + 1 if epoch is None else _mix(cfg.seed, epoch, 1)
-                ds = ds.shuffle(cfg.shuffle_buffer, seed=seed, reshuffle_each_iteration=reshuffle)
-        else:
-            ds = self._slices(input_context)
-            if self.training:
-                seed = cfg.seed if epoch is None else _mix(cfg.seed, epoch, 0)
-                ds = ds.shuffle(max(len(self), 1), seed=seed, reshuffle_each_iteration=reshuffle)
-            ds = self._decoded(ds)
+        ds = tf.data.Dataset.from_tensor_slices(source.rows)
+        if input_context is not None:
+            ds = ds.shard(input_context.num_input_pipelines, input_context.input_pipeline_id)
+        if self.training:
+            # Row numbers only: a full-size buffer is cheap and gives a uniform permutation.
+            seed = cfg.seed if epoch is None else _mix(cfg.seed, epoch, 0)
+            ds = ds.shuffle(max(len(self), 1), seed=seed, reshuffle_each_iteration=epoch is None)
+            if endless:
+                ds = ds.repeat()
+        load, table = source.load_fn(), tf.constant(self.labels)
+        counter = self.counter if source.kind == "files" else None
+        det = self.ordered or None
+
+        def element(i):
+            if counter is not None:
+                counter.attempted.assign_add(1)
+            return load(i), tf.gather(table, i)
+
+        ds = ds.map(element, num_parallel_calls=AUTOTUNE, deterministic=det)
+        if source.kind == "files":
+            # read_file of a vanished file and decode of a broken one both raise;
+            # ignore_errors drops that element only, and the counter says how many.
+            ds = ds.ignore_errors(log_warning=True)
+            if counter is not None:
+                ds = ds.map(self._count_ok)
         if self.training:
             flip = random_flip if self.features is None else _pick_flipped
             ds = tf.data.Dataset.zip((ds, flip_seeds(cfg.seed, epoch))).map(
                 lambda item, seed: (flip(item[0], seed), item[1]),
-                num_parallel_calls=AUTOTUNE, deterministic=self.ordered or None)
+                num_parallel_calls=AUTOTUNE, deterministic=det)
         elif self.features is not None:
             ds = ds.map(lambda f, age: (f[0], age))  # evaluation never flips
         # Batches stay uint8: 4x less memory traffic and host-to-GPU copying than float32;
         # the model's input layer casts to float.
         ds = ds.batch(batch_size, drop_remainder=self.training, num_parallel_calls=AUTOTUNE,
-                      deterministic=self.ordered or None)
+                      deterministic=det)
         return apply_options(ds, self.ordered).prefetch(AUTOTUNE)
+
+    def _count_ok(self, image, age):
+        self.counter.decoded.assign_add(1)
+        return image, age
 
 
 def map_images(fn, manifest: pd.DataFrame, images_dir: str, cfg: PipelineConfig) -> np.ndarray:
@@ -319,6 +431,8 @@ def map_images(fn, manifest: pd.DataFrame, images_dir: str, cfg: PipelineConfig)
     Raises:
       ValueError: an image failed to decode, so the results would not line up with rows.
     """
+    # One pass: a memory cache would only cost memory; a disk cache is worth filling.
+    cfg = dataclasses.replace(cfg, cache="" if cfg.cache == "memory" else cfg.cache)
     ds = InputPipeline(manifest, images_dir, cfg, training=False).dataset()
     step = tf.function(lambda x: fn(tf.cast(x, tf.float32)))
     parts = [np.asarray(step(x)) for x, _ in ds]

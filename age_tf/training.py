@@ -46,6 +46,7 @@ class TrainConfig:
     warmup_epochs: float = 0.0
     monitor: str = "val_srocc"
     early_stopping_patience: int = 0  # 0: off
+    early_stopping_min_delta: float = 0.0  # a smaller change of the monitor is no improvement
     steps_per_epoch: int = 0  # 0: the whole training split
     precision: str = "float32"
     jit_compile: bool = False
@@ -125,35 +126,103 @@ class WarmupExponential(keras.optimizers.schedules.LearningRateSchedule):
                     decay_rate=self.decay_rate, warmup_steps=self.warmup_steps)
 
 
-# Model fields that must match for a run directory to be resumed.
-_RESUME_KEYS = ("backbone", "image_size", "tune", "head_units")
+# Settings that may differ when a run is resumed: they change how it runs, not what it
+# computes (same order, same flips, same steps). Everything else must match.
+_RESUME_FREE = {"model_dir", "flags_text", "log_every", "export", "strategy", "jit_compile",
+                "feature_cache", "pipeline.cache"}
+_STOP_REASONS = {0: "running", 1: "all epochs done", 2: "early stopping"}
 
 
-def _check_resumable(model_dir: str, cfg: TrainConfig) -> None:
-    path = os.path.join(model_dir, "config.json")
-    if not os.path.exists(path):
-        return
-    with open(path) as f:
-        old = json.load(f)["model"]
-    new = dataclasses.asdict(cfg.model)
-    diff = {k: (old.get(k), new[k]) for k in _RESUME_KEYS
-            if json.loads(json.dumps(old.get(k))) != json.loads(json.dumps(new[k]))}
-    if diff:
-        raise ValueError(
-            f"--model_dir={model_dir} holds a run with a different model ({diff}, old vs new); "
-            "use a new --model_dir, or the same model flags to resume it")
-
-
-def weights_fingerprint(model: keras.Model) -> str:
-    """A short hash of every weight's bytes: equal across workers when they agree exactly."""
+def data_fingerprint(data_dir: str) -> str:
+    """A hash of the training and validation manifests (what a resumed run must train on)."""
     h = hashlib.sha256()
-    for w in model.weights:
-        h.update(np.ascontiguousarray(keras.ops.convert_to_numpy(w)).tobytes())
+    for split in ("train", "val"):
+        with open(os.path.join(data_dir, f"{split}.csv"), "rb") as f:
+            h.update(f.read())
     return h.hexdigest()[:16]
 
 
+def _flatten(d: dict, prefix: str = "") -> dict:
+    out = {}
+    for k, v in d.items():
+        if isinstance(v, dict):
+            out.update(_flatten(v, f"{prefix}{k}."))
+        else:
+            out[prefix + k] = json.loads(json.dumps(v, default=str))
+    return out
+
+
+def check_resumable(model_dir: str, cfg: TrainConfig, fingerprint: str) -> None:
+    """Refuses to resume a run under a configuration that would change what it computes.
+
+    Raises:
+      ValueError: naming each changed flag with its old and new value.
+    """
+    path = os.path.join(model_dir, "config.json")
+    if not (os.path.exists(path) and _latest_checkpoint(model_dir)):
+        return  # nothing trained yet: the new configuration simply applies
+    with open(path) as f:
+        old = json.load(f)
+    old_fp = old.pop("data_fingerprint", None)
+    before, now = _flatten(old), _flatten(dataclasses.asdict(cfg))
+    changed = [f"--{k.rsplit('.', 1)[-1]}: {before.get(k)!r} -> {now[k]!r}"
+               for k in sorted(now) if k not in _RESUME_FREE and before.get(k) != now[k]]
+    if old_fp is not None and old_fp != fingerprint:
+        changed.append(f"--data_dir: the train/val manifests in {cfg.data_dir} changed")
+    if changed:
+        raise ValueError(
+            f"--model_dir={model_dir} holds a run trained with other settings ({'; '.join(changed)}); "
+            "resuming would silently change it. Use the same flags, or a new --model_dir")
+
+
+def _latest_checkpoint(model_dir: str) -> str | None:
+    return tf.train.latest_checkpoint(os.path.join(model_dir, "checkpoints"))
+
+
+def run_status(model_dir: str) -> dict:
+    """The run's state from its latest checkpoint, without building the model.
+
+    Returns:
+      {"epoch": completed epochs, "finished": bool, "reason": str, "best_epoch": 0-based or
+      -1}; epoch 0 and not finished when there is no checkpoint.
+    """
+    path = _latest_checkpoint(model_dir)
+    if not path:
+        return {"epoch": 0, "finished": False, "reason": _STOP_REASONS[0], "best_epoch": -1}
+    reader = tf.train.load_checkpoint(path)
+    value = lambda name: int(reader.get_tensor(f"state/{name}/.ATTRIBUTES/VARIABLE_VALUE"))
+    code = value("finished")
+    return {"epoch": value("epoch"), "finished": code > 0, "reason": _STOP_REASONS[code],
+            "best_epoch": value("best_epoch")}
+
+
+class RunState(tf.Module):
+    """Everything a resumed run must know besides the weights, saved in the checkpoint:
+    epochs done, the best monitored value and its epoch, early stopping's reference value
+    and wait counter, and whether (and why) the run finished."""
+
+    def __init__(self):
+        super().__init__(name="state")
+        self.epoch = tf.Variable(0, dtype=tf.int64, trainable=False)
+        self.best_value = tf.Variable(np.nan, dtype=tf.float64, trainable=False)
+        self.best_epoch = tf.Variable(-1, dtype=tf.int64, trainable=False)
+        self.stop_reference = tf.Variable(np.nan, dtype=tf.float64, trainable=False)
+        self.wait = tf.Variable(0, dtype=tf.int64, trainable=False)
+        self.finished = tf.Variable(0, dtype=tf.int64, trainable=False)
+
+
+@dataclasses.dataclass
+class Inputs:
+    """The datasets of a run and its steps per epoch."""
+
+    train: pipeline.InputPipeline
+    val: pipeline.InputPipeline
+    steps_per_epoch: int
+    counter: pipeline.DecodeCounter
+
+
 def train_and_evaluate(cfg: TrainConfig, strategy: tf.distribute.Strategy | None = None) -> dict:
-    """Trains (or resumes) a run in cfg.model_dir and exports it.
+    """Trains (or resumes, or just finishes) a run in cfg.model_dir and exports it.
 
     Args:
       cfg: the run's configuration.
@@ -168,47 +237,108 @@ def train_and_evaluate(cfg: TrainConfig, strategy: tf.distribute.Strategy | None
     """
     cfg.validate()
     strategy = strategy or distribution.get_strategy(cfg.strategy)
-    replicas = strategy.num_replicas_in_sync
-    batch = cfg.pipeline.batch_size
-    if batch % replicas:
-        raise ValueError(
-            f"--batch_size={batch} is not divisible by the {replicas} replicas in sync; "
-            f"use a multiple of {replicas}")
-    train_df, images_dir = pipeline.load_manifest(cfg.data_dir, "train")
-    val_df, _ = pipeline.load_manifest(cfg.data_dir, "val")
-    steps_per_epoch = len(train_df) // batch
-    if steps_per_epoch == 0:
-        raise ValueError(f"--batch_size={batch} is larger than the training split ({len(train_df)} images)")
-    if cfg.steps_per_epoch:
-        steps_per_epoch = min(steps_per_epoch, cfg.steps_per_epoch)
-
+    _check_batch(cfg, strategy)
     chief = distribution.is_chief(strategy)
-    # Non-chief workers write their (identical) checkpoints to a private scratch folder:
-    # MultiWorkerMirroredStrategy needs every worker to save, one copy is kept.
-    write_dir = cfg.model_dir if chief else os.path.join(
-        cfg.model_dir, ".workers", distribution.worker_id(strategy))
-    os.makedirs(write_dir, exist_ok=True)
+    fingerprint = data_fingerprint(cfg.data_dir)
+    check_resumable(cfg.model_dir, cfg, fingerprint)
+    status = run_status(cfg.model_dir)
+    metrics_path = os.path.join(cfg.model_dir, "metrics.json")
+    if status["finished"] and os.path.exists(metrics_path):
+        logging.info("%s already finished (%s); nothing to train", cfg.model_dir, status["reason"])
+        with open(metrics_path) as f:
+            return json.load(f)
     if chief:
-        _check_resumable(cfg.model_dir, cfg)
-        cb.atomic_write_text(os.path.join(cfg.model_dir, "config.json"),
-                             json.dumps(dataclasses.asdict(cfg), indent=2, default=str))
-        if cfg.flags_text:
-            cb.atomic_write_text(os.path.join(cfg.model_dir, "flags.txt"), cfg.flags_text)
-
+        _write_config(cfg, fingerprint)
     keras.utils.set_random_seed(cfg.seed)  # same initial head weights on every worker
+    previous_policy = keras.mixed_precision.global_policy().name
     keras.mixed_precision.set_global_policy(cfg.precision)
-    logging.info(
-        "strategy %s (%s): %d replica(s), global batch %d (%d per replica), %d steps/epoch, "
-        "%d epochs, %d train / %d val images, seed %d, %s, XLA %s",
-        cfg.strategy, type(strategy).__name__, replicas, batch, batch // replicas, steps_per_epoch,
-        cfg.epochs, len(train_df), len(val_df), cfg.seed, cfg.precision, cfg.jit_compile)
+    try:
+        train_df, images_dir = pipeline.load_manifest(cfg.data_dir, "train")
+        val_df, _ = pipeline.load_manifest(cfg.data_dir, "val")
+        inputs = build_image_inputs(cfg, train_df, val_df, images_dir)
+        model, optimizer, state, manager = create_or_restore_state(cfg, strategy, inputs.steps_per_epoch)
+        if cfg.feature_cache:
+            inputs, train_model = build_feature_inputs(cfg, strategy, model, train_df, val_df,
+                                                      images_dir, inputs)
+        else:
+            train_model = model
+        _log_setup(cfg, strategy, inputs, len(train_df), len(val_df))
+        if not state.finished.numpy():
+            train_loop(cfg, strategy, model, train_model, optimizer, state, manager, inputs, chief)
+        fp = weights_fingerprint(model)
+        logging.info("final weights fingerprint (%s): %s", distribution.worker_id(strategy), fp)
+        result = {"epochs_completed": int(state.epoch.numpy()), "weights_fingerprint": fp,
+                  "skipped_files": inputs.counter.skipped}
+        if not chief:
+            shutil.rmtree(_write_dir(cfg, strategy), ignore_errors=True)
+            return result
+        result.update(finish(cfg, model, state))
+        return result
+    finally:
+        keras.mixed_precision.set_global_policy(previous_policy)
 
-    # Synchronized BatchNorm only means something with several replicas training BN.
+
+def _check_batch(cfg: TrainConfig, strategy) -> None:
+    replicas = strategy.num_replicas_in_sync
+    if cfg.pipeline.batch_size % replicas:
+        raise ValueError(
+            f"--batch_size={cfg.pipeline.batch_size} is not divisible by the {replicas} replicas "
+            f"in sync; use a multiple of {replicas}")
     sync_bn = cfg.model.sync_batchnorm and replicas > 1 and cfg.model.tune == "full"
     if sync_bn and cfg.jit_compile:
         raise ValueError(
             "--jit_compile cannot be combined with --sync_batchnorm on several replicas (the "
             "all-reduce inside an XLA-compiled step is not allowed); pass --nosync_batchnorm")
+
+
+def _write_config(cfg: TrainConfig, fingerprint: str) -> None:
+    os.makedirs(cfg.model_dir, exist_ok=True)
+    config = {**dataclasses.asdict(cfg), "data_fingerprint": fingerprint}
+    cb.atomic_write_text(os.path.join(cfg.model_dir, "config.json"),
+                         json.dumps(config, indent=2, default=str))
+    if cfg.flags_text:
+        cb.atomic_write_text(os.path.join(cfg.model_dir, "flags.txt"), cfg.flags_text)
+
+
+def _write_dir(cfg: TrainConfig, strategy) -> str:
+    """The chief writes into the run directory; other workers (MultiWorkerMirroredStrategy
+    needs every worker to save) into a private scratch folder, removed at the end."""
+    if distribution.is_chief(strategy):
+        return cfg.model_dir
+    return os.path.join(cfg.model_dir, ".workers", distribution.worker_id(strategy))
+
+
+def build_image_inputs(cfg: TrainConfig, train_df, val_df, images_dir: str) -> Inputs:
+    """Training and validation image pipelines; steps counted from the images they can serve."""
+    counter = pipeline.DecodeCounter()
+    if cfg.feature_cache:
+        # Features need every image (extract_features raises otherwise); the image
+        # pipelines are replaced once the model exists.
+        train = val = None
+        served = len(train_df)
+    else:
+        train = pipeline.InputPipeline(train_df, images_dir, cfg.pipeline, training=True,
+                                       counter=counter)
+        val = pipeline.InputPipeline(val_df, images_dir, cfg.pipeline, training=False)
+        served = len(train)
+    steps = served // cfg.pipeline.batch_size
+    if steps == 0:
+        raise ValueError(f"--batch_size={cfg.pipeline.batch_size} is larger than the "
+                         f"{served} usable training images")
+    if cfg.steps_per_epoch:
+        steps = min(steps, cfg.steps_per_epoch)
+    return Inputs(train, val, steps, counter)
+
+
+def create_or_restore_state(cfg: TrainConfig, strategy, steps_per_epoch: int):
+    """Model, optimizer and run state under the strategy, restored from the last checkpoint.
+
+    Returns:
+      (model, optimizer, state, checkpoint manager).
+    """
+    replicas = strategy.num_replicas_in_sync
+    # Synchronized BatchNorm only means something with several replicas training BN.
+    sync_bn = cfg.model.sync_batchnorm and replicas > 1 and cfg.model.tune == "full"
     with strategy.scope():
         model = models.build_model(dataclasses.replace(cfg.model, sync_batchnorm=sync_bn))
         optimizer = keras.optimizers.Adam(make_schedule(cfg, steps_per_epoch))
@@ -216,95 +346,128 @@ def train_and_evaluate(cfg: TrainConfig, strategy: tf.distribute.Strategy | None
             optimizer = keras.optimizers.LossScaleOptimizer(optimizer)
         # Create the slots now, so a checkpoint restores into them at once.
         optimizer.build(model.trainable_variables)
-        epoch_var = tf.Variable(0, dtype=tf.int64, trainable=False, name="epoch")
-    checkpoint = tf.train.Checkpoint(model=model, optimizer=optimizer, epoch=epoch_var)
+        state = RunState()
+    checkpoint = tf.train.Checkpoint(model=model, optimizer=optimizer, state=state)
+    write_dir = _write_dir(cfg, strategy)
+    os.makedirs(write_dir, exist_ok=True)
     manager = tf.train.CheckpointManager(checkpoint, os.path.join(write_dir, "checkpoints"),
                                          max_to_keep=2)
     if manager.latest_checkpoint:
         checkpoint.restore(manager.latest_checkpoint).assert_existing_objects_matched()
-        logging.info("resumed from %s at epoch %d", manager.latest_checkpoint, int(epoch_var.numpy()))
-    initial_epoch = int(epoch_var.numpy())
+        logging.info("resumed from %s at epoch %d", manager.latest_checkpoint, int(state.epoch.numpy()))
+    return model, optimizer, state, manager
 
-    counter = pipeline.DecodeCounter()
-    train_model, train_features, val_features = model, None, None
-    if cfg.feature_cache:
-        with strategy.scope():
-            extractor = models.feature_extractor(model)
-            train_model = models.head_model(model)  # shares the model's head layers
-        start = time.monotonic()
-        train_features = extract_features(extractor, train_df, images_dir, cfg.pipeline, True)
-        val_features = extract_features(extractor, val_df, images_dir, cfg.pipeline, False)
-        logging.info("feature cache: %s train and %s val features in %.1fs",
-                     train_features.shape, val_features.shape, time.monotonic() - start)
-    train_pipe = pipeline.InputPipeline(train_df, images_dir, cfg.pipeline, training=True,
-                                        counter=counter, features=train_features)
-    val_pipe = pipeline.InputPipeline(val_df, images_dir, cfg.pipeline, training=False,
-                                      features=val_features)
-    val_dist = strategy.experimental_distribute_dataset(val_pipe.dataset())
-    train_step = _make_train_step(strategy, train_model, optimizer, batch, cfg.jit_compile)
-    predict_val = _make_predict(strategy, train_model, val_dist)
 
-    monitor_mode = MONITORS[cfg.monitor]
+def build_feature_inputs(cfg: TrainConfig, strategy, model, train_df, val_df, images_dir,
+                         inputs: Inputs):
+    """Head mode: the frozen backbone's features of every image, and pipelines over them.
+
+    Returns:
+      (inputs over features, the head model that trains on them).
+    """
+    with strategy.scope():
+        extractor = models.feature_extractor(model)
+        head = models.head_model(model)  # shares the model's head layers
+    start = time.monotonic()
+    train_features = extract_features(extractor, train_df, images_dir, cfg.pipeline, True)
+    val_features = extract_features(extractor, val_df, images_dir, cfg.pipeline, False)
+    logging.info("feature cache: %s train and %s val features in %.1fs",
+                 train_features.shape, val_features.shape, time.monotonic() - start)
+    train = pipeline.InputPipeline(train_df, images_dir, cfg.pipeline, training=True,
+                                   features=train_features)
+    val = pipeline.InputPipeline(val_df, images_dir, cfg.pipeline, training=False,
+                                 features=val_features)
+    return dataclasses.replace(inputs, train=train, val=val), head
+
+
+def _log_setup(cfg, strategy, inputs: Inputs, n_train: int, n_val: int) -> None:
+    replicas, batch = strategy.num_replicas_in_sync, cfg.pipeline.batch_size
+    logging.info(
+        "strategy %s (%s): %d replica(s), global batch %d (%d per replica), %d steps/epoch, "
+        "%d epochs, %d train (%d usable) / %d val images, seed %d, %s, XLA %s",
+        cfg.strategy, type(strategy).__name__, replicas, batch, batch // replicas,
+        inputs.steps_per_epoch, cfg.epochs, n_train, len(inputs.train), n_val, cfg.seed,
+        cfg.precision, cfg.jit_compile)
+
+
+def make_callbacks(cfg: TrainConfig, strategy, model, state: RunState, predict_val, chief: bool):
+    """The epoch-end callbacks, in order: validation metrics first (the others read them),
+    then the run-state tracker (best value, early stopping), then the chief's files."""
     correlation = cb.CorrelationCallback(predict_val)
-    callbacks = [correlation]  # first: the others read its values
+    tracker = cb.RunTracker(state, cfg.monitor, MONITORS[cfg.monitor],
+                            cfg.early_stopping_patience, cfg.early_stopping_min_delta)
+    callbacks = [correlation, tracker]  # on every worker, so all stop together
+    initial_epoch = int(state.epoch.numpy())
     if chief:
         callbacks += [
             cb.TensorBoardLogger(os.path.join(cfg.model_dir, "logs"), cfg.flags_text, initial_epoch),
-            cb.BestWeights(os.path.join(cfg.model_dir, "best.weights.h5"), cfg.monitor, monitor_mode),
+            cb.BestWeights(os.path.join(cfg.model_dir, "best"), state),
             cb.HistoryCSV(os.path.join(cfg.model_dir, "history.csv"), initial_epoch),
         ]
-    if cfg.early_stopping_patience:
-        # On every worker, so all stop together (their logs are identical).
-        callbacks.append(keras.callbacks.EarlyStopping(
-            monitor=cfg.monitor, mode=monitor_mode, patience=cfg.early_stopping_patience))
-    callback_list = keras.callbacks.CallbackList(callbacks, model=model)
+    return keras.callbacks.CallbackList(callbacks, model=model), correlation
 
+
+def train_loop(cfg, strategy, model, train_model, optimizer, state: RunState, manager,
+               inputs: Inputs, chief: bool) -> None:
+    """Epochs from the checkpointed one until the last or early stopping; checkpoints each."""
+    val_dist = strategy.experimental_distribute_dataset(inputs.val.dataset())
+    train_step = _make_train_step(strategy, train_model, optimizer, cfg.pipeline.batch_size,
+                                  cfg.jit_compile)
+    callback_list, correlation = make_callbacks(
+        cfg, strategy, model, state, _make_predict(strategy, train_model, val_dist), chief)
     model.stop_training = False
     callback_list.on_train_begin()
-    last_logs: dict = {}
-    for epoch in range(initial_epoch, cfg.epochs):
+    for epoch in range(int(state.epoch.numpy()), cfg.epochs):
         callback_list.on_epoch_begin(epoch)
-        start = time.monotonic()
-        iterator = iter(strategy.distribute_datasets_from_function(
-            lambda ctx, e=epoch: train_pipe.dataset(ctx, epoch=e)))
-        total = tf.constant(0.0)
-        for step in range(steps_per_epoch):
-            total += train_step(iterator)
-            if cfg.log_every and (step + 1) % cfg.log_every == 0:
-                logging.info("epoch %d step %d/%d: loss %.4f", epoch + 1, step + 1,
-                             steps_per_epoch, float(total) / (step + 1))
-        train_seconds = time.monotonic() - start
-        loss = float(total) / steps_per_epoch
-        logs = {"loss": loss, "mae_years": float(labels.to_years(loss)),
-                # The rate of the last step (Keras evaluates the schedule at `iterations`).
-                "learning_rate": float(keras.ops.convert_to_numpy(optimizer.learning_rate)),
-                "images_per_second": steps_per_epoch * batch / train_seconds}
+        logs = run_epoch(cfg, strategy, train_step, optimizer, inputs, epoch)
         callback_list.on_epoch_end(epoch, logs)
         logs.update(correlation.last)  # CallbackList hands callbacks a copy of `logs`
-        epoch_var.assign(epoch + 1)
+        state.epoch.assign(epoch + 1)
+        if model.stop_training or epoch + 1 == cfg.epochs:
+            state.finished.assign(2 if model.stop_training else 1)
         manager.save(checkpoint_number=epoch + 1)
-        last_logs = logs
+        if chief:
+            cb.BestWeights.prune(os.path.join(cfg.model_dir, "best"), int(state.best_epoch.numpy()))
         logging.info(
-            "epoch %d/%d (%.0fs, %.0f img/s): loss %.4f, val_loss %.4f, val MAE %.2f years, "
-            "val PLCC %.4f, val SROCC %.4f", epoch + 1, cfg.epochs, time.monotonic() - start,
-            logs["images_per_second"], logs["loss"], logs["val_loss"], logs["val_mae_years"],
-            logs["val_plcc"], logs["val_srocc"])
+            "epoch %d/%d (%.0f img/s): loss %.4f, val_loss %.4f, val MAE %.2f years, "
+            "val PLCC %.4f, val SROCC %.4f", epoch + 1, cfg.epochs, logs["images_per_second"],
+            logs["loss"], logs["val_loss"], logs["val_mae_years"], logs["val_plcc"],
+            logs["val_srocc"])
         if model.stop_training:
             logging.info("early stopping after epoch %d", epoch + 1)
             break
     callback_list.on_train_end()
-    if counter.skipped:
-        logging.warning("%d training file(s) failed to decode and were skipped", counter.skipped)
+    if inputs.counter.skipped:
+        logging.warning("%d training file(s) failed to decode and were skipped",
+                        inputs.counter.skipped)
 
-    fingerprint = weights_fingerprint(model)
-    logging.info("final weights fingerprint (%s): %s", distribution.worker_id(strategy), fingerprint)
-    result = {"epochs_completed": int(epoch_var.numpy()), "weights_fingerprint": fingerprint,
-              "skipped_files": counter.skipped}
-    if not chief:
-        shutil.rmtree(write_dir, ignore_errors=True)
-        return result
-    result.update(_finish(cfg, last_logs))
-    return result
+
+def run_epoch(cfg: TrainConfig, strategy, train_step, optimizer, inputs: Inputs, epoch: int) -> dict:
+    """One epoch of training steps; returns its logs (loss, learning rate, speed)."""
+    start = time.monotonic()
+    # Endless: a file that fails to decode mid-epoch cannot end the epoch early.
+    iterator = iter(strategy.distribute_datasets_from_function(
+        lambda ctx: inputs.train.dataset(ctx, epoch=epoch, endless=True)))
+    steps = inputs.steps_per_epoch
+    total = tf.constant(0.0)
+    for step in range(steps):
+        total += train_step(iterator)
+        if cfg.log_every and (step + 1) % cfg.log_every == 0:
+            logging.info("epoch %d step %d/%d: loss %.4f", epoch + 1, step + 1, steps,
+                         float(total) / (step + 1))
+    loss = float(total) / steps
+    return {"loss": loss, "mae_years": float(labels.to_years(loss)),
+            # The rate of the last step (Keras evaluates the schedule at `iterations`).
+            "learning_rate": float(keras.ops.convert_to_numpy(optimizer.learning_rate)),
+            "images_per_second": steps * cfg.pipeline.batch_size / (time.monotonic() - start)}
+
+
+def weights_fingerprint(model: keras.Model) -> str:
+    """A short hash of every weight's bytes: equal across workers when they agree exactly."""
+    h = hashlib.sha256()
+    for w in model.weights:
+        h.update(np.ascontiguousarray(keras.ops.convert_to_numpy(w)).tobytes())
+    return h.hexdigest()[:16]
 
 
 def extract_features(extractor: keras.Model, manifest, images_dir: str,
@@ -377,36 +540,41 @@ def _make_predict(strategy, model, dist_dataset):
     return predict
 
 
-def _finish(cfg: TrainConfig, last_logs: dict) -> dict:
-    """Chief only: final metrics from the best epoch, the .keras file and the SavedModel."""
-    best_path = os.path.join(cfg.model_dir, "best.weights.h5")
-    history_path = os.path.join(cfg.model_dir, "history.csv")
-    history = pd.read_csv(history_path)
-    best_state = {}
-    if os.path.exists(best_path + ".json"):
-        with open(best_path + ".json") as f:
-            best_state = json.load(f)
-    best_epoch = best_state.get("epoch", int(history["epoch"].iloc[-1]))
+def finish(cfg: TrainConfig, model: keras.Model, state: RunState) -> dict:
+    """Chief only: the trained model itself, with its best epoch's weights, becomes
+    model.keras and the SavedModel; metrics.json records which epoch was selected.
+
+    The model is never rebuilt: a different construction given the same weights can compute
+    a different function (Keras' EfficientNet adds a layer only with weights="imagenet").
+    """
+    history = pd.read_csv(os.path.join(cfg.model_dir, "history.csv"))
+    best_epoch = int(state.best_epoch.numpy())
+    last_epoch = int(history["epoch"].max())
+    if best_epoch >= 0:
+        model.load_weights(cb.BestWeights.path_for(os.path.join(cfg.model_dir, "best"), best_epoch))
+        selected = f"best epoch by {cfg.monitor}"
+    else:
+        logging.warning("no epoch gave a valid %s (NaN every epoch?): exporting the LAST epoch's "
+                        "weights, not a best model", cfg.monitor)
+        best_epoch, selected = last_epoch, f"last epoch (no epoch gave a valid {cfg.monitor})"
     row = history[history["epoch"] == best_epoch].iloc[-1].to_dict()
     metrics = {
         "monitor": cfg.monitor,
-        "best_epoch": int(best_epoch) + 1,
-        "epochs_completed": int(history["epoch"].max()) + 1,
+        "best_epoch": best_epoch + 1,
+        "selected": selected,
+        "epochs_completed": int(state.epoch.numpy()),
+        "stopped_by": _STOP_REASONS[int(state.finished.numpy())],
         "val": {k[4:]: float(v) for k, v in row.items() if k.startswith("val_")},
         "train_loss": float(row["loss"]),
     }
-    # A clean, strategy-free copy of the model for saving and export.
-    keras.mixed_precision.set_global_policy("float32")
-    clean_cfg = dataclasses.replace(cfg.model, weights="none")
-    model = models.build_model(clean_cfg)
-    if os.path.exists(best_path):
-        model.load_weights(best_path)
-    keras_path = os.path.join(cfg.model_dir, "model.keras")
+    model.save_weights(os.path.join(cfg.model_dir, "best.tmp.weights.h5"))
+    os.replace(os.path.join(cfg.model_dir, "best.tmp.weights.h5"),
+               os.path.join(cfg.model_dir, "best.weights.h5"))
     tmp = os.path.join(cfg.model_dir, "model.tmp.keras")
     model.save(tmp)
-    os.replace(tmp, keras_path)
+    os.replace(tmp, os.path.join(cfg.model_dir, "model.keras"))
     if cfg.export:
         export.export_saved_model(model, cfg.model.image_size, os.path.join(cfg.model_dir, "export"))
     cb.atomic_write_text(os.path.join(cfg.model_dir, "metrics.json"), json.dumps(metrics, indent=2))
-    logging.info("best epoch %d: %s", metrics["best_epoch"], metrics["val"])
+    logging.info("selected epoch %d (%s): %s", metrics["best_epoch"], selected, metrics["val"])
     return metrics

@@ -10,7 +10,7 @@ import pandas as pd
 import pytest
 import scipy.stats
 
-from age_tf import callbacks
+from age_tf import callbacks, training
 
 
 def test_correlation_callback_equals_scipy():
@@ -52,22 +52,44 @@ def test_history_csv_drops_rows_past_resume_point(tmp_path):
     assert df["epoch"].tolist() == [0, 1, 2] and df["loss"].tolist() == [0.0, 1.0, 9.0]
 
 
-def test_best_weights_saves_on_improvement_and_remembers(tmp_path):
+def _tracker(state, patience=0, min_delta=0.0, mode="max"):
     model = keras.Sequential([keras.Input((2,)), keras.layers.Dense(1)])
-    path = str(tmp_path / "best.weights.h5")
-    cb = callbacks.BestWeights(path, "val_srocc", "max")
-    cb.set_model(model)
-    cb.on_epoch_end(0, {"val_srocc": 0.5})
-    first = os.path.getmtime(path)
-    cb.on_epoch_end(1, {"val_srocc": 0.4})  # worse: not saved
-    assert os.path.getmtime(path) == first
-    again = callbacks.BestWeights(path, "val_srocc", "max")  # a resumed run
-    assert again.best == 0.5 and again.best_epoch == 0
-    again.set_model(model)
-    again.on_epoch_end(2, {"val_srocc": float("nan")})  # NaN never counts as better
-    assert json.load(open(path + ".json"))["epoch"] == 0
+    tracker = callbacks.RunTracker(state, "val_srocc", mode, patience, min_delta)
+    tracker.set_model(model)
+    model.stop_training = False
+    return tracker, model
+
+
+def test_run_tracker_best_and_early_stopping_live_in_the_state():
+    state = training.RunState()
+    tracker, model = _tracker(state, patience=2, min_delta=0.05)
+    for epoch, value in enumerate([0.5, 0.52, float("nan")]):
+        tracker.on_epoch_end(epoch, {"val_srocc": value})
+    # 0.52 is the best value but not by min_delta; NaN never counts as better.
+    assert float(state.best_value.numpy()) == 0.52 and int(state.best_epoch.numpy()) == 1
+    assert int(state.wait.numpy()) == 2 and model.stop_training
+    # A tracker made after a restart reads the same state: nothing kept in Python.
+    state2 = training.RunState()
+    state2.stop_reference.assign(0.5)
+    state2.wait.assign(1)
+    again, model2 = _tracker(state2, patience=2, min_delta=0.05)
+    again.on_epoch_end(2, {"val_srocc": 0.51})
+    assert model2.stop_training
     with pytest.raises(KeyError, match="--monitor='val_srocc' is not among the logs"):
         again.on_epoch_end(3, {"loss": 1.0})
+
+
+def test_best_weights_named_by_epoch_and_pruned(tmp_path):
+    state = training.RunState()
+    tracker, model = _tracker(state)
+    best = callbacks.BestWeights(str(tmp_path / "best"), state)
+    best.set_model(model)
+    for epoch, value in enumerate([0.5, 0.4, 0.6]):
+        tracker.on_epoch_end(epoch, {"val_srocc": value})
+        best.on_epoch_end(epoch, {"val_srocc": value})
+    assert sorted(os.listdir(tmp_path / "best")) == ["epoch-0000.weights.h5", "epoch-0002.weights.h5"]
+    callbacks.BestWeights.prune(str(tmp_path / "best"), 2)
+    assert os.listdir(tmp_path / "best") == ["epoch-0002.weights.h5"]
 
 
 def test_tensorboard_logger_writes_event_files(tmp_path):

@@ -131,9 +131,11 @@ def test_corrupt_and_missing_files_skipped_and_counted(folder, tmp_path):
     df = pd.concat([df[["path", "age"]], bad], ignore_index=True)
     counter = pipeline.DecodeCounter()
     cfg = pipeline.PipelineConfig(image_size=S, batch_size=3)
-    x, y = _collect(pipeline.make_dataset(df, root, cfg, training=False, counter=counter))
-    assert len(x) == 8  # the epoch goes on past the broken files
-    assert counter.skipped == 2 and int(counter.attempted.numpy()) == 10
+    pipe = pipeline.InputPipeline(df, root, cfg, training=False, counter=counter)
+    assert len(pipe) == 9  # the missing file is left out before any epoch
+    x, y = _collect(pipe.dataset())
+    assert len(x) == 8  # the epoch goes on past the broken file
+    assert counter.skipped == 1 and int(counter.attempted.numpy()) == 9
 
 
 def test_cache_memory_and_disk(folder, tmp_path):
@@ -181,7 +183,7 @@ def test_epoch_seeded_order_is_reproducible_and_varies_by_epoch(folder):
     df = pd.concat([df] * 4, ignore_index=True)
     df["age"] = np.arange(len(df))
     for cache in ("", "memory"):
-        cfg = pipeline.PipelineConfig(image_size=S, batch_size=4, cache=cache, shuffle_buffer=8,
+        cfg = pipeline.PipelineConfig(image_size=S, batch_size=4, cache=cache,
                                       deterministic=True)
         pipe = pipeline.InputPipeline(df, root, cfg, training=True)
         e0a = _collect(pipe.dataset(epoch=0))

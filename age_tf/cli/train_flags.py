@@ -26,7 +26,6 @@ flags.DEFINE_integer("batch_size", _P.batch_size, "Global batch size (divisible 
 flags.DEFINE_bool("crop_faces", _P.crop_faces, "Crop the face box (full-size release images).")
 flags.DEFINE_float("face_margin", _P.face_margin, "Margin around the face box, per side.")
 flags.DEFINE_string("cache", _P.cache, "'' (none), 'memory', or a folder for a disk cache.")
-flags.DEFINE_integer("shuffle_buffer", _P.shuffle_buffer, "Shuffle buffer after the cache.")
 flags.DEFINE_bool("deterministic", True,
                   "Reproducible data order (needed for exact resume); slightly slower input.")
 # Optimization.
@@ -38,6 +37,8 @@ flags.DEFINE_float("min_lr_ratio", _T.min_lr_ratio, "Cosine floor as a share of 
 flags.DEFINE_float("warmup_epochs", _T.warmup_epochs, "Linear warmup length (epochs).")
 flags.DEFINE_enum("monitor", _T.monitor, sorted(training.MONITORS), "Best-model/early-stop metric.")
 flags.DEFINE_integer("early_stopping_patience", _T.early_stopping_patience, "0: no early stopping.")
+flags.DEFINE_float("early_stopping_min_delta", _T.early_stopping_min_delta,
+                   "A change of the monitor smaller than this is no improvement (early stopping).")
 flags.DEFINE_integer("steps_per_epoch", _T.steps_per_epoch, "Cap on steps per epoch (0: all).")
 flags.DEFINE_enum("precision", _T.precision, list(training.PRECISIONS), "Keras dtype policy.")
 flags.DEFINE_bool("jit_compile", _T.jit_compile, "XLA for the gradient step (GPUs; ~8x slower on CPU).")
@@ -65,12 +66,13 @@ def config_from_flags(data_dir: str, model_dir: str) -> training.TrainConfig:
                                  sync_batchnorm=FLAGS.sync_batchnorm),
         pipeline=pipeline.PipelineConfig(image_size=FLAGS.image_size, batch_size=FLAGS.batch_size,
                                          crop_faces=FLAGS.crop_faces, face_margin=FLAGS.face_margin,
-                                         cache=FLAGS.cache, shuffle_buffer=FLAGS.shuffle_buffer,
+                                         cache=FLAGS.cache,
                                          deterministic=FLAGS.deterministic, seed=FLAGS.seed),
         epochs=FLAGS.epochs, learning_rate=FLAGS.learning_rate, lr_schedule=FLAGS.lr_schedule,
         lr_decay_rate=FLAGS.lr_decay_rate, min_lr_ratio=FLAGS.min_lr_ratio,
         warmup_epochs=FLAGS.warmup_epochs, monitor=FLAGS.monitor,
         early_stopping_patience=FLAGS.early_stopping_patience,
+        early_stopping_min_delta=FLAGS.early_stopping_min_delta,
         steps_per_epoch=FLAGS.steps_per_epoch, precision=FLAGS.precision,
         jit_compile=FLAGS.jit_compile, strategy=FLAGS.strategy, log_every=FLAGS.log_every,
         export=FLAGS.export, feature_cache=FLAGS.feature_cache, seed=FLAGS.seed, flags_text=FLAGS.flags_into_string(),
