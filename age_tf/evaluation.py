@@ -61,9 +61,18 @@ def compute_metrics(pred: pd.DataFrame, bootstrap: int = 1000, seed: int = 0) ->
     m = metrics.regression_metrics(t, p)
     m["loss"] = float(np.mean(np.abs(labels.to_label(p) - labels.to_label(t))))
     m["images"] = len(pred)
+    has_ids = "identity" in pred
+    if has_ids:
+        m["identities"] = int(pred["identity"].nunique())
     if bootstrap:
-        m["plcc_ci95"] = metrics.bootstrap_ci(t, p, metrics.plcc, bootstrap, seed)
-        m["srocc_ci95"] = metrics.bootstrap_ci(t, p, metrics.srocc, bootstrap, seed)
+        # Resample people, not photos: photos of one person are not independent (IMDB has
+        # many per celebrity). The image-level intervals are kept for comparison.
+        groups = pred["identity"].to_numpy() if has_ids else None
+        mae = lambda a, b: float(np.mean(np.abs(a - b)))
+        for key, fn in (("plcc", metrics.plcc), ("srocc", metrics.srocc), ("mae_years", mae)):
+            m[f"{key}_ci95"] = metrics.bootstrap_ci(t, p, fn, bootstrap, seed, groups=groups)
+            m[f"{key}_ci95_images"] = metrics.bootstrap_ci(t, p, fn, bootstrap, seed)
+        m["ci_resampling"] = "identities" if has_ids else "images"
     return m
 
 

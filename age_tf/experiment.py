@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import dataclasses
-import json
 import os
 import time
 from typing import Callable
@@ -148,9 +147,10 @@ def run_experiment(cfg: ExperimentConfig, strategy) -> dict:
             rc.model = dataclasses.replace(rc.model, weights=weights[rc.model.backbone])
         if rc.model.tune == "head" and cfg.feature_cache_for_head:
             rc.feature_cache = True
-        metrics_path = os.path.join(rc.model_dir, "metrics.json")
-        if os.path.exists(metrics_path) and json.load(open(metrics_path))["epochs_completed"] >= rc.epochs:
-            progress.step(f"{name}: already trained")
+        status = training.run_status(rc.model_dir)
+        # "Done" is the run's own checkpointed state: all epochs, or stopped early.
+        if status["finished"] and os.path.exists(os.path.join(rc.model_dir, "metrics.json")):
+            progress.step(f"{name}: already trained ({status['reason']} after epoch {status['epoch']})")
         else:
             keras.backend.clear_session()
             m = training.train_and_evaluate(rc, strategy)

@@ -37,7 +37,10 @@ def table2_markdown(rows: list[dict]) -> str:
             f"| {r['backbone']} | {TUNE_LABEL.get(r['tune'], r['tune'])} | {r['loss']:.4f} "
             f"| {r['mae_years']:.2f} | {r['plcc']:.4f}{ci('plcc_ci95')} | {r['srocc']:.4f}{ci('srocc_ci95')} "
             f"| {r['cs5']:.3f} | {r['images']} |")
-    return head + "\n".join(lines) + "\n"
+    ids = [r.get("identities") for r in rows if r.get("ci_resampling") == "identities"]
+    note = (f"\n95% intervals: bootstrap over people ({min(ids)}-{max(ids)} test identities), not "
+            "photos; photos of one person are not independent.\n" if ids else "")
+    return head + "\n".join(lines) + "\n" + note
 
 
 def _link(path: str, base: str, title: str) -> str:

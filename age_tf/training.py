@@ -268,7 +268,7 @@ def train_and_evaluate(cfg: TrainConfig, strategy: tf.distribute.Strategy | None
         fp = weights_fingerprint(model)
         logging.info("final weights fingerprint (%s): %s", distribution.worker_id(strategy), fp)
         result = {"epochs_completed": int(state.epoch.numpy()), "weights_fingerprint": fp,
-                  "skipped_files": inputs.counter.skipped}
+                  "unusable_train_images": len(train_df) - len(inputs.train)}
         if not chief:
             shutil.rmtree(_write_dir(cfg, strategy), ignore_errors=True)
             return result
@@ -310,6 +310,8 @@ def _write_dir(cfg: TrainConfig, strategy) -> str:
 
 def build_image_inputs(cfg: TrainConfig, train_df, val_df, images_dir: str) -> Inputs:
     """Training and validation image pipelines; steps counted from the images they can serve."""
+    # Exact counts come from building a cache; an uncached endless stream has elements in
+    # flight when an epoch ends, so it is not counted (TF logs each file it skips).
     counter = pipeline.DecodeCounter()
     if cfg.feature_cache:
         # Features need every image (extract_features raises otherwise); the image
@@ -318,7 +320,7 @@ def build_image_inputs(cfg: TrainConfig, train_df, val_df, images_dir: str) -> I
         served = len(train_df)
     else:
         train = pipeline.InputPipeline(train_df, images_dir, cfg.pipeline, training=True,
-                                       counter=counter)
+                                       counter=counter if cfg.pipeline.cache else None)
         val = pipeline.InputPipeline(val_df, images_dir, cfg.pipeline, training=False)
         served = len(train)
     steps = served // cfg.pipeline.batch_size
@@ -437,9 +439,6 @@ def train_loop(cfg, strategy, model, train_model, optimizer, state: RunState, ma
             logging.info("early stopping after epoch %d", epoch + 1)
             break
     callback_list.on_train_end()
-    if inputs.counter.skipped:
-        logging.warning("%d training file(s) failed to decode and were skipped",
-                        inputs.counter.skipped)
 
 
 def run_epoch(cfg: TrainConfig, strategy, train_step, optimizer, inputs: Inputs, epoch: int) -> dict:

@@ -36,3 +36,25 @@ def test_bootstrap_ci_brackets_the_estimate():
     p = t + rng.normal(0, 10, 300)
     lo, hi = metrics.bootstrap_ci(t, p, metrics.plcc, n=300)
     assert lo < metrics.plcc(t, p) < hi and hi - lo < 0.1
+
+
+def test_cluster_bootstrap_by_identity_is_wider_when_photos_cluster():
+    # 40 people, 10 photos each; each person's photos share a random offset, so the
+    # effective sample is the 40 people, not the 400 photos.
+    rng = np.random.default_rng(1)
+    person = np.repeat(np.arange(40), 10)
+    t = rng.uniform(10, 80, 40)[person] + rng.normal(0, 1, 400)
+    p = t + rng.normal(0, 15, 40)[person] + rng.normal(0, 2, 400)
+    lo_i, hi_i = metrics.bootstrap_ci(t, p, metrics.plcc, n=400, seed=0)
+    lo_g, hi_g = metrics.bootstrap_ci(t, p, metrics.plcc, n=400, seed=0, groups=person)
+    assert lo_g < metrics.plcc(t, p) < hi_g
+    assert (hi_g - lo_g) > 2 * (hi_i - lo_i)
+
+
+def test_cluster_bootstrap_resamples_whole_groups():
+    # Two groups whose values are constant within a group: every resample holds whole groups,
+    # so the mean takes only the values 1, 2 and 3 (both groups once, or one group twice).
+    groups = np.array(["a", "a", "b", "b"])
+    t = np.array([1.0, 1.0, 3.0, 3.0])
+    lo, hi = metrics.bootstrap_ci(t, t, lambda a, b: float(a.mean()), n=200, groups=groups)
+    assert lo == 1.0 and hi == 3.0

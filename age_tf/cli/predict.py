@@ -65,7 +65,7 @@ def main(argv):
         writer = csv.DictWriter(sys.stdout, fieldnames=["path", "age", "error"])
         writer.writeheader()
         for r in results:
-            writer.writerow({**r, "age": "" if r["age"] is None else f"{r['age']:.1f}"})
+            writer.writerow({**r, "age": "" if r["age"] is None else f"{r['age']:.3f}"})
     else:
         for r in results:
             if r["error"]:
