@@ -1,5 +1,6 @@
 """End-to-end tests of the main command, age-tf-experiment."""
 
+import glob
 import json
 import os
 import subprocess
@@ -32,8 +33,11 @@ def _check_outputs(out, runs):
 
 def test_tiny_experiment_end_to_end_and_resume(tmp_path):
     out = str(tmp_path / "exp")
+    # Early stopping that triggers: the first epoch sets the reference, no later epoch can
+    # beat it by 10, so each run stops after epoch 2 of 3.
     args = ["--flagfile=configs/demo.cfg", f"--out_dir={out}", "--num_images=300",
-            "--image_size=32", "--epochs=1", "--steps_per_epoch=3", "--batch_size=16",
+            "--image_size=32", "--epochs=3", "--steps_per_epoch=3", "--batch_size=16",
+            "--early_stopping_patience=1", "--early_stopping_min_delta=10", "--monitor=val_loss",
             "--standin_epochs=1", "--standin_images=150", "--bootstrap=50",
             "--runs=mobilenet_v2_head,mobilenet_v2_full"]
     r = _run(args, 900)
@@ -46,10 +50,17 @@ def test_tiny_experiment_end_to_end_and_resume(tmp_path):
     assert cfg["model"]["weights"].endswith("standin/mobilenet_v2.weights.h5")
     audit = json.load(open(os.path.join(out, "runs", "mobilenet_v2_head", "audit", "audit.json")))
     assert "precision_at_k" in audit["ground_truth"]
-    # Again: every step is found done and skipped.
+    for run in ("mobilenet_v2_head", "mobilenet_v2_full"):
+        m = json.load(open(os.path.join(out, "runs", run, "metrics.json")))
+        assert m["epochs_completed"] == 2 and m["stopped_by"] == "early stopping"
+    ckpts = {p: os.path.getmtime(p) for p in glob.glob(os.path.join(out, "runs", "*", "checkpoints", "*"))}
+    # Again: every step is found done and skipped; a run that stopped early is done too.
     again = _run(args, 600)
     assert again.returncode == 0, again.stderr[-3000:]
-    assert "already trained" in again.stdout and "already in" in again.stdout
+    assert again.stdout.count("already trained (early stopping after epoch 2)") == 2
+    assert "already in" in again.stdout
+    assert "epoch 1/3" not in again.stderr  # no training step ran
+    assert {p: os.path.getmtime(p) for p in ckpts} == ckpts
 
 
 @pytest.mark.slow

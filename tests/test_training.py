@@ -209,3 +209,141 @@ def test_feature_cache_gives_the_same_weights(data_dir, tmp_path):
 def test_feature_cache_needs_head_mode(data_dir, tmp_path):
     r = _run(_train_cmd(data_dir, str(tmp_path / "x"), "--feature_cache", "--tune=full"))
     assert r.returncode == 2 and "--feature_cache needs --tune=head" in r.stderr
+
+
+def _kill_during(proc, marker, timeout=240):
+    """SIGKILLs proc once `marker` exists (a checkpoint), i.e. in the middle of the next epoch."""
+    try:
+        deadline = time.monotonic() + timeout
+        while not marker.exists():
+            assert proc.poll() is None and time.monotonic() < deadline, "no checkpoint appeared"
+            time.sleep(0.05)
+        time.sleep(0.5)
+        proc.send_signal(signal.SIGKILL)
+        proc.wait()
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+
+
+def test_early_stopping_survives_kill_9_and_a_finished_run_trains_nothing(data_dir, tmp_path):
+    # The first epoch sets the reference; no later one beats it by 10, so patience 2 stops
+    # the run after epoch 3 of 8. A resumed run must know it has already waited one epoch.
+    args = ("--epochs=8", "--noexport", "--steps_per_epoch=3", "--monitor=val_loss",
+            "--early_stopping_patience=2", "--early_stopping_min_delta=10")
+    straight = _run(_train_cmd(data_dir, str(tmp_path / "a"), *args))
+    assert straight.returncode == 0, straight.stderr[-3000:]
+    a = json.load(open(tmp_path / "a" / "metrics.json"))
+    assert a["epochs_completed"] == 3 and a["stopped_by"] == "early stopping"
+
+    run_dir = tmp_path / "b"
+    proc = subprocess.Popen(_train_cmd(data_dir, str(run_dir), *args), cwd=ROOT,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    _kill_during(proc, run_dir / "checkpoints" / "ckpt-2.index")  # dies during epoch 3
+    assert not (run_dir / "metrics.json").exists()
+    resumed = _run(_train_cmd(data_dir, str(run_dir), *args))
+    assert resumed.returncode == 0, resumed.stderr[-3000:]
+    assert "resumed from" in resumed.stderr
+    b = json.load(open(run_dir / "metrics.json"))
+    assert pd.read_csv(run_dir / "history.csv")["epoch"].tolist() == [0, 1, 2]
+    assert b == a  # same stop, same best epoch, same validation figures
+    assert _fingerprints(resumed.stderr) == _fingerprints(straight.stderr)
+    best = os.listdir(run_dir / "best")
+    assert best == [f"epoch-{a['best_epoch'] - 1:04d}.weights.h5"]
+
+    again = _run(_train_cmd(data_dir, str(run_dir), *args))
+    assert again.returncode == 0, again.stderr[-3000:]
+    assert "already finished (early stopping); nothing to train" in again.stderr
+    assert "epoch 1/8" not in again.stderr and "epoch 4/8" not in again.stderr
+
+
+@pytest.mark.parametrize("change, named", [
+    ("--batch_size=8", "--batch_size: 16 -> 8"),
+    ("--epochs=5", "--epochs: 3 -> 5"),
+    ("--learning_rate=0.01", "--learning_rate"),
+])
+def test_resume_refuses_a_changed_configuration(data_dir, tmp_path, change, named):
+    run_dir = str(tmp_path / "r")
+    first = _run(_train_cmd(data_dir, run_dir, "--epochs=3", "--steps_per_epoch=2", "--noexport"))
+    assert first.returncode == 0, first.stderr[-3000:]
+    r = _run(_train_cmd(data_dir, run_dir, "--epochs=3", "--steps_per_epoch=2", "--noexport", change))
+    assert r.returncode == 2 and named in r.stderr and "--model_dir" in r.stderr, r.stderr[-2000:]
+
+
+def test_resume_refuses_changed_data(prepared, tmp_path):
+    import shutil
+
+    data = tmp_path / "data"
+    shutil.copytree(prepared[0], data)
+    run_dir = str(tmp_path / "r")
+    assert _run(_train_cmd(str(data), run_dir, "--epochs=1", "--steps_per_epoch=2",
+                           "--noexport")).returncode == 0
+    train = pd.read_csv(data / "train.csv")
+    train.iloc[:-5].to_csv(data / "train.csv", index=False)
+    r = _run(_train_cmd(str(data), run_dir, "--epochs=1", "--steps_per_epoch=2", "--noexport"))
+    assert r.returncode == 2 and "--data_dir: the train/val manifests" in r.stderr, r.stderr[-2000:]
+
+
+def _data_with_a_broken_file(prepared_dir, tmp_path, n_train=32):
+    """A prepared-data folder of n_train training rows, one of whose files is truncated."""
+    import shutil
+
+    out, images = tmp_path / "data", tmp_path / "images"
+    out.mkdir()
+    report = json.load(open(os.path.join(prepared_dir, "report.json")))
+    src = report["inputs"]["images_dir"]
+    for split, n in (("train", n_train), ("val", None)):
+        df = pd.read_csv(os.path.join(prepared_dir, f"{split}.csv"))
+        df = df.iloc[:n] if n else df
+        for p in df["path"]:
+            (images / p).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy(os.path.join(src, p), images / p)
+        df.to_csv(out / f"{split}.csv", index=False)
+    broken = images / pd.read_csv(out / "train.csv")["path"].iloc[5]
+    broken.write_bytes(broken.read_bytes()[:200])
+    report["inputs"]["images_dir"] = str(images)
+    (out / "report.json").write_text(json.dumps(report))
+    return str(out)
+
+
+@pytest.mark.parametrize("cache", ["", "memory"])
+def test_an_undecodable_file_never_ends_an_epoch(prepared, tmp_path, cache):
+    from age_tf import models, training
+
+    data = _data_with_a_broken_file(prepared[0], tmp_path)  # 32 rows, batch 16: 2 full batches
+    result = training.train_and_evaluate(training.TrainConfig(
+        data_dir=data, model_dir=str(tmp_path / "run"),
+        model=models.ModelConfig(image_size=32, weights="none", tune="full", bn_momentum=0.9),
+        pipeline=pipeline.PipelineConfig(image_size=32, batch_size=16, cache=cache),
+        epochs=2, strategy="one_device", log_every=0, export=False))
+    assert result["epochs_completed"] == 2
+    history = pd.read_csv(tmp_path / "run" / "history.csv")
+    # Uncached, the epoch's stream repeats to fill its 2 steps; a cache knows the 31 that
+    # decode and counts 1 step from them.
+    steps = 2 if not cache else 1
+    assert history["images_per_second"].notna().all() and len(history) == 2
+    pipe = pipeline.InputPipeline(pd.read_csv(os.path.join(data, "train.csv")),
+                                  json.load(open(os.path.join(data, "report.json")))["inputs"]["images_dir"],
+                                  pipeline.PipelineConfig(image_size=32, batch_size=16, cache=cache),
+                                  training=True)
+    assert pipe.steps_per_epoch() == steps
+
+
+def test_no_valid_monitor_value_exports_the_last_epoch_and_says_so(data_dir, tmp_path, monkeypatch):
+    from age_tf import metrics, models, training
+
+    monkeypatch.setattr(metrics, "srocc", lambda a, b: float("nan"))  # SROCC NaN every epoch
+    model_dir = str(tmp_path / "run")
+    result = training.train_and_evaluate(training.TrainConfig(
+        data_dir=data_dir, model_dir=model_dir,
+        model=models.ModelConfig(image_size=32, weights="none", tune="full", bn_momentum=0.9),
+        pipeline=pipeline.PipelineConfig(image_size=32, batch_size=16),
+        epochs=2, steps_per_epoch=2, monitor="val_srocc", strategy="one_device", log_every=0))
+    m = json.load(open(os.path.join(model_dir, "metrics.json")))
+    assert m["selected"].startswith("last epoch") and m["best_epoch"] == 2
+    # What was exported is the trained model of the last epoch, not a fresh one.
+    from age_tf.training import weights_fingerprint
+
+    saved = keras.models.load_model(os.path.join(model_dir, "model.keras"))
+    assert weights_fingerprint(saved) == result["weights_fingerprint"]
