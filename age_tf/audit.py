@@ -8,6 +8,7 @@ head-mode run: a fully fine-tuned backbone has seen the training labels.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 
@@ -17,6 +18,7 @@ import tensorflow as tf
 from absl import logging
 
 from age_tf import callbacks, evaluation, models, pipeline, plots
+from age_tf.config import field
 from age_tf.data import dedup, images
 
 SPLITS = ("train", "val", "test")
@@ -77,6 +79,22 @@ def surviving_duplicates(manifest: pd.DataFrame, images_dir: str, max_distance: 
                      "correlation": float(x[a] @ x[b])})
     return pd.DataFrame(rows).sort_values("correlation", ascending=False) if rows else pd.DataFrame(
         columns=["path_a", "split_a", "age_a", "path_b", "split_b", "age_b", "hamming", "correlation"])
+
+
+@dataclasses.dataclass
+class AuditConfig:
+    """What `age-tf-audit` audits (the arguments of `audit`)."""
+
+    model_dir: str = field(None, "A finished age-tf-train run (a head-mode run is best).")
+    data_dir: str = field(None, "Output folder of age-tf-prepare.")
+    out_dir: str | None = field(None, "Default: <model_dir>/audit.")
+    folds: int = field(5, "Cross-fitting folds (by identity) for held-out predictions.")
+    gallery: int = field(24, "Faces in the suspects gallery.")
+    truth_csv: str | None = field(None, "Synthetic ground_truth.csv: report precision@k.")
+    mislabel_years: float = field(20.0, "A label this far from the true age counts as wrong "
+                                  "(with --truth_csv).")
+    seed: int = field(0, "Fold assignment.")
+    workers: int | None = field(None, "Image-check processes (default: all cores).")
 
 
 def audit(model_dir: str, data_dir: str, out_dir: str | None = None, folds: int = 5,

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 
@@ -12,6 +13,19 @@ import tensorflow as tf
 from absl import logging
 
 from age_tf import callbacks, labels, metrics, pipeline, plots
+from age_tf.config import field
+
+@dataclasses.dataclass
+class EvaluateConfig:
+    """What `age-tf-evaluate` evaluates (the arguments of `evaluate`)."""
+
+    model_dir: str = field(None, "A finished age-tf-train run directory.")
+    data_dir: str = field(None, "Output folder of age-tf-prepare.")
+    split: str = field("test", "Which manifest to evaluate.", choices=("train", "val", "test"))
+    bootstrap: int = field(1000, "Bootstrap resamples (over people) for the intervals (0: none).")
+    gallery_max: int = field(24, "Most faces in the large-error gallery.")
+    seed: int = field(0, "Seeds the bootstrap and the 15-20 year sample.")
+
 
 GALLERY_MIN_ERROR = 40.0  # the study's Figures 5/6
 MID_ERROR_RANGE = (15.0, 20.0)  # the study's Figures 7/8
@@ -114,6 +128,14 @@ def write_figures(pred: pd.DataFrame, images_dir: str, out_dir: str, name: str,
     else:
         logging.info("no face with an error of %.0f-%.0f years: Figure 7 skipped", lo, hi)
     return figs
+
+
+def summary(m: dict) -> str:
+    """The headline metrics of evaluate() as JSON (what age-tf-evaluate prints)."""
+    keys = ("loss", "mae_years", "rmse_years", "plcc", "srocc", "cs5", "plcc_ci95", "srocc_ci95",
+            "mae_years_ci95")
+    return json.dumps({k: m[k] for k in keys if k in m}, indent=2) + \
+        f"\nwrote {m['model_dir']}/eval/"
 
 
 def evaluate(model_dir: str, data_dir: str, split: str = "test", bootstrap: int = 1000,

@@ -5,48 +5,64 @@ from __future__ import annotations
 import dataclasses
 import os
 import time
-from typing import Callable
 
 import keras
 from absl import logging
 
-from age_tf import audit, evaluation, pipeline, report, training
+from age_tf import audit, config, evaluation, pipeline, report, training
+from age_tf.config import field
 from age_tf.data import prepare, synth
 
 STUDY_RUNS = ("mobilenet_v2_head", "mobilenet_v2_full", "efficientnet_b3_head", "efficientnet_b3_full")
 
 
+# Fields of the base training config that each run sets itself.
+EXCLUDED = ("data_dir", "model_dir")
+
+
 @dataclasses.dataclass
 class ExperimentConfig:
-    """What `age-tf-experiment` runs.
+    """What `age-tf-experiment` runs: data, the runs, evaluation, audit, report.
 
-    Attributes:
-      out_dir: everything goes here (raw/, data/, runs/<name>/, figures/, report.md).
-      train: the base training config (each run overrides a few fields).
-      run_configs: {run name: TrainConfig builder} for the runs, in report order.
-      mat / images_dir: real IMDB-WIKI data; None generates the synthetic stand-in.
-      synth: the synthetic set's config.
-      prepare: preparation parameters (paths are filled in here).
-      standin_epochs: with --weights=none, first pretrain each backbone for this many epochs
-        on a separate synthetic set and start the runs from it: a stand-in for ImageNet
-        weights, which cannot be downloaded offline. 0: start from random weights.
-      standin_images: rows of that separate synthetic set.
-      feature_cache_for_head: train head-mode runs from cached backbone features.
-      bootstrap: resamples for the evaluation's confidence intervals.
-      audit_run: run to audit (default: the first head-mode run).
+    The runs derive from `train` (the base) by the flags of their run configs.
     """
 
-    out_dir: str
-    run_configs: dict[str, Callable[[str, str], training.TrainConfig]]
-    mat: str | None = None
-    images_dir: str | None = None
-    synth: synth.SynthConfig = dataclasses.field(default_factory=synth.SynthConfig)
-    prepare_kwargs: dict = dataclasses.field(default_factory=dict)
-    standin_epochs: int = 0
-    standin_images: int = 1200
-    feature_cache_for_head: bool = True
-    bootstrap: int = 1000
-    audit_run: str | None = None
+    out_dir: str = field(None, "Everything is written here (raw/, data/, runs/, figures/, "
+                         "report.md).")
+    mat: str | None = field(None, "Real imdb.mat / wiki.mat; without it, synthetic data is "
+                            "generated.")
+    images_dir: str | None = field(None, "The crops folder of --mat.")
+    num_images: int = field(3000, "Synthetic rows to generate.")
+    sample_fraction: float = field(0.5, "Share of filtered images kept (the study: half).")
+    runs: tuple[str, ...] = field(STUDY_RUNS, "Run configs (shipped names or paths): each sets "
+                                  "a few training flags over the base.")
+    # ImageNet weights cannot be downloaded offline: with --weights=none each backbone is
+    # first trained on a separate synthetic set and the runs start from that stand-in.
+    standin_epochs: int = field(8, "With --weights=none: pretrain each backbone this many "
+                                "epochs on a separate synthetic set first (0: random weights).")
+    standin_images: int = field(1500, "Rows of the stand-in pretraining set.")
+    feature_cache_for_head: bool = field(True, "Head-mode runs train from cached features.")
+    bootstrap: int = field(1000, "Bootstrap resamples for the intervals.")
+    audit_run: str | None = field(None, "Run to audit (default: the first head-mode run).")
+    train: training.TrainConfig = field(default_factory=training.TrainConfig)
+
+    def validate(self) -> None:
+        """Checks every flag and every run's config before any work (ValueError names it)."""
+        if self.mat and not self.images_dir:
+            raise ValueError("--mat needs --images_dir (the folder of its face crops)")
+        for name in self.runs:
+            run_config(self, name).model.validate()
+
+
+def run_config(cfg: ExperimentConfig, name: str) -> training.TrainConfig:
+    """The base training config with run `name`'s own flags applied (its includes aside:
+    the base is the command line's). A shipped run config by name, or a path."""
+    lines = config.own_flags(config.resolve_config(name))
+    run = config.apply_flag_lines(cfg.train, lines, exclude=EXCLUDED)
+    return dataclasses.replace(
+        run, data_dir=os.path.join(cfg.out_dir, "data"),
+        model_dir=os.path.join(cfg.out_dir, "runs", os.path.basename(name).removesuffix(".cfg")),
+        flags_text=run.flags_text + f"# run config {name}\n" + "\n".join(lines) + "\n")
 
 
 class _Progress:
@@ -58,6 +74,16 @@ class _Progress:
         line = f"[{self.done}/{self.total} {time.monotonic() - self.start:5.0f}s] {what}"
         print(line, flush=True)
         logging.info(line)
+
+
+def _synth_config(cfg: ExperimentConfig, rows: int, seed: int) -> synth.SynthConfig:
+    return synth.SynthConfig(num_images=rows, seed=seed)
+
+
+def summary(result: dict) -> str:
+    """Table 2 and where the report is (what age-tf-experiment prints at the end)."""
+    return (f"\nTable 2 (test set)\n{result['table2']}\nreport: "
+            f"{os.path.abspath(result['report'])}  ({result['seconds'] / 60:.1f} min)")
 
 
 def _prepare_data(cfg: ExperimentConfig, raw: str, data: str, progress: _Progress) -> str | None:
@@ -73,13 +99,14 @@ def _prepare_data(cfg: ExperimentConfig, raw: str, data: str, progress: _Progres
         if os.path.exists(truth):
             progress.step(f"synthetic IMDB-WIKI already in {raw}")
         else:
-            synth.generate(cfg.synth, raw)
-            progress.step(f"generated {cfg.synth.num_images} synthetic rows in {raw}")
+            synth.generate(_synth_config(cfg, cfg.num_images, cfg.train.seed), raw)
+            progress.step(f"generated {cfg.num_images} synthetic rows in {raw}")
     if os.path.exists(os.path.join(data, "report.json")):
         progress.step(f"prepared data already in {data}")
     else:
         r = prepare.prepare(prepare.PrepareConfig(mat=mat, images_dir=images_dir, out_dir=data,
-                                                  **cfg.prepare_kwargs))
+                                                  sample_fraction=cfg.sample_fraction,
+                                                  seed=cfg.train.seed))
         progress.step("prepared: " + ", ".join(f"{k} {v['images']}" for k, v in r["splits"].items()))
     return truth
 
@@ -94,8 +121,7 @@ def _standin_weights(cfg: ExperimentConfig, base: training.TrainConfig, backbone
         return path
     raw, data = os.path.join(root, "raw"), os.path.join(root, "data")
     if not os.path.exists(os.path.join(raw, "ground_truth.csv")):
-        synth.generate(dataclasses.replace(cfg.synth, num_images=cfg.standin_images,
-                                           seed=cfg.synth.seed + 1000), raw)
+        synth.generate(_synth_config(cfg, cfg.standin_images, cfg.train.seed + 1000), raw)
     if not os.path.exists(os.path.join(data, "report.json")):
         prepare.prepare(prepare.PrepareConfig(mat=os.path.join(raw, "imdb.mat"),
                                               images_dir=os.path.join(raw, "imdb_crop"),
@@ -126,8 +152,8 @@ def run_experiment(cfg: ExperimentConfig, strategy) -> dict:
     """
     start = time.monotonic()
     raw, data = os.path.join(cfg.out_dir, "raw"), os.path.join(cfg.out_dir, "data")
-    names = list(cfg.run_configs)
-    run_cfgs = {n: cfg.run_configs[n](data, os.path.join(cfg.out_dir, "runs", n)) for n in names}
+    run_cfgs = {os.path.basename(n).removesuffix(".cfg"): run_config(cfg, n) for n in cfg.runs}
+    names = list(run_cfgs)
     backbones = sorted({c.model.backbone for c in run_cfgs.values()})
     standin = any(c.model.weights == "none" for c in run_cfgs.values()) and cfg.standin_epochs > 0
     progress = _Progress(3 + len(names) * 2 + 2 + (len(backbones) if standin else 0))

@@ -8,7 +8,10 @@ from typing import Callable
 
 import keras
 import numpy as np
+import tensorflow as tf
 from absl import logging
+
+from age_tf.config import field
 
 TUNE_MODES = ("head", "full")
 
@@ -93,21 +96,25 @@ BACKBONES: dict[str, Backbone] = {
 class ModelConfig:
     """Architecture and fine-tuning mode (the model flags of `age-tf-train`)."""
 
-    backbone: str = "mobilenet_v2"
-    image_size: int = 256
-    weights: str = "imagenet"  # 'imagenet', 'none', or a path to a weights file
-    tune: str = "head"  # 'head': backbone frozen; 'full': everything trainable
-    head_units: tuple[int, ...] = (512, 128)
-    dropout: float = 0.0
-    # BatchNorm momentum of the backbone; None keeps Keras' (0.999 for MobileNetV2, 0.99 for
-    # EfficientNet), right for ImageNet weights. Training from scratch on a short run needs
-    # ~0.9, or the moving statistics are still near their initial values when validating.
-    bn_momentum: float | None = None
-    # Batch statistics all-reduced across replicas while BatchNorm trains ('full' mode):
+    backbone: str = field("mobilenet_v2", "Registered backbone.", choices=sorted(BACKBONES))
+    image_size: int = field(256, "Network input size in pixels (the study: 256).")
+    weights: str = field("imagenet", "'imagenet' (Keras' loader and cache), 'none' (random), "
+                         "or a path to a weights file of the backbone.")
+    tune: str = field("head", "head: backbone frozen, only the new head trains; full: "
+                      "everything trains.", choices=TUNE_MODES)
+    head_units: tuple[int, ...] = field((512, 128), "Hidden units of the GELU head.")
+    dropout: float = field(0.0, "Dropout after each hidden head layer.")
+    # None keeps Keras' (0.999 for MobileNetV2, 0.99 for EfficientNet), right for ImageNet
+    # weights. Training from scratch on a short run needs ~0.9, or the moving statistics
+    # are still near their initial values when validating.
+    bn_momentum: float | None = field(None, "Backbone BatchNorm momentum (default: Keras'; "
+                                      "~0.9 when training from scratch).")
+    # All-reduce of batch statistics across replicas while BatchNorm trains ('full' mode):
     # every replica then applies the same moving-average update, so multi-worker copies stay
     # identical and results match one device with the global batch. Costs one small
     # all-reduce per BatchNorm layer per step; no effect on one device.
-    sync_batchnorm: bool = False
+    sync_batchnorm: bool = field(True, "All-reduce BatchNorm batch statistics across "
+                                 "replicas in 'full' mode (no effect on one device).")
 
     def validate(self) -> None:
         if self.backbone not in BACKBONES:
@@ -171,11 +178,14 @@ def build_model(cfg: ModelConfig) -> keras.Model:
     cfg.validate()
     spec = BACKBONES[cfg.backbone]
     backbone = build_backbone(cfg)
+    # Synchronized BatchNorm only means something with several replicas training BN.
+    sync = (cfg.sync_batchnorm and cfg.tune == "full"
+            and tf.distribute.get_strategy().num_replicas_in_sync > 1)
     for layer in backbone.layers:
         if isinstance(layer, keras.layers.BatchNormalization):
             if cfg.bn_momentum is not None:
                 layer.momentum = cfg.bn_momentum
-            layer.synchronized = cfg.sync_batchnorm
+            layer.synchronized = sync
     inputs = keras.Input((cfg.image_size, cfg.image_size, 3), name="image")
     x = spec.normalization()(inputs) if spec.normalization else inputs
     if cfg.tune == "head":
@@ -258,6 +268,27 @@ def count_macs(model: keras.Model) -> int:
     as in the papers' "MAdds"/"FLOPS" columns, which count multiply-adds.
     """
     return _macs(model)
+
+
+@dataclasses.dataclass
+class Table1Config:
+    """What `age-tf-models` lists."""
+
+    backbones: tuple[str, ...] = field(tuple(sorted(BACKBONES)), "Registered backbones to list.")
+    sizes: tuple[str, ...] = field(("native", "256"), "Input sizes; 'native' is each backbone's "
+                                   "published size (224 / 300).")
+    head_units: tuple[int, ...] = field((512, 128), "Hidden units of the GELU head.")
+    output: str | None = field(None, "Also write the markdown table to this file.")
+
+    def resolved_sizes(self) -> list[int | None]:
+        """Raises ValueError naming the flag for an unknown backbone or size."""
+        unknown = [b for b in self.backbones if b not in BACKBONES]
+        if unknown:
+            raise ValueError(f"--backbones: unknown {unknown}; registered: {sorted(BACKBONES)}")
+        try:
+            return [None if s == "native" else int(s) for s in self.sizes]
+        except ValueError as e:
+            raise ValueError(f"--sizes takes integers or 'native', got {list(self.sizes)}") from e
 
 
 def table1(backbones: list[str], sizes: list[int | None], head_units=(512, 128)) -> list[dict]:

@@ -20,36 +20,28 @@ import tensorflow as tf
 from absl import logging
 
 from age_tf import labels
+from age_tf.config import field
 
 AUTOTUNE = tf.data.AUTOTUNE
 
 
 @dataclasses.dataclass
 class PipelineConfig:
-    """How images are read and fed.
+    """How images are read and fed."""
 
-    Attributes:
-      image_size: side of the square network input (the study used 256).
-      batch_size: global batch size.
-      crop_faces: crop the manifest's face box (plus `face_margin`) before resizing. Off by
-        default: the release's `*_crop` images already carry a 40% margin around the face.
-      face_margin: extra border around the face box, as a share of the box size per side.
-      cache: '' (no cache), 'memory', or a directory for an on-disk cache of the decoded,
-        resized uint8 images (later epochs skip JPEG decoding). Entries are named by a hash
-        of the manifest, the files' sizes and times and the preprocessing, so a stale or
-        foreign entry is never read.
-      deterministic: reproducible element order and augmentation (slower: no reordering
-        of parallel work); exact resume needs it.
-      seed: seeds shuffling and flips.
-    """
-
-    image_size: int = 256
-    batch_size: int = 32
-    crop_faces: bool = False
-    face_margin: float = 0.4
-    cache: str = ""
-    deterministic: bool = True
-    seed: int = 0
+    image_size: int = field(256, "Network input size in pixels (the study: 256).")
+    batch_size: int = field(32, "Global batch size (divisible by the replicas).")
+    # Off by default: the release's `*_crop` images already carry a margin around the face.
+    crop_faces: bool = field(False, "Crop the manifest's face box (plus --face_margin) before "
+                             "resizing (for full-size release images).")
+    face_margin: float = field(0.4, "Border around the face box, as a share of its size per side.")
+    # Cache entries are named by a hash of the manifest, the files' sizes and times and the
+    # preprocessing, so a stale or foreign entry is never read.
+    cache: str = field("", "'' (none), 'memory', or a folder for a disk cache of the decoded, "
+                       "resized images (later epochs skip decoding).")
+    deterministic: bool = field(True, "Reproducible element order (needed for exact resume); "
+                                "slightly slower input.")
+    seed: int = field(0, "Seeds weights, data order and flips.")
 
 
 class DecodeCounter:
@@ -474,6 +466,19 @@ def sample_faces(manifest: pd.DataFrame, images_dir: str, cfg: PipelineConfig, n
         after.append(out.numpy())
         flipped.append(bool(tf.reduce_any(out != small)))
     return before, after, rows["age"].tolist(), flipped
+
+
+@dataclasses.dataclass
+class InputsConfig:
+    """What `age-tf-inputs` draws (Figures 1 and 2)."""
+
+    data_dir: str = field(None, "Output folder of age-tf-prepare.")
+    out_dir: str = field(None, "Where to write figure1_faces.png and figure2_transformed.png.")
+    num: int = field(16, "Faces to show.")
+    image_size: int = field(256, "Network input size in pixels (the study: 256).")
+    crop_faces: bool = field(False, "Crop the manifest's face box (plus --face_margin) before "
+                             "resizing (for full-size release images).")
+    seed: int = field(0, "Which faces, and their flips.")
 
 
 def write_input_figures(data_dir: str, out_dir: str, num: int, cfg: PipelineConfig,

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 
 from age_tf import callbacks, models
+from age_tf.config import field
 
 TUNE_LABEL = {"head": "new head only", "full": "all layers"}
 
@@ -45,6 +47,15 @@ def table2_markdown(rows: list[dict]) -> str:
 
 def _link(path: str, base: str, title: str) -> str:
     return f"![{title}]({os.path.relpath(path, base)})"
+
+
+@dataclasses.dataclass
+class ReportConfig:
+    """What `age-tf-report` writes."""
+
+    runs: tuple[str, ...] = field(None, "Evaluated run directories, one Table 2 row each.")
+    out: str = field(None, "Where to write report.md.")
+    data_dir: str | None = field(None, "Prepared data (adds the age-distribution figure).")
 
 
 def write_report(run_dirs: list[str], out_path: str, data_dir: str | None = None,

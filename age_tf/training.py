@@ -24,6 +24,7 @@ from absl import logging
 
 from age_tf import callbacks as cb
 from age_tf import distribution, export, labels, models, pipeline
+from age_tf.config import field
 
 MONITORS = {"val_loss": "min", "val_mae_years": "min", "val_plcc": "max", "val_srocc": "max"}
 LR_SCHEDULES = ("cosine", "exponential", "constant")
@@ -34,31 +35,36 @@ PRECISIONS = ("float32", "mixed_float16", "mixed_bfloat16")
 class TrainConfig:
     """Everything one training run needs (the flags of `age-tf-train`)."""
 
-    data_dir: str
-    model_dir: str
-    model: models.ModelConfig = dataclasses.field(default_factory=models.ModelConfig)
-    pipeline: pipeline.PipelineConfig = dataclasses.field(default_factory=pipeline.PipelineConfig)
-    epochs: int = 10
-    learning_rate: float = 1e-3
-    lr_schedule: str = "cosine"
-    lr_decay_rate: float = 0.9  # per epoch, for 'exponential'
-    min_lr_ratio: float = 0.01  # cosine ends at learning_rate * min_lr_ratio
-    warmup_epochs: float = 0.0
-    monitor: str = "val_srocc"
-    early_stopping_patience: int = 0  # 0: off
-    early_stopping_min_delta: float = 0.0  # a smaller change of the monitor is no improvement
-    steps_per_epoch: int = 0  # 0: the whole training split
-    precision: str = "float32"
-    jit_compile: bool = False
-    strategy: str = "auto"
-    log_every: int = 50
-    export: bool = True
+    data_dir: str = field(None, "Output folder of age-tf-prepare (train.csv, val.csv).")
+    model_dir: str = field(None, "Run directory: checkpoints, logs, export (resumed if present).")
+    model: models.ModelConfig = field(default_factory=models.ModelConfig)
+    pipeline: pipeline.PipelineConfig = field(default_factory=pipeline.PipelineConfig)
+    epochs: int = field(10, "Epochs to train in all (a resumed run continues).")
+    learning_rate: float = field(1e-3, "Peak Adam learning rate.")
+    lr_schedule: str = field("cosine", "Learning-rate decay.", choices=LR_SCHEDULES)
+    lr_decay_rate: float = field(0.9, "Per-epoch factor for --lr_schedule=exponential.")
+    min_lr_ratio: float = field(0.01, "Cosine decay ends at --learning_rate times this.")
+    warmup_epochs: float = field(0.0, "Linear warmup length (epochs).")
+    monitor: str = field("val_srocc", "Validation metric for the best model and early "
+                         "stopping.", choices=sorted(MONITORS))
+    early_stopping_patience: int = field(0, "Stop after this many epochs without improvement "
+                                         "(0: never).")
+    early_stopping_min_delta: float = field(0.0, "A change of the monitor smaller than this is "
+                                            "no improvement (early stopping).")
+    steps_per_epoch: int = field(0, "Cap on steps per epoch (0: the whole training split).")
+    precision: str = field("float32", "Keras dtype policy.", choices=PRECISIONS)
+    jit_compile: bool = field(False, "XLA for the gradient step (GPUs; ~8x slower on CPU).")
+    strategy: str = field("auto", "tf.distribute strategy.", choices=distribution.STRATEGIES)
+    num_cpu_devices: int = field(1, "Split the CPU into this many logical devices (testing).")
+    log_every: int = field(50, "Log the running loss every N steps (0: never).")
+    export: bool = field(True, "Write the SavedModel and model.keras at the end.")
     # Head mode only: run the frozen backbone once over the data (each training image as
     # stored and mirrored), then train the head on those features. Same batches, same flip
     # draws, same result as running the backbone every epoch, at a fraction of the cost.
-    feature_cache: bool = False
-    seed: int = 0
-    flags_text: str = ""
+    feature_cache: bool = field(False, "Head mode: compute backbone features once (both "
+                                "flips), train the head on them.")
+    seed: int = field(0, "Seeds weights, data order and flips.")
+    flags_text: str = field("", flag=False)  # the resolved flags, for flags.txt / TensorBoard
 
     def validate(self) -> None:
         """Raises ValueError naming the flag at fault."""
@@ -129,7 +135,7 @@ class WarmupExponential(keras.optimizers.schedules.LearningRateSchedule):
 # Settings that may differ when a run is resumed: they change how it runs, not what it
 # computes (same order, same flips, same steps). Everything else must match.
 _RESUME_FREE = {"model_dir", "flags_text", "log_every", "export", "strategy", "jit_compile",
-                "feature_cache", "pipeline.cache"}
+                "feature_cache", "pipeline.cache", "num_cpu_devices"}
 _STOP_REASONS = {0: "running", 1: "all epochs done", 2: "early stopping"}
 
 
@@ -278,6 +284,16 @@ def train_and_evaluate(cfg: TrainConfig, strategy: tf.distribute.Strategy | None
         keras.mixed_precision.set_global_policy(previous_policy)
 
 
+def summary(result: dict, model_dir: str) -> str:
+    """One human-readable line about a finished run (what age-tf-train prints)."""
+    if "val" not in result:
+        return f"worker done: {result.get('epochs_completed')} epochs"
+    v = result["val"]
+    return (f"selected epoch {result['best_epoch']}/{result['epochs_completed']} "
+            f"({result.get('selected', '')}): val MAE {v['mae_years']:.2f} years, "
+            f"PLCC {v['plcc']:.4f}, SROCC {v['srocc']:.4f}\nrun directory: {model_dir}")
+
+
 def _check_batch(cfg: TrainConfig, strategy) -> None:
     replicas = strategy.num_replicas_in_sync
     if cfg.pipeline.batch_size % replicas:
@@ -338,11 +354,8 @@ def create_or_restore_state(cfg: TrainConfig, strategy, steps_per_epoch: int):
     Returns:
       (model, optimizer, state, checkpoint manager).
     """
-    replicas = strategy.num_replicas_in_sync
-    # Synchronized BatchNorm only means something with several replicas training BN.
-    sync_bn = cfg.model.sync_batchnorm and replicas > 1 and cfg.model.tune == "full"
-    with strategy.scope():
-        model = models.build_model(dataclasses.replace(cfg.model, sync_batchnorm=sync_bn))
+    with strategy.scope():  # build_model synchronizes BatchNorm if the strategy has replicas
+        model = models.build_model(cfg.model)
         optimizer = keras.optimizers.Adam(make_schedule(cfg, steps_per_epoch))
         if cfg.precision == "mixed_float16":
             optimizer = keras.optimizers.LossScaleOptimizer(optimizer)

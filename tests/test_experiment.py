@@ -35,7 +35,7 @@ def test_tiny_experiment_end_to_end_and_resume(tmp_path):
     out = str(tmp_path / "exp")
     # Early stopping that triggers: the first epoch sets the reference, no later epoch can
     # beat it by 10, so each run stops after epoch 2 of 3.
-    args = ["--flagfile=configs/demo.cfg", f"--out_dir={out}", "--num_images=300",
+    args = ["--config=demo", f"--out_dir={out}", "--num_images=300",
             "--image_size=32", "--epochs=3", "--steps_per_epoch=3", "--batch_size=16",
             "--early_stopping_patience=1", "--early_stopping_min_delta=10", "--monitor=val_loss",
             "--standin_epochs=1", "--standin_images=150", "--bootstrap=50",
@@ -67,7 +67,7 @@ def test_tiny_experiment_end_to_end_and_resume(tmp_path):
 def test_demo_experiment_as_in_readme(tmp_path):
     """The README's first command, at full demo size (about 15 minutes on 2 cores)."""
     out = str(tmp_path / "demo")
-    r = _run(["--flagfile=configs/demo.cfg", f"--out_dir={out}"], 3600)
+    r = _run(["--config=demo", f"--out_dir={out}"], 3600)
     assert r.returncode == 0, r.stderr[-3000:]
     text = _check_outputs(out, ["mobilenet_v2_head", "mobilenet_v2_full", "efficientnet_b3_head",
                                 "efficientnet_b3_full"])
@@ -75,5 +75,5 @@ def test_demo_experiment_as_in_readme(tmp_path):
 
 
 def test_experiment_bad_run_config(tmp_path):
-    r = _run(["--flagfile=configs/demo.cfg", f"--out_dir={tmp_path}", "--runs=nonexistent"], 120)
-    assert r.returncode == 2 and "nonexistent.cfg not found" in r.stderr
+    r = _run(["--config=demo", f"--out_dir={tmp_path}", "--runs=nonexistent"], 120)
+    assert r.returncode == 2 and "'nonexistent': no such file, and not a shipped config" in r.stderr

@@ -28,7 +28,7 @@ def _cli(*args):
 
 
 def test_predict_good_and_bad_files(photos):
-    from age_tf.cli.predict import predict_files
+    from age_tf.predict import predict_files
 
     model_dir, good, text_file, missing = photos
     results = predict_files(model_dir, [good[0], text_file, missing, good[1]])

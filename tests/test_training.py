@@ -18,7 +18,7 @@ from age_tf import labels, pipeline
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 # Tiny and fast: 32 px, 16 images a batch, a few steps, full tuning from scratch.
-TINY = ["--flagfile=configs/demo.cfg", "--image_size=32", "--batch_size=16", "--tune=full",
+TINY = ["--config=demo", "--image_size=32", "--batch_size=16", "--tune=full",
         "--bn_momentum=0.9", "--steps_per_epoch=4", "--cache="]
 
 

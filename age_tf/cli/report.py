@@ -1,28 +1,22 @@
-"""age-tf-report: report.md with Table 2 (from evaluated runs), Table 1 and the figures.
+"""age-tf-report: report.md (Tables 1 and 2, every figure) from evaluated runs.
 
 Example:
-  age-tf-report --runs=runs/demo/mobilenet_v2_head,runs/demo/mobilenet_v2_full --out=runs/demo/report.md
+  age-tf-report --runs=runs/demo/runs/mobilenet_v2_head,runs/demo/runs/mobilenet_v2_full \
+      --out=report.md --data_dir=runs/demo/data
 """
 
-from __future__ import annotations
-
-from absl import flags
-
-from age_tf import report
+from age_tf import config, report
 from age_tf.cli import common
 
-FLAGS = flags.FLAGS
-flags.DEFINE_list("runs", None, "Evaluated run directories, one Table 2 row each.")
-flags.DEFINE_string("out", None, "Where to write report.md.")
-flags.DEFINE_string("data_dir", None, "Prepared data (adds the age-distribution figure).")
-flags.mark_flags_as_required(["runs", "out"])
+CONFIG, EXCLUDE = report.ReportConfig, ()
+SPECS = config.define_flags(CONFIG, required=("runs", "out"))
 
 
 def main(argv):
     common.no_positional_args(argv)
-    report.write_report(FLAGS.runs, FLAGS.out, FLAGS.data_dir)
-    print(report.table2_markdown(report.table2_rows(FLAGS.runs)))
-    print(f"wrote {FLAGS.out}")
+    cfg = config.from_flags(report.ReportConfig)
+    report.write_report(list(cfg.runs), cfg.out, cfg.data_dir)
+    print(report.table2_markdown(report.table2_rows(list(cfg.runs))) + f"wrote {cfg.out}")
 
 
 def run():

@@ -15,7 +15,9 @@ import pandas as pd
 from absl import logging
 
 from age_tf import plots
+from age_tf.config import field
 from age_tf.data import dedup, images
+from age_tf.data.split import parse_fractions
 from age_tf.data.dedup import DEFAULT_MAX_DISTANCE, DEFAULT_MIN_CORRELATION
 from age_tf.data.metadata import DataError, load_metadata
 from age_tf.data.split import SPLIT_NAMES, stratified_group_split
@@ -33,25 +35,30 @@ MANIFEST_COLUMNS = [
 class PrepareConfig:
     """Parameters of one preparation run (the flags of `age-tf-prepare`)."""
 
-    mat: str
-    images_dir: str
-    out_dir: str
-    min_face_score: float = 3.0
-    min_age: int = 0
-    max_age: int = 100
-    min_size: int = 32
-    check_images: bool = True
-    dedup: bool = True
-    dup_max_distance: int = DEFAULT_MAX_DISTANCE
-    dup_min_correlation: float = DEFAULT_MIN_CORRELATION
-    sample_fraction: float = 0.5
-    split: tuple[float, float, float] = (0.6, 0.2, 0.2)
-    identity_disjoint: bool = True
-    seed: int = 0
-    workers: int | None = None
-    overwrite: bool = False
+    mat: str = field(None, "imdb.mat or wiki.mat from the IMDB-WIKI release.")
+    images_dir: str = field(None, "Folder holding the NN/*.jpg crops (default: imdb_crop/ or "
+                            "wiki_crop/ beside --mat, whichever exists).")
+    out_dir: str = field(None, "Where to write the manifests, report and figure.")
+    min_face_score: float = field(3.0, "Keep faces with face_score >= this.")
+    min_age: int = field(0, "Youngest age kept (years).")
+    max_age: int = field(100, "Oldest age kept (years).")
+    min_size: int = field(32, "Smallest image side kept (pixels).")
+    check_images: bool = field(True, "Open every image; --nocheck_images filters the metadata "
+                               "alone (no dedup).")
+    dedup: bool = field(True, "Remove exact and near-duplicate images.")
+    dup_max_distance: int = field(DEFAULT_MAX_DISTANCE, "dHash bits two near duplicates may "
+                                  "differ in (0 = exact duplicates only).")
+    dup_min_correlation: float = field(DEFAULT_MIN_CORRELATION, "Thumbnail correlation two near "
+                                       "duplicates must reach.")
+    sample_fraction: float = field(0.5, "Share of the filtered images kept (the study kept half).")
+    split: tuple[float, ...] = field((0.6, 0.2, 0.2), "train,val,test fractions.")
+    identity_disjoint: bool = field(True, "Keep each person in one subset only.")
+    seed: int = field(0, "Seed of the sample and the split.")
+    workers: int | None = field(None, "Image-check processes (default: all cores).")
+    overwrite: bool = field(False, "Replace outputs already in --out_dir.")
 
     def validate(self) -> None:
+        parse_fractions(",".join(str(x) for x in self.split))  # three, positive, summing to 1
         if not 0 < self.sample_fraction <= 1:
             raise ValueError(f"--sample_fraction must be in (0, 1], got {self.sample_fraction}")
         if not 0 <= self.min_age <= self.max_age:
@@ -60,6 +67,22 @@ class PrepareConfig:
             raise ValueError(f"--min_size must be >= 1, got {self.min_size}")
         if not 0 <= self.dup_max_distance <= 15:
             raise ValueError(f"--dup_max_distance must be in [0, 15], got {self.dup_max_distance}")
+
+
+def default_images_dir(mat: str) -> str:
+    """imdb_crop/ or wiki_crop/ beside the .mat file, as the release unpacks."""
+    base = os.path.dirname(os.path.abspath(mat))
+    for name in ("imdb_crop", "wiki_crop"):
+        if os.path.isdir(os.path.join(base, name)):
+            return os.path.join(base, name)
+    return os.path.join(base, "imdb_crop")
+
+
+def summary(cfg: PrepareConfig, report: dict) -> str:
+    """The stage counts and split sizes of a preparation (what age-tf-prepare prints)."""
+    stages = "\n".join(f"  {s['stage']:<28} {s['kept']:>9,}" for s in report["stages"])
+    splits = ", ".join(f"{k} {v['images']:,}" for k, v in report["splits"].items())
+    return f"{cfg.mat}\n{stages}\nsplits: {splits}\nwrote {os.path.abspath(cfg.out_dir)}"
 
 
 class _Stages:
@@ -148,6 +171,8 @@ def prepare(cfg: PrepareConfig) -> dict:
         before any output is written.
     """
     start = time.monotonic()
+    if not cfg.images_dir:
+        cfg = dataclasses.replace(cfg, images_dir=default_images_dir(cfg.mat))
     cfg.validate()
     check_output_dir(cfg.out_dir, cfg.overwrite)
     if cfg.check_images and not os.path.isdir(cfg.images_dir):

@@ -21,6 +21,7 @@ import scipy.io
 from absl import logging
 from PIL import Image
 
+from age_tf.config import field
 from age_tf.data import faces
 from age_tf.data.metadata import DataError, age_at_mid_year
 
@@ -45,24 +46,27 @@ DUPLICATE_VARIANTS = ("exact", "reencode", "resize")
 class SynthConfig:
     """How much and what kind of data to write; rates are fractions of all rows."""
 
-    num_images: int = 2000
-    seed: int = 0
-    images_per_identity: float = 4.0
-    min_size: int = 96
-    max_size: int = 192
-    duplicate_rate: float = 0.05
-    cross_identity_duplicate_share: float = 0.3
-    mislabel_rate: float = 0.05
-    bad_age_rate: float = 0.01
-    no_face_rate: float = 0.03
-    two_faces_rate: float = 0.03
-    placeholder_rate: float = 0.01
-    truncated_rate: float = 0.01
-    grayscale_rate: float = 0.02
-    png_rate: float = 0.01
-    cmyk_rate: float = 0.01
-    missing_rate: float = 0.005
-    workers: int | None = None
+    out_dir: str = field(None, "Where to write imdb.mat, imdb_crop/ and ground_truth.csv.")
+    num_images: int = field(2000, "Rows in imdb.mat (files written: slightly fewer).")
+    seed: int = field(0, "Random seed; the same seed writes the same bytes.")
+    images_per_identity: float = field(4.0, "Mean photos per person.")
+    min_size: int = field(96, "Smallest crop side in pixels.")
+    max_size: int = field(192, "Largest crop side in pixels.")
+    duplicate_rate: float = field(0.05, "Share of rows that copy another row's photo.")
+    cross_identity_duplicate_share: float = field(0.3, "Share of the duplicates filed under "
+                                                  "another person.")
+    mislabel_rate: float = field(0.05, "Share of rows whose age label is wrong by 20+ years.")
+    bad_age_rate: float = field(0.01, "Share of rows with an age outside 0-100.")
+    no_face_rate: float = field(0.03, "Share of rows without a face (face_score -inf).")
+    two_faces_rate: float = field(0.03, "Share of rows with a second face.")
+    placeholder_rate: float = field(0.01, "Share of rows whose image is a 1x1 placeholder.")
+    truncated_rate: float = field(0.01, "Share of rows whose JPEG is cut short.")
+    grayscale_rate: float = field(0.02, "Share of rows saved as grayscale JPEG (usable).")
+    png_rate: float = field(0.01, "Share of rows saved as PNG bytes in a .jpg (usable).")
+    cmyk_rate: float = field(0.01, "Share of rows saved as CMYK JPEG (usable).")
+    missing_rate: float = field(0.005, "Share of rows listed without a file.")
+    workers: int | None = field(None, "Rendering processes (default: all cores).")
+    overwrite: bool = field(False, "Replace a dataset already in --out_dir.")
 
     def rate(self, kind: str) -> float:
         return getattr(self, f"{kind}_rate")
@@ -300,13 +304,14 @@ def write_mat(path: str, plan: pd.DataFrame, full_paths: list[str], names: list[
     scipy.io.savemat(path, {"imdb": struct}, format="5", oned_as="row")
 
 
-def generate(cfg: SynthConfig, out_dir: str, overwrite: bool = False) -> dict:
+def generate(cfg: SynthConfig, out_dir: str | None = None, overwrite: bool | None = None) -> dict:
     """Writes the synthetic dataset.
 
     Args:
       cfg: sizes, rates and seed.
-      out_dir: destination; gets imdb.mat, imdb_crop/ and ground_truth.csv.
-      overwrite: replace an existing dataset in out_dir.
+      out_dir: destination (default cfg.out_dir); gets imdb.mat, imdb_crop/ and
+        ground_truth.csv.
+      overwrite: replace an existing dataset in out_dir (default cfg.overwrite).
 
     Returns:
       Summary counts per row kind.
@@ -314,6 +319,10 @@ def generate(cfg: SynthConfig, out_dir: str, overwrite: bool = False) -> dict:
     Raises:
       DataError: out_dir already holds a dataset and overwrite is False.
     """
+    out_dir = out_dir or cfg.out_dir
+    overwrite = cfg.overwrite if overwrite is None else overwrite
+    if not out_dir:
+        raise ValueError("--out_dir is required")
     cfg.validate()
     mat_path = os.path.join(out_dir, "imdb.mat")
     crop_dir = os.path.join(out_dir, "imdb_crop")

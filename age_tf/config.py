@@ -1,0 +1,286 @@
+"""Configuration: dataclasses are the one source of truth; absl flags are generated from them.
+
+Each config field carries its help text (and, where it has them, its choices) in its
+metadata; `define_flags` turns the fields of a dataclass, nested ones included, into absl
+flags with the same names, defaults and help, and `from_flags` builds the dataclass back from
+the parsed flags. A nested field whose name appears twice (e.g. `image_size` in both the
+model and the pipeline config) is one flag that sets both, so the two cannot disagree.
+
+Flagfiles (`--flagfile=` / `--config=`) are read by `expand_flagfiles`: a config is named by
+path or by the name of a config shipped with the package (`--config=demo`), and a flagfile
+that includes another resolves that path relative to itself, not to the current folder.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import sys
+import types
+import typing
+from typing import Any
+
+from absl import flags
+
+CONFIGS_DIR = os.path.join(os.path.dirname(os.path.abspath(__file__)), "configs")
+
+
+def field(default: Any = dataclasses.MISSING, help: str = "", *, choices=None,
+          default_factory: Any = dataclasses.MISSING, flag: bool = True):
+    """A dataclass field with its flag help (and choices) in metadata.
+
+    Args:
+      default / default_factory: as in dataclasses.field.
+      help: the flag's help text.
+      choices: allowed values (an enum flag).
+      flag: False keeps the field out of the command line (set by code only).
+    """
+    meta = {"help": help, "choices": choices, "flag": flag}
+    if default_factory is not dataclasses.MISSING:
+        return dataclasses.field(default_factory=default_factory, metadata=meta)
+    return dataclasses.field(default=default, metadata=meta)
+
+
+def _is_dataclass_type(tp) -> bool:
+    return isinstance(tp, type) and dataclasses.is_dataclass(tp)
+
+
+def _unwrap_optional(tp):
+    """(inner type, optional?) of `X | None` / Optional[X]."""
+    origin = typing.get_origin(tp)
+    if origin in (typing.Union, types.UnionType):
+        args = [a for a in typing.get_args(tp) if a is not type(None)]
+        if len(args) == 1:
+            return args[0], True
+    return tp, False
+
+
+@dataclasses.dataclass(frozen=True)
+class FlagSpec:
+    """One generated flag: its name, type, default, help, choices and the fields it sets."""
+
+    name: str
+    kind: str  # bool | integer | float | string | enum | list | int_list | float_list
+    default: Any
+    help: str
+    choices: tuple | None
+    paths: tuple[tuple[str, ...], ...]  # attribute paths into the config it sets
+
+
+def _kind(tp, choices) -> str:
+    tp, _ = _unwrap_optional(tp)
+    if choices:
+        return "enum"
+    if tp is bool:
+        return "bool"
+    if tp is int:
+        return "integer"
+    if tp is float:
+        return "float"
+    if tp is str:
+        return "string"
+    origin = typing.get_origin(tp)
+    if origin is tuple:
+        (inner, *_) = typing.get_args(tp)
+        return {int: "int_list", float: "float_list", str: "list"}[inner]
+    raise TypeError(f"no flag type for {tp!r}")
+
+
+def flag_specs(cls, exclude: tuple[str, ...] = ()) -> list[FlagSpec]:
+    """The flags of a config dataclass (nested dataclasses flattened), in field order.
+
+    Args:
+      exclude: field names that get no flag (set by the command itself).
+
+    Raises:
+      ValueError: two fields share a name but not a default, type or help.
+    """
+    hints_cache: dict = {}
+    specs: dict[str, FlagSpec] = {}
+
+    def walk(c, prefix: tuple[str, ...]):
+        hints = hints_cache.setdefault(c, typing.get_type_hints(c))
+        for f in dataclasses.fields(c):
+            tp = hints[f.name]
+            if _is_dataclass_type(tp):
+                walk(tp, prefix + (f.name,))
+                continue
+            if not f.metadata.get("flag", True) or f.name in exclude:
+                continue
+            default = f.default if f.default is not dataclasses.MISSING else (
+                f.default_factory() if f.default_factory is not dataclasses.MISSING else None)
+            choices = f.metadata.get("choices")
+            spec = FlagSpec(f.name, _kind(tp, choices), default, f.metadata.get("help", ""),
+                            tuple(choices) if choices else None, (prefix + (f.name,),))
+            if f.name in specs:
+                old = specs[f.name]
+                if (old.kind, old.default) != (spec.kind, spec.default):
+                    raise ValueError(
+                        f"{c.__name__}.{f.name} and another config field share the flag "
+                        f"--{f.name} but not its type/default ({old.default!r} vs {spec.default!r})")
+                spec = dataclasses.replace(old, paths=old.paths + spec.paths,
+                                           help=old.help or spec.help)
+            specs[f.name] = spec
+
+    walk(cls, ())
+    return list(specs.values())
+
+
+def define_flags(cls, flag_values=flags.FLAGS, required: tuple[str, ...] = (),
+                 exclude: tuple[str, ...] = ()) -> list[FlagSpec]:
+    """Defines one absl flag per field of cls (see flag_specs); returns the specs.
+
+    The flags are registered to the calling module (the command), so --helpshort lists them.
+    """
+    specs = flag_specs(cls, exclude)
+    caller = sys._getframe(1).f_globals.get("__name__", "")
+    module = sys.argv[0] if caller == "__main__" else caller
+    for s in specs:
+        default = s.default
+        if s.kind.endswith("list") and default is not None:
+            default = [str(v) for v in default]
+        if s.kind == "enum":
+            flags.DEFINE_enum(s.name, default, list(s.choices), s.help, flag_values=flag_values,
+                              module_name=module)
+        else:
+            define = {"bool": flags.DEFINE_bool, "integer": flags.DEFINE_integer,
+                      "float": flags.DEFINE_float, "string": flags.DEFINE_string,
+                      "list": flags.DEFINE_list, "int_list": flags.DEFINE_list,
+                      "float_list": flags.DEFINE_list}[s.kind]
+            define(s.name, default, s.help, flag_values=flag_values, module_name=module)
+    if required:
+        flags.mark_flags_as_required(list(required), flag_values=flag_values)
+    return specs
+
+
+def _convert(spec: FlagSpec, value):
+    if value is None or not spec.kind.endswith("list"):
+        return value
+    cast = {"list": str, "int_list": int, "float_list": float}[spec.kind]
+    try:
+        return tuple(cast(v) for v in value)
+    except ValueError as e:
+        raise ValueError(f"--{spec.name} takes a comma-separated list of {cast.__name__}s, got "
+                         f"{','.join(value)!r}") from e
+
+
+def from_flags(cls, flag_values=flags.FLAGS, exclude: tuple[str, ...] = (), **overrides):
+    """The config the parsed flags describe; `overrides` replace top-level fields."""
+    values: dict[tuple[str, ...], Any] = {}
+    for spec in flag_specs(cls, exclude):
+        v = _convert(spec, flag_values[spec.name].value)
+        for path in spec.paths:
+            values[path] = v
+
+    def build(c, prefix):
+        hints = typing.get_type_hints(c)
+        kwargs = {}
+        for f in dataclasses.fields(c):
+            path = prefix + (f.name,)
+            if _is_dataclass_type(hints[f.name]):
+                kwargs[f.name] = build(hints[f.name], path)
+            elif path in values:
+                kwargs[f.name] = values[path]
+        return c(**kwargs)
+
+    cfg = build(cls, ())
+    return dataclasses.replace(cfg, **overrides) if overrides else cfg
+
+
+def resolve_config(name: str) -> str:
+    """A config given by path, or by the name of one shipped with the package.
+
+    Raises:
+      ValueError: neither exists (lists the shipped names).
+    """
+    if os.path.isfile(name):
+        return os.path.abspath(name)
+    candidate = os.path.join(CONFIGS_DIR, name if name.endswith(".cfg") else f"{name}.cfg")
+    if os.path.isfile(candidate):
+        return candidate
+    shipped = sorted(f[:-4] for f in os.listdir(CONFIGS_DIR) if f.endswith(".cfg"))
+    raise ValueError(f"--config/--flagfile={name!r}: no such file, and not a shipped config "
+                     f"(shipped: {', '.join(shipped)})")
+
+
+def read_flagfile(path: str, seen: tuple[str, ...] = ()) -> list[str]:
+    """The flags of a flagfile, includes expanded in place; an include's path is resolved
+    relative to the including file (then as a shipped config name)."""
+    path = os.path.abspath(path)
+    if path in seen:
+        raise ValueError(f"flagfile {path} includes itself (via {' -> '.join(seen)})")
+    out = []
+    with open(path) as f:
+        for raw in f:
+            line = raw.strip()
+            if not line or line.startswith("#") or line.startswith("//"):
+                continue
+            key, eq, value = line.partition("=")
+            if eq and key in ("--flagfile", "--config"):
+                near = os.path.join(os.path.dirname(path), value)
+                out += read_flagfile(near if os.path.isfile(near) else resolve_config(value),
+                                     seen + (path,))
+            else:
+                out.append(line)
+    return out
+
+
+def own_flags(path: str) -> list[str]:
+    """The flags a flagfile sets itself, its includes left out (a run config's overrides)."""
+    out = []
+    with open(path) as f:
+        for raw in f:
+            line = raw.strip()
+            if line and not line.startswith(("#", "//", "--flagfile=", "--config=")):
+                out.append(line)
+    return out
+
+
+def expand_flagfiles(argv: list[str]) -> list[str]:
+    """argv with every --config=X / --flagfile=X replaced by the flags it holds (in place,
+    so later flags still override it). X on the command line is a path (relative to the
+    current folder) or a shipped config's name."""
+    out = [argv[0]] if argv else []
+    for arg in argv[1:]:
+        key, eq, value = arg.partition("=")
+        if eq and key in ("--flagfile", "--config"):
+            out += read_flagfile(resolve_config(value))
+        else:
+            out.append(arg)
+    return out
+
+
+def flags_text(specs: list[FlagSpec], flag_values=flags.FLAGS) -> str:
+    """The resolved flags of a command, one per line (written next to its outputs)."""
+    return "\n".join(flag_values[s.name].serialize() for s in specs) + "\n"
+
+
+def apply_flag_lines(cfg, lines: list[str], exclude: tuple[str, ...] = ()):
+    """cfg with the flags in `lines` (e.g. a run config's) applied, as a new dataclass.
+
+    The lines are parsed by a private FlagValues holding cfg's flags, so types and choices
+    are checked as on the command line, and no global flag is touched.
+
+    Raises:
+      ValueError: a line names a flag cfg does not have, or a bad value.
+    """
+    fv = flags.FlagValues()
+    specs = define_flags(type(cfg), flag_values=fv, exclude=exclude)
+    try:
+        fv(["config"] + lines)
+    except flags.Error as e:
+        raise ValueError(str(e)) from e
+    out = cfg
+    for spec in specs:
+        if not fv[spec.name].present:
+            continue
+        value = _convert(spec, fv[spec.name].value)
+        for path in spec.paths:
+            out = _replace_path(out, path, value)
+    return out
+
+
+def _replace_path(obj, path: tuple[str, ...], value):
+    if len(path) == 1:
+        return dataclasses.replace(obj, **{path[0]: value})
+    return dataclasses.replace(obj, **{path[0]: _replace_path(getattr(obj, path[0]), path[1:], value)})

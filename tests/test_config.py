@@ -1,0 +1,137 @@
+"""Tests for age_tf.config: flags generated from the config dataclasses, shipped configs,
+flagfile includes, and that no command's flags drift from its dataclass."""
+
+import dataclasses
+import json
+import os
+import subprocess
+import sys
+import zipfile
+
+import pytest
+from absl import flags
+
+from age_tf import config, models, pipeline, training
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+COMMANDS = ["synth", "prepare", "inputs", "models", "train", "evaluate", "audit", "report",
+            "predict", "experiment"]
+
+# Run in a fresh interpreter: each command defines its flags on the global FLAGS at import,
+# and several share names (--seed), so they cannot all be imported into one process.
+_DUMP = r"""
+import importlib, json, sys
+from absl import flags
+from age_tf import config
+out = {}
+for name in sys.argv[1:]:
+    mod = importlib.import_module(f"age_tf.cli.{name}")
+    key = mod.__name__
+    got = {f.name: {"default": f.default, "help": f.help}
+           for f in flags.FLAGS.get_flags_for_module(key)}
+    want = {s.name: {"default": list(map(str, s.default)) if s.kind.endswith("list") and s.default is not None else s.default,
+                     "help": s.help}
+            for s in config.flag_specs(mod.CONFIG, mod.EXCLUDE)}
+    out[name] = {"got": got, "want": want}
+    for f in list(got):
+        delattr(flags.FLAGS, f)
+print(json.dumps(out, default=str))
+"""
+
+
+def test_every_command_has_exactly_its_dataclass_fields_as_flags():
+    r = subprocess.run([sys.executable, "-c", _DUMP, *COMMANDS], cwd=ROOT, capture_output=True,
+                       text=True, timeout=300)
+    assert r.returncode == 0, r.stderr[-3000:]
+    dump = json.loads(r.stdout.strip().splitlines()[-1])
+    for name in COMMANDS:
+        got, want = dump[name]["got"], dump[name]["want"]
+        assert set(got) == set(want), (name, set(got) ^ set(want))
+        for flag in want:
+            assert got[flag]["default"] == want[flag]["default"], (name, flag, got[flag], want[flag])
+            # absl prefixes an enum's help with its choices.
+            assert got[flag]["help"].endswith(want[flag]["help"]), (name, flag, got[flag], want[flag])
+            assert want[flag]["help"], (name, flag, "has no help")
+
+
+def test_library_defaults_are_the_command_line_defaults():
+    # The two that used to differ: exact resume and synchronized BatchNorm by default.
+    assert pipeline.PipelineConfig().deterministic is True
+    assert models.ModelConfig().sync_batchnorm is True
+    for spec in config.flag_specs(training.TrainConfig):
+        obj = training.TrainConfig()
+        for path in spec.paths:
+            value = obj
+            for part in path:
+                value = getattr(value, part)
+            assert value == spec.default, (path, value, spec.default)
+
+
+def test_shared_field_names_are_one_flag_setting_every_field():
+    spec = {s.name: s for s in config.flag_specs(training.TrainConfig)}
+    assert spec["image_size"].paths == (("model", "image_size"), ("pipeline", "image_size"))
+    fv = flags.FlagValues()
+    config.define_flags(training.TrainConfig, flag_values=fv)
+    fv(["prog", "--image_size=48", "--seed=7", "--head_units=64,8", "--nodeterministic"])
+    cfg = config.from_flags(training.TrainConfig, flag_values=fv)
+    assert cfg.model.image_size == cfg.pipeline.image_size == 48
+    assert cfg.seed == cfg.pipeline.seed == 7
+    assert cfg.model.head_units == (64, 8) and cfg.pipeline.deterministic is False
+
+
+def test_bad_list_value_names_the_flag():
+    fv = flags.FlagValues()
+    config.define_flags(training.TrainConfig, flag_values=fv)
+    fv(["prog", "--head_units=64,x"])
+    with pytest.raises(ValueError, match="--head_units takes a comma-separated list of ints"):
+        config.from_flags(training.TrainConfig, flag_values=fv)
+
+
+def test_configs_by_name_and_by_path_from_any_folder(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)  # includes must not depend on the current folder
+    by_name = config.expand_flagfiles(["prog", "--config=demo", "--epochs=2"])
+    by_path = config.expand_flagfiles(["prog", f"--flagfile={config.CONFIGS_DIR}/demo.cfg",
+                                       "--epochs=2"])
+    assert by_name == by_path
+    assert "--image_size=256" in by_name and "--image_size=64" in by_name  # base, then demo
+    assert by_name.index("--image_size=256") < by_name.index("--image_size=64")
+    assert by_name[-1] == "--epochs=2"  # the command line still overrides
+
+
+def test_user_flagfile_includes_relative_to_itself(tmp_path, monkeypatch):
+    (tmp_path / "a").mkdir()
+    (tmp_path / "a" / "mine.cfg").write_text("# mine\n--flagfile=more.cfg\n--epochs=3\n")
+    (tmp_path / "a" / "more.cfg").write_text("--config=demo\n--batch_size=8\n")
+    monkeypatch.chdir(tmp_path)
+    argv = config.expand_flagfiles(["prog", "--flagfile=a/mine.cfg"])
+    assert argv[-2:] == ["--batch_size=8", "--epochs=3"]  # in include order
+    assert "--image_size=64" in argv
+    (tmp_path / "a" / "loop.cfg").write_text("--flagfile=loop.cfg\n")
+    with pytest.raises(ValueError, match="includes itself"):
+        config.expand_flagfiles(["prog", "--flagfile=a/loop.cfg"])
+    with pytest.raises(ValueError, match="not a shipped config \\(shipped: base, demo"):
+        config.expand_flagfiles(["prog", "--config=nope"])
+
+
+def test_run_configs_derive_from_the_base_without_touching_global_flags():
+    from age_tf import experiment
+
+    base = training.TrainConfig(learning_rate=0.5, epochs=2)
+    cfg = experiment.ExperimentConfig(out_dir="/x", train=base)
+    run = experiment.run_config(cfg, "efficientnet_b3_full")
+    assert (run.model.backbone, run.model.tune, run.learning_rate) == ("efficientnet_b3", "full", 1e-4)
+    assert run.epochs == 2  # the base's (command line's), not base.cfg's 30
+    assert run.model_dir == "/x/runs/efficientnet_b3_full" and run.data_dir == "/x/data"
+    assert "learning_rate" not in flags.FLAGS  # nothing was defined globally
+    with pytest.raises(ValueError, match="Unknown command line flag 'nope'"):
+        config.apply_flag_lines(base, ["--nope=1"])
+
+
+def test_the_wheel_ships_the_configs(tmp_path):
+    r = subprocess.run([sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation",
+                        "-w", str(tmp_path), ROOT], capture_output=True, text=True, timeout=300)
+    assert r.returncode == 0, r.stderr[-2000:]
+    wheel = next(p for p in os.listdir(tmp_path) if p.endswith(".whl"))
+    names = zipfile.ZipFile(tmp_path / wheel).namelist()
+    shipped = sorted(n.split("/")[-1] for n in names if n.startswith("age_tf/configs/"))
+    assert shipped == sorted(os.listdir(config.CONFIGS_DIR))
