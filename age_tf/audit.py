@@ -17,7 +17,7 @@ import pandas as pd
 import tensorflow as tf
 from absl import logging
 
-from age_tf import callbacks, evaluation, models, pipeline, plots
+from age_tf import evaluation, fileio, models, pipeline, plots
 from age_tf.config import field
 from age_tf.data import dedup, images
 
@@ -162,6 +162,6 @@ def audit(model_dir: str, data_dir: str, out_dir: str | None = None, folds: int 
             "prevalence": float(is_bad.mean()),
             "precision_at_k": precision_at_k(is_bad, ks),
         }
-    callbacks.atomic_write_text(os.path.join(out_dir, "audit.json"), json.dumps(summary, indent=2))
+    fileio.atomic_write_text(os.path.join(out_dir, "audit.json"), json.dumps(summary, indent=2))
     logging.info("audit: %s", summary)
     return summary

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import math
 import os
 from typing import Callable
@@ -13,17 +12,7 @@ import pandas as pd
 import tensorflow as tf
 from absl import logging
 
-from age_tf import labels, metrics
-
-
-def atomic_write_text(path: str, text: str) -> None:
-    """Write, then rename: a kill at any moment leaves the old file or the new one."""
-    tmp = f"{path}.tmp-{os.getpid()}"
-    with open(tmp, "w") as f:
-        f.write(text)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
+from age_tf import fileio, labels, metrics
 
 
 class CorrelationCallback(keras.callbacks.Callback):
@@ -73,7 +62,7 @@ class HistoryCSV(keras.callbacks.Callback):
 
     def on_epoch_end(self, epoch, logs=None):
         self.rows.append({"epoch": epoch, **{k: float(v) for k, v in (logs or {}).items()}})
-        atomic_write_text(self.path, pd.DataFrame(self.rows).to_csv(index=False))
+        fileio.atomic_write_text(self.path, pd.DataFrame(self.rows).to_csv(index=False))
 
 
 class RunTracker(keras.callbacks.Callback):
@@ -141,9 +130,8 @@ class BestWeights(keras.callbacks.Callback):
         if int(self.state.best_epoch.numpy()) != epoch:
             return
         path = self.path_for(self.folder, epoch)
-        tmp = path.replace(".weights.h5", ".tmp.weights.h5")
-        self.model.save_weights(tmp)
-        os.replace(tmp, path)
+        with fileio.atomic_path(path) as tmp:
+            self.model.save_weights(tmp)
         logging.info("epoch %d: best so far (%.5f), saved %s", epoch + 1,
                      float(self.state.best_value.numpy()), path)
 

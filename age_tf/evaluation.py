@@ -12,7 +12,7 @@ import pandas as pd
 import tensorflow as tf
 from absl import logging
 
-from age_tf import callbacks, labels, metrics, pipeline, plots
+from age_tf import fileio, labels, metrics, pipeline, plots
 from age_tf.config import field
 
 @dataclasses.dataclass
@@ -150,16 +150,15 @@ def evaluate(model_dir: str, data_dir: str, split: str = "test", bootstrap: int 
     pred = predict(model, manifest, images_dir, run_pipeline_config(config))
     out_dir = os.path.join(model_dir, "eval")
     os.makedirs(out_dir, exist_ok=True)
-    pred.to_csv(os.path.join(out_dir, f"predictions_{split}.tmp.csv"), index=False)
-    os.replace(os.path.join(out_dir, f"predictions_{split}.tmp.csv"),
-               os.path.join(out_dir, "predictions.csv"))
+    with fileio.atomic_path(os.path.join(out_dir, "predictions.csv")) as tmp:
+        pred.to_csv(tmp, index=False)
     result = compute_metrics(pred, bootstrap, seed)
     name = f"{config['model']['backbone']} ({config['model']['tune']})"
     result["figures"] = write_figures(pred, images_dir, out_dir, name, gallery_max, seed)
     result.update({"split": split, "model_dir": os.path.abspath(model_dir),
                    "data_dir": os.path.abspath(data_dir), "backbone": config["model"]["backbone"],
                    "tune": config["model"]["tune"]})
-    callbacks.atomic_write_text(os.path.join(out_dir, "metrics.json"), json.dumps(result, indent=2))
+    fileio.atomic_write_text(os.path.join(out_dir, "metrics.json"), json.dumps(result, indent=2))
     logging.info("%s on %s: MAE %.2f years, PLCC %.4f, SROCC %.4f", name, split,
                  result["mae_years"], result["plcc"], result["srocc"])
     return result

@@ -9,7 +9,7 @@ import time
 import keras
 from absl import logging
 
-from age_tf import audit, config, evaluation, pipeline, report, training
+from age_tf import audit, config, evaluation, fileio, pipeline, report, training
 from age_tf.config import field
 from age_tf.data import prepare, synth
 
@@ -135,9 +135,8 @@ def _standin_weights(cfg: ExperimentConfig, base: training.TrainConfig, backbone
     training.train_and_evaluate(run_cfg, strategy)
     model = keras.models.load_model(os.path.join(run_cfg.model_dir, "model.keras"))
     backbone_layer = next(l for l in model.layers if isinstance(l, keras.Model))
-    tmp = path.replace(".weights.h5", ".tmp.weights.h5")
-    backbone_layer.save_weights(tmp)
-    os.replace(tmp, path)
+    with fileio.atomic_path(path) as tmp:
+        backbone_layer.save_weights(tmp)
     keras.backend.clear_session()
     progress.step(f"pretrained stand-in {backbone} weights ({cfg.standin_epochs} epochs on a "
                   f"separate synthetic set): {path}")

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 
 import matplotlib
 
@@ -10,13 +9,14 @@ matplotlib.use("Agg")  # Headless: tools run on servers and in CI.
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
+from age_tf import fileio  # noqa: E402
+
 
 def save_figure(fig, path: str) -> None:
     """Saves via a temporary name, then renames, so a crash never leaves half a PNG."""
-    tmp = f"{path}.tmp.png"
-    fig.savefig(tmp, dpi=120, bbox_inches="tight")
+    with fileio.atomic_path(path) as tmp:
+        fig.savefig(tmp, dpi=120, bbox_inches="tight")
     plt.close(fig)
-    os.replace(tmp, path)
 
 
 def plot_age_distribution(ages_by_split: dict[str, np.ndarray], path: str) -> None:

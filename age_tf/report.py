@@ -6,7 +6,7 @@ import dataclasses
 import json
 import os
 
-from age_tf import callbacks, models
+from age_tf import fileio, models
 from age_tf.config import field
 
 TUNE_LABEL = {"head": "new head only", "full": "all layers"}
@@ -114,5 +114,5 @@ def write_report(run_dirs: list[str], out_path: str, data_dir: str | None = None
                                     "suspected mislabels"), "\n"]
     text = "".join(parts)
     os.makedirs(base, exist_ok=True)
-    callbacks.atomic_write_text(out_path, text)
+    fileio.atomic_write_text(out_path, text)
     return text

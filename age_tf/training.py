@@ -23,7 +23,7 @@ import tensorflow as tf
 from absl import logging
 
 from age_tf import callbacks as cb
-from age_tf import distribution, export, labels, models, pipeline
+from age_tf import distribution, export, fileio, labels, models, pipeline
 from age_tf.config import field
 
 MONITORS = {"val_loss": "min", "val_mae_years": "min", "val_plcc": "max", "val_srocc": "max"}
@@ -310,10 +310,10 @@ def _check_batch(cfg: TrainConfig, strategy) -> None:
 def _write_config(cfg: TrainConfig, fingerprint: str) -> None:
     os.makedirs(cfg.model_dir, exist_ok=True)
     config = {**dataclasses.asdict(cfg), "data_fingerprint": fingerprint}
-    cb.atomic_write_text(os.path.join(cfg.model_dir, "config.json"),
+    fileio.atomic_write_text(os.path.join(cfg.model_dir, "config.json"),
                          json.dumps(config, indent=2, default=str))
     if cfg.flags_text:
-        cb.atomic_write_text(os.path.join(cfg.model_dir, "flags.txt"), cfg.flags_text)
+        fileio.atomic_write_text(os.path.join(cfg.model_dir, "flags.txt"), cfg.flags_text)
 
 
 def _write_dir(cfg: TrainConfig, strategy) -> str:
@@ -579,14 +579,12 @@ def finish(cfg: TrainConfig, model: keras.Model, state: RunState) -> dict:
         "val": {k[4:]: float(v) for k, v in row.items() if k.startswith("val_")},
         "train_loss": float(row["loss"]),
     }
-    model.save_weights(os.path.join(cfg.model_dir, "best.tmp.weights.h5"))
-    os.replace(os.path.join(cfg.model_dir, "best.tmp.weights.h5"),
-               os.path.join(cfg.model_dir, "best.weights.h5"))
-    tmp = os.path.join(cfg.model_dir, "model.tmp.keras")
-    model.save(tmp)
-    os.replace(tmp, os.path.join(cfg.model_dir, "model.keras"))
+    with fileio.atomic_path(os.path.join(cfg.model_dir, "best.weights.h5")) as tmp:
+        model.save_weights(tmp)
+    with fileio.atomic_path(os.path.join(cfg.model_dir, "model.keras")) as tmp:
+        model.save(tmp)
     if cfg.export:
         export.export_saved_model(model, cfg.model.image_size, os.path.join(cfg.model_dir, "export"))
-    cb.atomic_write_text(os.path.join(cfg.model_dir, "metrics.json"), json.dumps(metrics, indent=2))
+    fileio.atomic_write_text(os.path.join(cfg.model_dir, "metrics.json"), json.dumps(metrics, indent=2))
     logging.info("selected epoch %d (%s): %s", metrics["best_epoch"], selected, metrics["val"])
     return metrics

@@ -1,7 +1,6 @@
 """Tests for age_tf.callbacks: correlation logs, history on resume, best weights, TensorBoard."""
 
 import glob
-import json
 import os
 
 import keras

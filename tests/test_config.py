@@ -1,7 +1,6 @@
 """Tests for age_tf.config: flags generated from the config dataclasses, shipped configs,
 flagfile includes, and that no command's flags drift from its dataclass."""
 
-import dataclasses
 import json
 import os
 import subprocess

@@ -5,7 +5,6 @@ Example:
 Run the same command again after a crash: it resumes from the last completed epoch.
 """
 
-from absl import flags
 
 from age_tf import config, distribution, training
 from age_tf.cli import common

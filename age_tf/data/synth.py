@@ -21,6 +21,7 @@ import scipy.io
 from absl import logging
 from PIL import Image
 
+from age_tf import fileio
 from age_tf.config import field
 from age_tf.data import faces
 from age_tf.data.metadata import DataError, age_at_mid_year
@@ -377,8 +378,8 @@ def generate(cfg: SynthConfig, out_dir: str | None = None, overwrite: bool | Non
         os.makedirs(os.path.dirname(dest), exist_ok=True)
         with open(dest, "wb") as f:
             f.write(b)
-    write_mat(mat_path + ".tmp", plan, full_paths, names, np.random.default_rng(cfg.seed + 3))
-    os.replace(mat_path + ".tmp", mat_path)
+    with fileio.atomic_path(mat_path) as tmp:
+        write_mat(tmp, plan, full_paths, names, np.random.default_rng(cfg.seed + 3))
 
     truth = pd.DataFrame(
         {
