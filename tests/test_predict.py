@@ -44,10 +44,10 @@ def test_predict_good_and_bad_files(photos):
 
 def test_predict_cli_text_and_csv(photos):
     model_dir, good, text_file, missing = photos
-    r = _cli(f"--model={model_dir}/export", *good)
+    r = _cli(f"--model={model_dir}/export", "--faces=given", *good)
     assert r.returncode == 0, r.stderr[-2000:]
     assert r.stdout.count(" years") == 3
-    r = _cli(f"--model={model_dir}", "--output=csv", good[0], missing, text_file)
+    r = _cli(f"--model={model_dir}", "--faces=given", "--output=csv", good[0], missing, text_file)
     assert r.returncode == 1  # some files failed
     lines = r.stdout.strip().splitlines()
     assert lines[0] == "path,age,error" and len(lines) == 4

@@ -91,8 +91,8 @@ def test_trained_model_equals_saved_exported_evaluated_and_served(backbone, tune
                                rtol=RTOL, atol=1e-3)
 
     r = subprocess.run([sys.executable, "-m", "age_tf.cli.predict", f"--model={model_dir}",
-                        "--output=csv", *paths], cwd=ROOT, capture_output=True, text=True,
-                       timeout=300)
+                        "--faces=given", "--output=csv", *paths], cwd=ROOT, capture_output=True,
+                       text=True, timeout=300)
     assert r.returncode == 0, r.stderr[-2000:]
     served = [float(row["age"]) for row in csv.DictReader(io.StringIO(r.stdout))]
     np.testing.assert_allclose(served, expected, rtol=RTOL, atol=2e-3)  # 3 decimals

@@ -141,19 +141,7 @@ def test_kill_9_and_resume_matches_uninterrupted_run(data_dir, tmp_path):
     run_dir = tmp_path / "b"
     proc = subprocess.Popen(_train_cmd(data_dir, str(run_dir), *args), cwd=ROOT,
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    try:
-        # Kill once the first epoch is checkpointed, i.e. during the second epoch.
-        deadline = time.monotonic() + 240
-        while not (run_dir / "checkpoints" / "ckpt-1.index").exists():
-            assert proc.poll() is None and time.monotonic() < deadline, "no checkpoint appeared"
-            time.sleep(0.05)
-        time.sleep(0.5)
-        proc.send_signal(signal.SIGKILL)
-        proc.wait()
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait()
+    _kill_during(proc, run_dir / "checkpoints" / "ckpt-1.index")  # dies during epoch 2
     assert not (run_dir / "metrics.json").exists()  # it really died before the end
     resumed = _run(_train_cmd(data_dir, str(run_dir), *args))
     assert resumed.returncode == 0, resumed.stderr[-3000:]
@@ -258,16 +246,22 @@ def test_early_stopping_survives_kill_9_and_a_finished_run_trains_nothing(data_d
     assert "epoch 1/8" not in again.stderr and "epoch 4/8" not in again.stderr
 
 
+@pytest.fixture(scope="module")
+def finished_run(data_dir, tmp_path_factory):
+    run_dir = str(tmp_path_factory.mktemp("finished") / "r")
+    r = _run(_train_cmd(data_dir, run_dir, "--epochs=3", "--steps_per_epoch=2", "--noexport"))
+    assert r.returncode == 0, r.stderr[-3000:]
+    return run_dir
+
+
 @pytest.mark.parametrize("change, named", [
     ("--batch_size=8", "--batch_size: 16 -> 8"),
     ("--epochs=5", "--epochs: 3 -> 5"),
     ("--learning_rate=0.01", "--learning_rate"),
 ])
-def test_resume_refuses_a_changed_configuration(data_dir, tmp_path, change, named):
-    run_dir = str(tmp_path / "r")
-    first = _run(_train_cmd(data_dir, run_dir, "--epochs=3", "--steps_per_epoch=2", "--noexport"))
-    assert first.returncode == 0, first.stderr[-3000:]
-    r = _run(_train_cmd(data_dir, run_dir, "--epochs=3", "--steps_per_epoch=2", "--noexport", change))
+def test_resume_refuses_a_changed_configuration(data_dir, finished_run, change, named):
+    r = _run(_train_cmd(data_dir, finished_run, "--epochs=3", "--steps_per_epoch=2", "--noexport",
+                        change))
     assert r.returncode == 2 and named in r.stderr and "--model_dir" in r.stderr, r.stderr[-2000:]
 
 

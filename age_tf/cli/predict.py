@@ -1,8 +1,9 @@
-"""age-tf-predict: the age of each photo, from an exported SavedModel.
+"""age-tf-predict: the age of every face in photos (or of face crops), from a SavedModel.
 
-Example:
-  age-tf-predict --model=runs/demo/mobilenet_v2_full/export face1.jpg face2.png
-  age-tf-predict --model=runs/demo/mobilenet_v2_full --output=csv photos/*.jpg > ages.csv
+Examples:
+  age-tf-predict --model=runs/demo/runs/mobilenet_v2_full group.jpg --annotate=annotated/
+  age-tf-predict --model=runs/demo/runs/mobilenet_v2_full --output=csv photos/*.jpg > ages.csv
+  age-tf-predict --model=RUN/export --faces=given crop1.jpg crop2.png   # already face crops
 """
 
 import sys
@@ -17,12 +18,10 @@ SPECS = config.define_flags(CONFIG, required=("model",))
 def main(argv):
     if len(argv) < 2:
         raise ValueError("give one or more photo paths after the flags")
-    cfg = config.from_flags(predict.PredictConfig)
-    results = predict.predict_files(cfg.model, argv[1:], cfg.batch_size)
-    out, err = predict.format_results(results, cfg.output)
+    out, err, code = predict.run(config.from_flags(predict.PredictConfig), argv[1:])
     sys.stdout.write(out)
     sys.stderr.write(err)
-    sys.exit(1 if err or any(r["error"] for r in results) else 0)
+    sys.exit(code)
 
 
 def run():

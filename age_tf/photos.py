@@ -1,0 +1,163 @@
+"""The age of every face in ordinary photos: detection (MTCNN), an IMDB-WIKI-style crop, age.
+
+The models are trained on the release's face crops, so a photo's faces are found first
+(MTCNN: a TensorFlow face detector whose weights ship inside its wheel, so it runs offline)
+and each is cropped the way those crops were made: the detected box widened by a margin on
+every side, then resized to the model's input. All faces of all photos then go through the
+exported model in batches.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+
+import numpy as np
+import tensorflow as tf
+
+from age_tf import export, pipeline
+
+# The release's crops: the detector's box plus 40% of its size on each side (Rothe et al.,
+# DEX). It could not be re-derived here: the metadata at hand (wiki.mat) has face boxes in
+# the coordinates of the full photos, and the crops themselves are not available; measure it
+# on real crops with tools/measure_crop_margin.py and pass --face_margin.
+DEFAULT_MARGIN = 0.4
+
+
+@dataclasses.dataclass
+class Face:
+    """One detected face and its predicted age.
+
+    Attributes:
+      file: the photo it was found in.
+      index: its number in that photo (left to right).
+      box: (x1, y1, x2, y2) in the photo's pixels, as detected (before the margin).
+      confidence: the detector's confidence.
+      landmarks: eyes, nose and mouth corners {name: (x, y)}.
+      age: predicted age in years.
+    """
+
+    file: str
+    index: int
+    box: tuple[float, float, float, float]
+    confidence: float
+    landmarks: dict[str, tuple[float, float]]
+    age: float | None = None
+
+
+def crop_face(image: np.ndarray, box, margin: float, size: int) -> np.ndarray:
+    """The face as the models saw faces in training: box + margin on each side, resized.
+
+    Parts of the widened box outside the photo are black. Same code path as the input
+    pipeline's --crop_faces (pipeline.resize with a box), so training-style crops of
+    full-size release images and crops of detected faces cannot diverge.
+    """
+    x1, y1, x2, y2 = (float(v) for v in box)
+    # pipeline.face_box takes the release's 1-based MATLAB coordinates.
+    release_box = tf.constant([x1 + 1, y1 + 1, x2 + 1, y2 + 1], tf.float32)
+    return pipeline.resize(tf.constant(image), size, release_box, margin).numpy()
+
+
+class FaceDetector:
+    """MTCNN with the thresholds of this tool; built once, reused for every photo."""
+
+    def __init__(self, min_face_size: int = 20, min_confidence: float = 0.9):
+        from mtcnn import MTCNN  # imported here: only photo prediction needs it
+
+        self.min_face_size, self.min_confidence = min_face_size, min_confidence
+        self._mtcnn = MTCNN()
+
+    def __call__(self, image: np.ndarray) -> list[tuple[tuple, float, dict]]:
+        """(box x1,y1,x2,y2, confidence, landmarks) of each face, left to right."""
+        found = self._mtcnn.detect_faces(image, box_format="xyxy", min_face_size=self.min_face_size)
+        faces = []
+        for f in found:
+            if float(f["confidence"]) < self.min_confidence:
+                continue
+            box = tuple(float(v) for v in f["box"])
+            marks = {k: (float(v[0]), float(v[1])) for k, v in f.get("keypoints", {}).items()}
+            faces.append((box, float(f["confidence"]), marks))
+        return sorted(faces, key=lambda f: f[0][0])
+
+
+class AgeModel:
+    """The exported SavedModel's image signature: float pixels [N, S, S, 3] -> years."""
+
+    def __init__(self, model_path: str):
+        if os.path.isdir(os.path.join(model_path, "export")):
+            model_path = os.path.join(model_path, "export")
+        if not os.path.exists(os.path.join(model_path, "saved_model.pb")):
+            raise FileNotFoundError(f"{model_path}: no SavedModel here; pass --model=<run>/export")
+        self._serve = tf.saved_model.load(model_path).signatures[export.IMAGES_SIGNATURE]
+        self.image_size = int(self._serve.structured_input_signature[1]["images"].shape[1])
+
+    def __call__(self, crops: np.ndarray, batch_size: int = 32) -> np.ndarray:
+        out = [self._serve(images=tf.constant(crops[i:i + batch_size], tf.float32))["age"].numpy()
+               for i in range(0, len(crops), batch_size)]
+        return np.concatenate(out) if out else np.zeros((0,), np.float32)
+
+
+def estimate_many(photos: list[tuple[str, np.ndarray]], model: AgeModel, detector: FaceDetector,
+                  margin: float = DEFAULT_MARGIN, batch_size: int = 32) -> list[Face]:
+    """Every face of every photo with its age; the crops go through the model in batches.
+
+    Args:
+      photos: (name, uint8 RGB image) pairs.
+    """
+    faces, crops = [], []
+    for name, image in photos:
+        for i, (box, conf, marks) in enumerate(detector(image)):
+            faces.append(Face(name, i, box, conf, marks))
+            crops.append(crop_face(image, box, margin, model.image_size))
+    if crops:
+        for face, age in zip(faces, model(np.stack(crops), batch_size)):
+            face.age = float(age)
+    return faces
+
+
+def estimate(image: np.ndarray, model: AgeModel | str, detector: FaceDetector | None = None,
+             margin: float = DEFAULT_MARGIN) -> list[Face]:
+    """The faces of one photo (uint8 RGB array) and their ages.
+
+    Args:
+      model: an AgeModel, or a path to an export/ folder (or a run holding one).
+      detector: default MTCNN with this module's thresholds.
+    """
+    model = AgeModel(model) if isinstance(model, str) else model
+    return estimate_many([("image", image)], model, detector or FaceDetector(), margin)
+
+
+def read_photo(path: str) -> np.ndarray:
+    """A JPEG/PNG file -> uint8 RGB array (grayscale/CMYK converted), as the pipeline decodes.
+
+    Raises:
+      FileNotFoundError: no such file.
+      ValueError: not a JPEG or PNG image.
+    """
+    with open(path, "rb") as f:
+        data = f.read()
+    try:
+        return pipeline.decode(tf.constant(data)).numpy()
+    except tf.errors.InvalidArgumentError as e:
+        raise ValueError("not a JPEG or PNG image") from e
+
+
+def annotate(image: np.ndarray, faces: list[Face], path: str) -> None:
+    """Writes the photo with each face's box and predicted age drawn on it."""
+    from PIL import Image, ImageDraw
+
+    from age_tf import fileio
+
+    img = Image.fromarray(image)
+    draw = ImageDraw.Draw(img)
+    width = max(2, round(max(image.shape[:2]) / 300))
+    for f in faces:
+        x1, y1, x2, y2 = f.box
+        draw.rectangle([x1, y1, x2, y2], outline=(255, 220, 0), width=width)
+        label = f"{f.age:.0f} y" if f.age is not None else "?"
+        tw, th = draw.textbbox((0, 0), label)[2:]
+        top = max(0, y1 - th - 2 * width)
+        draw.rectangle([x1, top, x1 + tw + 2 * width, top + th + 2 * width], fill=(255, 220, 0))
+        draw.text((x1 + width, top + width), label, fill=(0, 0, 0))
+    with fileio.atomic_path(path) as tmp:
+        img.save(tmp, quality=92) if path.lower().endswith((".jpg", ".jpeg")) else img.save(tmp)

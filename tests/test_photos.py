@@ -1,0 +1,120 @@
+"""Tests for age_tf.photos and age-tf-predict on ordinary photos: detection, crop, age."""
+
+import json
+import os
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+from matplotlib import cbook
+from PIL import Image
+
+from age_tf import photos
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+@pytest.fixture(scope="module")
+def grace():
+    """matplotlib's bundled real photo: Grace Hopper, one face, 512 x 600."""
+    return np.asarray(Image.open(cbook.get_sample_data("grace_hopper.jpg")).convert("RGB"))
+
+
+@pytest.fixture(scope="module")
+def detector():
+    return photos.FaceDetector()
+
+
+@pytest.fixture(scope="module")
+def model(trained_run):
+    return photos.AgeModel(trained_run[0])
+
+
+def test_one_face_in_a_real_photo_plausibly_placed(grace, detector):
+    faces = detector(grace)
+    assert len(faces) == 1
+    (x1, y1, x2, y2), conf, marks = faces[0]
+    assert conf > 0.95
+    # The face is in the upper middle of the portrait, about a third of its width.
+    assert 180 < (x1 + x2) / 2 < 340 and 140 < (y1 + y2) / 2 < 300
+    assert 110 < x2 - x1 < 260 and 110 < y2 - y1 < 300
+    ex = (marks["left_eye"][0] + marks["right_eye"][0]) / 2
+    assert x1 < ex < x2 and y1 < marks["left_eye"][1] < marks["mouth_left"][1] < y2
+
+
+def test_several_faces_side_by_side_all_found_left_to_right(grace, detector):
+    small = np.asarray(Image.fromarray(grace).resize((384, 450)))
+    canvas = np.full((600, 512 * 2 + 384, 3), 128, np.uint8)
+    canvas[:, :512], canvas[:, 512:1024] = grace, grace[:, ::-1]
+    canvas[75:525, 1024:] = small
+    faces = detector(canvas)
+    assert len(faces) == 3
+    centers = [(b[0] + b[2]) / 2 for b, _, _ in faces]
+    assert centers == sorted(centers) and centers[0] < 512 < centers[1] < 1024 < centers[2]
+
+
+def test_no_face_is_an_empty_list(detector):
+    sky = np.tile(np.linspace(80, 220, 400).astype(np.uint8)[:, None, None], (1, 600, 3))
+    assert detector(sky) == []
+
+
+def test_crop_widens_the_box_by_the_margin():
+    image = np.zeros((100, 100, 3), np.uint8)
+    image[40:60, 40:60] = 255  # a 20 px "face"; box (40, 40, 59, 59) in 0-based pixels
+    crop = photos.crop_face(image, (40, 40, 59, 59), margin=0.5, size=38)
+    # Widened by half the box on each side: the face fills the middle half of the crop.
+    bright = np.argwhere(crop[..., 0] > 128)
+    assert abs(bright.min() - 9.5) <= 1.5 and abs(bright.max() - 28.5) <= 1.5
+
+
+def test_all_faces_of_all_photos_go_through_the_model_in_one_batch(grace, detector, model,
+                                                                   monkeypatch):
+    calls = []
+    real = model._serve
+
+    def spy(images):
+        calls.append(int(images.shape[0]))
+        return real(images=images)
+
+    monkeypatch.setattr(model, "_serve", spy)
+    pair = np.concatenate([grace, grace[:, ::-1]], axis=1)
+    faces = photos.estimate_many([("a", grace), ("b", pair)], model, detector)
+    assert [f.file for f in faces] == ["a", "b", "b"] and calls == [3]
+    assert all(np.isfinite(f.age) for f in faces)
+
+
+def test_estimate_api_equals_the_model_on_the_crop(grace, model):
+    faces = photos.estimate(grace, model)
+    crop = photos.crop_face(grace, faces[0].box, photos.DEFAULT_MARGIN, model.image_size)
+    assert faces[0].age == pytest.approx(float(model(crop[None].astype(np.float32))[0]), abs=1e-4)
+
+
+def _cli(*args):
+    return subprocess.run([sys.executable, "-m", "age_tf.cli.predict", *args], cwd=ROOT,
+                          capture_output=True, text=True, timeout=300)
+
+
+def test_cli_photos_no_face_broken_files_annotated(trained_run, grace, tmp_path):
+    Image.fromarray(grace).save(tmp_path / "grace.jpg")
+    sky = np.tile(np.linspace(80, 220, 300).astype(np.uint8)[:, None, None], (1, 400, 3))
+    Image.fromarray(sky).save(tmp_path / "sky.png")
+    (tmp_path / "notes.jpg").write_text("not an image")
+    good = (tmp_path / "grace.jpg").read_bytes()
+    (tmp_path / "cut.jpg").write_bytes(good[:300])
+    files = [str(tmp_path / n) for n in ("grace.jpg", "sky.png", "notes.jpg", "cut.jpg", "gone.jpg")]
+    r = _cli(f"--model={trained_run[0]}", "--output=json", f"--annotate={tmp_path / 'out'}", *files)
+    assert r.returncode == 1  # some files could not be read; the others were still predicted
+    rows = {row["file"].split("/")[-1]: row for row in json.loads(r.stdout)}
+    assert rows["grace.jpg"]["face"] == 0 and rows["grace.jpg"]["confidence"] > 0.95
+    assert set(rows["grace.jpg"]["landmarks"]) >= {"left_eye", "right_eye", "nose"}
+    assert rows["sky.png"]["note"] == "no face found"  # reported, not an error
+    assert rows["gone.jpg"]["note"] == "error: file not found"
+    for bad in ("notes.jpg", "cut.jpg"):
+        assert rows[bad]["note"].startswith("error:"), rows[bad]
+    assert "notes.jpg: error: not a JPEG or PNG image" in r.stderr
+    drawn = np.asarray(Image.open(tmp_path / "out" / "grace.jpg"))
+    assert drawn.shape == grace.shape and (np.abs(drawn.astype(int) - grace).max() > 100)
+    text = _cli(f"--model={trained_run[0]}", str(tmp_path / "grace.jpg"), str(tmp_path / "sky.png"))
+    assert text.returncode == 0, text.stderr[-2000:]
+    assert "grace.jpg face 0 at (" in text.stdout and "sky.png: no face found" in text.stdout

@@ -1,0 +1,89 @@
+"""Measures photo prediction: the crop margin of a folder of release crops, and throughput.
+
+Run by hand (not part of the test suite):
+  # The margin the release's crops carry around the detected face (run it on real crops):
+  python tools/measure_photos.py --crops_dir=/data/imdb/imdb_crop --model=RUN
+  # Throughput on 2 cores, on matplotlib's bundled photo and composites of it:
+  python tools/measure_photos.py --model=runs/demo/runs/mobilenet_v2_full
+
+The margin: for each crop where MTCNN finds exactly one face, (crop side - box side) / 2 /
+box side, per axis; the median is what --face_margin should be so that photo crops frame
+faces as the training crops did. Throughput: photos/s and faces/s for detection alone and
+for detection + crop + age (all faces batched), each measured twice.
+"""
+
+from __future__ import annotations
+
+import glob
+import os
+import time
+
+import numpy as np
+from absl import app, flags, logging
+from matplotlib import cbook
+from PIL import Image
+
+from age_tf import photos
+
+FLAGS = flags.FLAGS
+flags.DEFINE_string("crops_dir", None, "Release-style crops (NN/*.jpg) to measure the margin on.")
+flags.DEFINE_integer("max_crops", 300, "Crops to look at.")
+flags.DEFINE_string("model", None, "A run directory or export/ for the throughput measurement.")
+flags.DEFINE_integer("photos", 12, "Photos per throughput round.")
+
+
+def measure_margin(crops_dir: str, detector: photos.FaceDetector, limit: int) -> None:
+    paths = sorted(glob.glob(os.path.join(crops_dir, "*", "*.jpg")))[:limit]
+    mx, my = [], []
+    for p in paths:
+        try:
+            image = photos.read_photo(p)
+        except ValueError:
+            continue
+        faces = detector(image)
+        if len(faces) != 1:
+            continue
+        (x1, y1, x2, y2), _, _ = faces[0]
+        h, w = image.shape[:2]
+        mx.append((w - (x2 - x1)) / 2 / (x2 - x1))
+        my.append((h - (y2 - y1)) / 2 / (y2 - y1))
+    if not mx:
+        print(f"no single face found in {len(paths)} crops of {crops_dir}")
+        return
+    q = lambda v: np.percentile(v, [25, 50, 75]).round(3).tolist()  # noqa: E731
+    print(f"{len(mx)} of {len(paths)} crops with one face: margin x quartiles {q(mx)}, "
+          f"y quartiles {q(my)}")
+
+
+def measure_throughput(model_path: str, detector: photos.FaceDetector, n: int) -> None:
+    grace = np.asarray(Image.open(cbook.get_sample_data("grace_hopper.jpg")).convert("RGB"))
+    group = np.concatenate([grace, grace[:, ::-1], grace], axis=1)  # three faces, 1536 x 600
+    model = photos.AgeModel(model_path)
+    batch = [(f"p{i}", grace if i % 2 else group) for i in range(n)]
+    faces_per_round = sum(1 if i % 2 else 3 for i in range(n))
+    photos.estimate_many(batch[:2], model, detector)  # warm-up: traces and loads
+    for round_ in (1, 2):
+        start = time.perf_counter()
+        for _, image in batch:
+            detector(image)
+        det = time.perf_counter() - start
+        start = time.perf_counter()
+        faces = photos.estimate_many(batch, model, detector)
+        total = time.perf_counter() - start
+        assert len(faces) == faces_per_round, len(faces)
+        print(f"round {round_}: detection {n / det:.2f} photos/s ({faces_per_round / det:.2f} "
+              f"faces/s); detection + crop + age {n / total:.2f} photos/s "
+              f"({faces_per_round / total:.2f} faces/s); photos 512x600 and 1536x600 alternating")
+
+
+def main(_):
+    logging.set_verbosity(logging.WARNING)
+    detector = photos.FaceDetector()
+    if FLAGS.crops_dir:
+        measure_margin(FLAGS.crops_dir, detector, FLAGS.max_crops)
+    if FLAGS.model:
+        measure_throughput(FLAGS.model, detector, FLAGS.photos)
+
+
+if __name__ == "__main__":
+    app.run(main)
