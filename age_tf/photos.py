@@ -144,20 +144,22 @@ def read_photo(path: str) -> np.ndarray:
 
 def annotate(image: np.ndarray, faces: list[Face], path: str) -> None:
     """Writes the photo with each face's box and predicted age drawn on it."""
-    from PIL import Image, ImageDraw
+    from PIL import Image, ImageDraw, ImageFont
 
     from age_tf import fileio
 
     img = Image.fromarray(image)
     draw = ImageDraw.Draw(img)
     width = max(2, round(max(image.shape[:2]) / 300))
+    # Pillow's bundled font, scaled with the photo so the label stays readable.
+    font = ImageFont.load_default(size=max(12, round(image.shape[0] / 25)))
     for f in faces:
         x1, y1, x2, y2 = f.box
         draw.rectangle([x1, y1, x2, y2], outline=(255, 220, 0), width=width)
         label = f"{f.age:.0f} y" if f.age is not None else "?"
-        tw, th = draw.textbbox((0, 0), label)[2:]
+        tw, th = draw.textbbox((0, 0), label, font=font)[2:]
         top = max(0, y1 - th - 2 * width)
         draw.rectangle([x1, top, x1 + tw + 2 * width, top + th + 2 * width], fill=(255, 220, 0))
-        draw.text((x1 + width, top + width), label, fill=(0, 0, 0))
+        draw.text((x1 + width, top + width), label, fill=(0, 0, 0), font=font)
     with fileio.atomic_path(path) as tmp:
         img.save(tmp, quality=92) if path.lower().endswith((".jpg", ".jpeg")) else img.save(tmp)
