@@ -9,9 +9,12 @@ import time
 import keras
 from absl import logging
 
-from age_tf import audit, config, evaluation, fileio, pipeline, report, training
+from age_tf import config, fileio
 from age_tf.config import field
-from age_tf.data import prepare, synth
+from age_tf.data import pipeline, prepare
+from age_tf.evaluate import audit, evaluation, report
+from age_tf.synthetic import synth
+from age_tf.train import training
 
 STUDY_RUNS = ("mobilenet_v2_head", "mobilenet_v2_full", "efficientnet_b3_head", "efficientnet_b3_full")
 

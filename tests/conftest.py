@@ -13,7 +13,7 @@ REAL_WIKI = os.path.join(os.path.dirname(__file__), "..", "..", "shared", "data"
 @pytest.fixture(scope="session")
 def synth_dir(tmp_path_factory):
     """600 rows with every defect kind, duplicates at 10% so dedup is measurable."""
-    from age_tf.data import synth
+    from age_tf.synthetic import synth
 
     out = str(tmp_path_factory.mktemp("synth"))
     synth.generate(
@@ -52,7 +52,8 @@ def real_wiki():
 @pytest.fixture(scope="session")
 def trained_run(prepared, tmp_path_factory):
     """A tiny finished run (in-process): 32 px MobileNetV2, 2 short epochs."""
-    from age_tf import models, pipeline, training
+    from age_tf.data import pipeline
+    from age_tf.train import models, training
 
     data_dir = prepared[0]
     model_dir = str(tmp_path_factory.mktemp("evalrun") / "run")

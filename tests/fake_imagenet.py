@@ -15,7 +15,7 @@ import h5py
 import keras
 import numpy as np
 
-from age_tf import models
+from age_tf.train import models
 
 
 def write_fake_imagenet(folder: str, backbone: str, images: np.ndarray | None = None,

@@ -1,4 +1,4 @@
-"""Tests for age_tf.audit: held-out ranking finds planted label errors; duplicate listing."""
+"""Tests for age_tf.evaluate.audit: held-out ranking finds planted label errors; duplicate listing."""
 
 import os
 import shutil
@@ -7,7 +7,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from age_tf import audit
+from age_tf.evaluate import audit
 
 
 def test_out_of_fold_ranking_finds_planted_mislabels():

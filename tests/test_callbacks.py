@@ -1,4 +1,4 @@
-"""Tests for age_tf.callbacks: correlation logs, history on resume, best weights, TensorBoard."""
+"""Tests for age_tf.train.callbacks: correlation logs, history on resume, best weights, TensorBoard."""
 
 import glob
 import os
@@ -9,7 +9,7 @@ import pandas as pd
 import pytest
 import scipy.stats
 
-from age_tf import callbacks, training
+from age_tf.train import callbacks, training
 
 
 def test_correlation_callback_equals_scipy():

@@ -10,7 +10,9 @@ import zipfile
 import pytest
 from absl import flags
 
-from age_tf import config, models, pipeline, training
+from age_tf import config
+from age_tf.data import pipeline
+from age_tf.train import models, training
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 COMMANDS = ["synth", "prepare", "inputs", "models", "train", "evaluate", "audit", "report",

@@ -1,4 +1,4 @@
-"""Tests for age_tf.evaluation: metrics with known answers, predictions and every figure."""
+"""Tests for age_tf.evaluate.evaluation: metrics with known answers, predictions and every figure."""
 
 import json
 import os
@@ -7,7 +7,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from age_tf import evaluation, pipeline
+from age_tf.data import pipeline
+from age_tf.evaluate import evaluation
 
 
 def test_compute_metrics_known_answers():

@@ -1,10 +1,10 @@
-"""Tests for age_tf.models: registry, normalization, tuning modes, weights, Table 1."""
+"""Tests for age_tf.train.models: registry, normalization, tuning modes, weights, Table 1."""
 
 import keras
 import numpy as np
 import pytest
 
-from age_tf import models
+from age_tf.train import models
 
 S = 32
 

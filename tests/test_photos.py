@@ -1,4 +1,4 @@
-"""Tests for age_tf.photos and age-tf-predict on ordinary photos: detection, crop, age."""
+"""Tests for age_tf.serve.photos and age-tf-predict on ordinary photos: detection, crop, age."""
 
 import json
 import os
@@ -10,7 +10,7 @@ import pytest
 from matplotlib import cbook
 from PIL import Image
 
-from age_tf import photos
+from age_tf.serve import photos
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 

@@ -1,4 +1,4 @@
-"""Tests for age_tf.pipeline: decode, resize, flip, caching, skipping broken files."""
+"""Tests for age_tf.data.pipeline: decode, resize, flip, caching, skipping broken files."""
 
 import dataclasses
 import io
@@ -10,7 +10,8 @@ import pytest
 import tensorflow as tf
 from PIL import Image
 
-from age_tf import labels, pipeline
+from age_tf import labels
+from age_tf.data import pipeline
 
 S = 32  # tiny network input for tests
 

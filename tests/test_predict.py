@@ -7,7 +7,8 @@ import sys
 import numpy as np
 import pytest
 
-from age_tf import labels, pipeline
+from age_tf import labels
+from age_tf.data import pipeline
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -28,7 +29,7 @@ def _cli(*args):
 
 
 def test_predict_good_and_bad_files(photos):
-    from age_tf.predict import predict_files
+    from age_tf.serve.predict import predict_files
 
     model_dir, good, text_file, missing = photos
     results = predict_files(model_dir, [good[0], text_file, missing, good[1]])

@@ -10,8 +10,9 @@ import pandas as pd
 import pytest
 import scipy.io
 
-from age_tf.data import prepare, synth
+from age_tf.data import prepare
 from age_tf.data.metadata import DataError
+from age_tf.synthetic import synth
 
 
 def _load(out):

@@ -1,10 +1,10 @@
-"""Tests for age_tf.report: Table 2 matches the metrics files; figures are linked."""
+"""Tests for age_tf.evaluate.report: Table 2 matches the metrics files; figures are linked."""
 
 import json
 
 import pytest
 
-from age_tf import report
+from age_tf.evaluate import report
 
 
 def _fake_run(root, name, backbone, tune, **m):

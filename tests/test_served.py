@@ -12,14 +12,17 @@ import os
 import subprocess
 import sys
 
+import fake_imagenet
 import keras
 import numpy as np
 import pandas as pd
 import pytest
 import tensorflow as tf
 
-import fake_imagenet
-from age_tf import evaluation, labels, models, pipeline, training
+from age_tf import labels
+from age_tf.data import pipeline
+from age_tf.evaluate import evaluation
+from age_tf.train import models, training
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 S = 32

@@ -1,4 +1,4 @@
-"""Tests for age_tf.data.synth: release layout, determinism, injected defects."""
+"""Tests for age_tf.synthetic.synth: release layout, determinism, injected defects."""
 
 import os
 import re
@@ -7,8 +7,9 @@ import numpy as np
 import pytest
 import scipy.io
 
-from age_tf.data import metadata, synth
+from age_tf.data import metadata
 from age_tf.data.metadata import DataError
+from age_tf.synthetic import synth
 
 
 def test_mat_layout_matches_release(synth_dir):

@@ -14,7 +14,8 @@ import pandas as pd
 import pytest
 import tensorflow as tf
 
-from age_tf import labels, pipeline
+from age_tf import labels
+from age_tf.data import pipeline
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 # Tiny and fast: 32 px, 16 images a batch, a few steps, full tuning from scratch.
@@ -303,7 +304,7 @@ def _data_with_a_broken_file(prepared_dir, tmp_path, n_train=32):
 
 @pytest.mark.parametrize("cache", ["", "memory"])
 def test_an_undecodable_file_never_ends_an_epoch(prepared, tmp_path, cache):
-    from age_tf import models, training
+    from age_tf.train import models, training
 
     data = _data_with_a_broken_file(prepared[0], tmp_path)  # 32 rows, batch 16: 2 full batches
     result = training.train_and_evaluate(training.TrainConfig(
@@ -325,7 +326,8 @@ def test_an_undecodable_file_never_ends_an_epoch(prepared, tmp_path, cache):
 
 
 def test_no_valid_monitor_value_exports_the_last_epoch_and_says_so(data_dir, tmp_path, monkeypatch):
-    from age_tf import metrics, models, training
+    from age_tf.evaluate import metrics
+    from age_tf.train import models, training
 
     monkeypatch.setattr(metrics, "srocc", lambda a, b: float("nan"))  # SROCC NaN every epoch
     model_dir = str(tmp_path / "run")
@@ -337,7 +339,7 @@ def test_no_valid_monitor_value_exports_the_last_epoch_and_says_so(data_dir, tmp
     m = json.load(open(os.path.join(model_dir, "metrics.json")))
     assert m["selected"].startswith("last epoch") and m["best_epoch"] == 2
     # What was exported is the trained model of the last epoch, not a fresh one.
-    from age_tf.training import weights_fingerprint
+    from age_tf.train.training import weights_fingerprint
 
     saved = keras.models.load_model(os.path.join(model_dir, "model.keras"))
     assert weights_fingerprint(saved) == result["weights_fingerprint"]

@@ -9,7 +9,7 @@ frameworks: MobileNetV2 and EfficientNetB3 at 256x256, batch 32, fp32, full fine
   measured with age_tf's own train step (the one every strategy runs) with and without
   XLA, side by side with the same architectures and head in torchvision (CPU build) run in
   a separate virtualenv (--torch_python). Target: Keras >= 1.5x torchvision for both.
-feature_cache: head-only tuning through age_tf.training on a synthetic set at 256: one
+feature_cache: head-only tuning through age_tf.train.training on a synthetic set at 256: one
   epoch running the backbone vs one epoch from cached features (both flips cached), and
   whether the two runs end with the same weights. Target: >= 20x faster per epoch.
 """
@@ -28,8 +28,9 @@ import pandas as pd
 import tensorflow as tf
 from absl import app, flags, logging
 
-from age_tf import models, pipeline, training
-from age_tf.data import prepare, synth
+from age_tf.data import pipeline, prepare
+from age_tf.synthetic import synth
+from age_tf.train import models, training
 
 FLAGS = flags.FLAGS
 flags.DEFINE_list("parts", ["frameworks", "feature_cache"], "What to measure.")

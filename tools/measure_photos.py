@@ -23,7 +23,7 @@ from absl import app, flags, logging
 from matplotlib import cbook
 from PIL import Image
 
-from age_tf import photos
+from age_tf.serve import photos
 
 FLAGS = flags.FLAGS
 flags.DEFINE_string("crops_dir", None, "Release-style crops (NN/*.jpg) to measure the margin on.")

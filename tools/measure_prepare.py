@@ -18,7 +18,8 @@ import time
 import pandas as pd
 from absl import app, flags, logging
 
-from age_tf.data import prepare, synth
+from age_tf.data import prepare
+from age_tf.synthetic import synth
 
 FLAGS = flags.FLAGS
 flags.DEFINE_integer("num_images", 5000, "Rows in the synthetic set.")

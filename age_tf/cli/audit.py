@@ -8,8 +8,9 @@ Example:
 import dataclasses
 import json
 
-from age_tf import audit, config
+from age_tf import config
 from age_tf.cli import common
+from age_tf.evaluate import audit
 
 CONFIG, EXCLUDE = audit.AuditConfig, ()
 SPECS = config.define_flags(CONFIG, required=("model_dir", "data_dir"))

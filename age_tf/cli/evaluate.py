@@ -6,8 +6,9 @@ Example:
 
 import dataclasses
 
-from age_tf import config, evaluation
+from age_tf import config
 from age_tf.cli import common
+from age_tf.evaluate import evaluation
 
 CONFIG, EXCLUDE = evaluation.EvaluateConfig, ()
 SPECS = config.define_flags(CONFIG, required=("model_dir", "data_dir"))

@@ -11,8 +11,9 @@ Rerunning the same command resumes: finished steps are skipped, runs resume from
 
 import dataclasses
 
-from age_tf import config, distribution, experiment
+from age_tf import config, experiment
 from age_tf.cli import common
+from age_tf.train import distribution
 
 CONFIG, EXCLUDE = experiment.ExperimentConfig, experiment.EXCLUDED
 SPECS = config.define_flags(CONFIG, required=("out_dir",), exclude=EXCLUDE)

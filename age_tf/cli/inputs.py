@@ -4,8 +4,9 @@ Example:
   age-tf-inputs --data_dir=runs/demo/data --out_dir=runs/demo/figures --image_size=64
 """
 
-from age_tf import config, pipeline
+from age_tf import config
 from age_tf.cli import common
+from age_tf.data import pipeline
 
 CONFIG, EXCLUDE = pipeline.InputsConfig, ()
 SPECS = config.define_flags(CONFIG, required=("data_dir", "out_dir"))

@@ -4,8 +4,9 @@ Example:
   age-tf-models --sizes=native,256
 """
 
-from age_tf import config, models
+from age_tf import config
 from age_tf.cli import common
+from age_tf.train import models
 
 CONFIG, EXCLUDE = models.Table1Config, ()
 SPECS = config.define_flags(CONFIG)

@@ -8,8 +8,9 @@ Examples:
 
 import sys
 
-from age_tf import config, predict
+from age_tf import config
 from age_tf.cli import common
+from age_tf.serve import predict
 
 CONFIG, EXCLUDE = predict.PredictConfig, ()
 SPECS = config.define_flags(CONFIG, required=("model",))

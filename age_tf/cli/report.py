@@ -5,8 +5,9 @@ Example:
       --out=report.md --data_dir=runs/demo/data
 """
 
-from age_tf import config, report
+from age_tf import config
 from age_tf.cli import common
+from age_tf.evaluate import report
 
 CONFIG, EXCLUDE = report.ReportConfig, ()
 SPECS = config.define_flags(CONFIG, required=("runs", "out"))

@@ -6,7 +6,7 @@ Example:
 
 from age_tf import config
 from age_tf.cli import common
-from age_tf.data import synth
+from age_tf.synthetic import synth
 
 CONFIG, EXCLUDE = synth.SynthConfig, ()
 SPECS = config.define_flags(CONFIG, required=("out_dir",))

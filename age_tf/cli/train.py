@@ -6,8 +6,9 @@ Run the same command again after a crash: it resumes from the last completed epo
 """
 
 
-from age_tf import config, distribution, training
+from age_tf import config
 from age_tf.cli import common
+from age_tf.train import distribution, training
 
 CONFIG, EXCLUDE = training.TrainConfig, ()
 SPECS = config.define_flags(CONFIG, required=("data_dir", "model_dir"))

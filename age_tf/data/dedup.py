@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import numpy as np
 
-
 # Measured on 5,000 synthetic crops (tools/measure_prepare.py): re-encoded and resized copies
 # differ from their original by up to 9 dHash bits and correlate at >= 0.993; distinct faces
 # within 10 bits correlate at <= 0.981.

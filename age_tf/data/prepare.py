@@ -17,10 +17,9 @@ from absl import logging
 from age_tf import plots
 from age_tf.config import field
 from age_tf.data import dedup, images
-from age_tf.data.split import parse_fractions
 from age_tf.data.dedup import DEFAULT_MAX_DISTANCE, DEFAULT_MIN_CORRELATION
 from age_tf.data.metadata import DataError, load_metadata
-from age_tf.data.split import SPLIT_NAMES, stratified_group_split
+from age_tf.data.split import SPLIT_NAMES, parse_fractions, stratified_group_split
 
 OUTPUT_FILES = (
     "train.csv", "val.csv", "test.csv", "rejected.csv", "report.json", "age_distribution.png",

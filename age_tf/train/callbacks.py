@@ -12,7 +12,8 @@ import pandas as pd
 import tensorflow as tf
 from absl import logging
 
-from age_tf import fileio, labels, metrics
+from age_tf import fileio, labels
+from age_tf.evaluate import metrics
 
 
 class CorrelationCallback(keras.callbacks.Callback):

@@ -12,8 +12,11 @@ import pandas as pd
 import tensorflow as tf
 from absl import logging
 
-from age_tf import fileio, labels, metrics, pipeline, plots
+from age_tf import fileio, labels, plots
 from age_tf.config import field
+from age_tf.data import pipeline
+from age_tf.evaluate import metrics
+
 
 @dataclasses.dataclass
 class EvaluateConfig:

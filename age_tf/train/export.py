@@ -8,7 +8,8 @@ import shutil
 import keras
 import tensorflow as tf
 
-from age_tf import labels, pipeline
+from age_tf import labels
+from age_tf.data import pipeline
 
 IMAGES_SIGNATURE = "serving_default"
 BYTES_SIGNATURE = "serve_bytes"

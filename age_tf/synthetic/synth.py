@@ -23,8 +23,8 @@ from PIL import Image
 
 from age_tf import fileio
 from age_tf.config import field
-from age_tf.data import faces
 from age_tf.data.metadata import DataError, age_at_mid_year
+from age_tf.synthetic import faces
 
 # Row kinds. 'ok' rows are clean; the others are the defects the generator injects.
 DEFECT_KINDS = (

@@ -10,8 +10,9 @@ import os
 
 import tensorflow as tf
 
-from age_tf import export, pipeline
 from age_tf.config import field
+from age_tf.data import pipeline
+from age_tf.train import export
 
 
 @dataclasses.dataclass
@@ -43,7 +44,7 @@ def run(cfg: PredictConfig, paths: list[str]) -> tuple[str, str, int]:
         results = predict_files(cfg.model, paths, cfg.batch_size)
         out, err = format_results(results, cfg.output)
         return out, err, 1 if any(r["error"] for r in results) else 0
-    from age_tf import photos
+    from age_tf.serve import photos
 
     model = photos.AgeModel(cfg.model)
     detector = photos.FaceDetector(cfg.min_face_size, cfg.min_confidence)

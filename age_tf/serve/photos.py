@@ -15,9 +15,11 @@ import os
 import numpy as np
 import tensorflow as tf
 
-from age_tf import export, pipeline
+from age_tf.data import pipeline
 
 # The release's crops: the detector's box plus 40% of its size on each side (Rothe et al.,
+from age_tf.train import export
+
 # DEX). It could not be re-derived here: the metadata at hand (wiki.mat) has face boxes in
 # the coordinates of the full photos, and the crops themselves are not available; measure it
 # on real crops with tools/measure_crop_margin.py and pass --face_margin.

@@ -22,9 +22,11 @@ import pandas as pd
 import tensorflow as tf
 from absl import logging
 
-from age_tf import callbacks as cb
-from age_tf import distribution, export, fileio, labels, models, pipeline
+from age_tf import fileio, labels
 from age_tf.config import field
+from age_tf.data import pipeline
+from age_tf.train import callbacks as cb
+from age_tf.train import distribution, export, models
 
 MONITORS = {"val_loss": "min", "val_mae_years": "min", "val_plcc": "max", "val_srocc": "max"}
 LR_SCHEDULES = ("cosine", "exponential", "constant")

@@ -6,8 +6,9 @@ import dataclasses
 import json
 import os
 
-from age_tf import fileio, models
+from age_tf import fileio
 from age_tf.config import field
+from age_tf.train import models
 
 TUNE_LABEL = {"head": "new head only", "full": "all layers"}
 

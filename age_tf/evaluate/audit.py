@@ -17,9 +17,11 @@ import pandas as pd
 import tensorflow as tf
 from absl import logging
 
-from age_tf import evaluation, fileio, models, pipeline, plots
+from age_tf import fileio, plots
 from age_tf.config import field
-from age_tf.data import dedup, images
+from age_tf.data import dedup, images, pipeline
+from age_tf.evaluate import evaluation
+from age_tf.train import models
 
 SPLITS = ("train", "val", "test")
 

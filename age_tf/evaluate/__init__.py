@@ -1,0 +1,1 @@
+"""Evaluation: metrics, test-set evaluation, label audit, report."""

@@ -1,0 +1,1 @@
+"""Serving: the age of face crops and of the faces in ordinary photos."""

@@ -1,0 +1,1 @@
+"""Synthetic IMDB-WIKI: rendered faces with known ages and defects, in the release format."""

@@ -1,0 +1,1 @@
+"""Training: backbones and model, strategies, callbacks, the training loop, export."""
