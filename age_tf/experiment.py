@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import json
 import os
 import time
 
@@ -12,7 +13,7 @@ from absl import logging
 from age_tf import config, fileio
 from age_tf.config import field
 from age_tf.data import pipeline, prepare
-from age_tf.evaluate import audit, evaluation, report
+from age_tf.evaluate import audit, baselines, evaluation, report
 from age_tf.synthetic import synth
 from age_tf.train import training
 
@@ -158,9 +159,17 @@ def run_experiment(cfg: ExperimentConfig, strategy) -> dict:
     names = list(run_cfgs)
     backbones = sorted({c.model.backbone for c in run_cfgs.values()})
     standin = any(c.model.weights == "none" for c in run_cfgs.values()) and cfg.standin_epochs > 0
-    progress = _Progress(3 + len(names) * 2 + 2 + (len(backbones) if standin else 0))
+    progress = _Progress(4 + len(names) * 2 + 2 + (len(backbones) if standin else 0))
     os.makedirs(cfg.out_dir, exist_ok=True)
     truth = _prepare_data(cfg, raw, data, progress)
+    base_path = os.path.join(cfg.out_dir, "baselines.json")
+    if os.path.exists(base_path):
+        base = json.load(open(base_path))
+    else:
+        base = baselines.write(data, base_path, cfg.bootstrap, cfg.train.seed)
+    progress.step("baselines on test: training median MAE {:.2f} years; ridge on pixels MAE "
+                  "{:.2f} years, PLCC {:.3f}".format(base["median"]["mae_years"],
+                                                   base["ridge"]["mae_years"], base["ridge"]["plcc"]))
     first = next(iter(run_cfgs.values()))
     figs = pipeline.write_input_figures(data, os.path.join(cfg.out_dir, "figures"), 16, first.pipeline)
     progress.step(f"input figures: {', '.join(figs)}")
@@ -206,8 +215,8 @@ def run_experiment(cfg: ExperimentConfig, strategy) -> dict:
     report.write_report(run_dirs, out, data,
                         extra_figures={"Figure 1: training faces": figs[0],
                                        "Figure 2: after the transformations": figs[1]},
-                        notes=notes)
-    table2 = report.table2_markdown(report.table2_rows(run_dirs))
+                        notes=notes, baseline_results=base)
+    table2 = report.table2_markdown(report.table2_rows(run_dirs), baselines.table_rows(base))
     progress.step(f"wrote {out}")
     return {"table2": table2, "report": out, "seconds": time.monotonic() - start,
             "audit": a}

@@ -8,6 +8,7 @@ import os
 
 from age_tf import fileio
 from age_tf.config import field
+from age_tf.evaluate import baselines
 from age_tf.train import models
 
 TUNE_LABEL = {"head": "new head only", "full": "all layers"}
@@ -30,19 +31,29 @@ def table2_rows(run_dirs: list[str]) -> list[dict]:
     return rows
 
 
-def table2_markdown(rows: list[dict]) -> str:
+def _num(value, fmt: str) -> str:
+    return "—" if value is None or value != value else format(value, fmt)  # NaN: undefined
+
+
+def table2_markdown(rows: list[dict], baselines: list[dict] | None = None) -> str:
+    """Table 2: one row per evaluated run, then the baseline rows (see baselines.py)."""
     head = ("| network | tuned | test loss (MAE / 100) | MAE (years) | PLCC [95% CI] | SROCC [95% CI] "
             "| CS@5 | test images |\n|---|---|---|---|---|---|---|---|\n")
     lines = []
-    for r in rows:
-        ci = lambda k: f" [{r[k][0]:.3f}, {r[k][1]:.3f}]" if k in r else ""  # noqa: E731
+    for r in rows + list(baselines or []):
+        ci = lambda k: (f" [{r[k][0]:.3f}, {r[k][1]:.3f}]"  # noqa: E731
+                        if k in r and r[k][0] == r[k][0] else "")
         lines.append(
             f"| {r['backbone']} | {TUNE_LABEL.get(r['tune'], r['tune'])} | {r['loss']:.4f} "
-            f"| {r['mae_years']:.2f} | {r['plcc']:.4f}{ci('plcc_ci95')} | {r['srocc']:.4f}{ci('srocc_ci95')} "
-            f"| {r['cs5']:.3f} | {r['images']} |")
+            f"| {r['mae_years']:.2f} | {_num(r['plcc'], '.4f')}{ci('plcc_ci95')} "
+            f"| {_num(r['srocc'], '.4f')}{ci('srocc_ci95')} | {r['cs5']:.3f} | {r['images']} |")
     ids = [r.get("identities") for r in rows if r.get("ci_resampling") == "identities"]
     note = (f"\n95% intervals: bootstrap over people ({min(ids)}-{max(ids)} test identities), not "
             "photos; photos of one person are not independent.\n" if ids else "")
+    if baselines:
+        note += ("Baselines, same splits: the training median for every face (no correlation "
+                 "defined), and a ridge regression on an 8x8 grey thumbnail and 4x4 blocks of "
+                 "mean colour. A CNN row that does not beat them has learned nothing useful.\n")
     return head + "\n".join(lines) + "\n" + note
 
 
@@ -57,11 +68,13 @@ class ReportConfig:
     runs: tuple[str, ...] = field(None, "Evaluated run directories, one Table 2 row each.")
     out: str = field(None, "Where to write report.md.")
     data_dir: str | None = field(None, "Prepared data (adds the age-distribution figure).")
+    baselines: str | None = field(None, "A baselines.json (age-tf-experiment writes one) to "
+                                  "put beside the runs in Table 2.")
 
 
 def write_report(run_dirs: list[str], out_path: str, data_dir: str | None = None,
                  extra_figures: dict[str, str] | None = None, table1: str | None = None,
-                 notes: str = "") -> str:
+                 notes: str = "", baseline_results: dict | None = None) -> str:
     """Writes report.md and returns its text.
 
     Args:
@@ -71,6 +84,7 @@ def write_report(run_dirs: list[str], out_path: str, data_dir: str | None = None
       extra_figures: more figures to link, {title: path}.
       table1: Table 1 markdown; computed from the runs' backbones when None.
       notes: a paragraph placed under the title (e.g. what data this is).
+      baseline_results: baselines.compute() output, added to Table 2.
     """
     base = os.path.dirname(os.path.abspath(out_path))
     rows = table2_rows(run_dirs)
@@ -80,7 +94,7 @@ def write_report(run_dirs: list[str], out_path: str, data_dir: str | None = None
                         for r in rows})
         table1 = models.table1_markdown(models.table1(backbones, [None, *sizes]))
     parts = ["# Age regression by transfer learning: results\n\n", notes + "\n" if notes else "",
-             "\n## Table 2: test results\n\n", table2_markdown(rows),
+             "\n## Table 2: test results\n\n", table2_markdown(rows, baselines.table_rows(baseline_results) if baseline_results else None),
              "\nLoss is the MAE of age / 100, the units the study reports (its best: 0.047). "
              "Intervals: percentile bootstrap over test images.\n",
              "\n## Table 1: model size and cost\n\n", table1,

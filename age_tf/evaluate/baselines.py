@@ -1,0 +1,92 @@
+"""Trivial baselines for every table of results: what a CNN must beat to have learned anything.
+
+Two, computed on the same splits and with the same metrics as the CNN rows:
+  - training median: every test face gets the median age of the training split;
+  - ridge on pixels: a linear model on a 8x8 grey thumbnail and 4x4 blocks of mean colour
+    (112 numbers a face, read through the input pipeline's own decode and resize), its
+    penalty chosen on the validation split.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+
+import numpy as np
+import pandas as pd
+
+from age_tf import fileio
+from age_tf.data import pipeline
+from age_tf.evaluate import evaluation
+
+ALPHAS = (0.01, 0.1, 1.0, 10.0, 100.0, 1000.0)
+NAMES = {"median": "training median", "ridge": "ridge on pixels"}
+
+
+def pixel_features(manifest: pd.DataFrame, images_dir: str) -> np.ndarray:
+    """(N, 112) features: an 8x8 grey thumbnail and the mean colour of 4x4 blocks, in [0, 1]."""
+    cfg = pipeline.PipelineConfig(image_size=32, batch_size=256)
+    images = pipeline.map_images(lambda x: x, manifest, images_dir, cfg) / 255.0  # N,32,32,3
+    n = len(images)
+    grey = images.mean(-1).reshape(n, 8, 4, 8, 4).mean((2, 4)).reshape(n, 64)
+    blocks = images.reshape(n, 4, 8, 4, 8, 3).mean((2, 4)).reshape(n, 48)
+    return np.concatenate([grey, blocks], axis=1).astype(np.float64)
+
+
+def fit_ridge(x: np.ndarray, y: np.ndarray, alpha: float) -> np.ndarray:
+    """Weights of ridge regression with an unpenalized intercept (last weight)."""
+    xi = np.c_[x, np.ones(len(x))]
+    reg = alpha * np.eye(xi.shape[1])
+    reg[-1, -1] = 0.0
+    return np.linalg.solve(xi.T @ xi + reg, xi.T @ y)
+
+
+def predict_ridge(x: np.ndarray, w: np.ndarray) -> np.ndarray:
+    return np.c_[x, np.ones(len(x))] @ w
+
+
+def _frame(manifest: pd.DataFrame, pred: np.ndarray) -> pd.DataFrame:
+    return pd.DataFrame({"true_age": manifest["age"].to_numpy(float), "predicted_age": pred,
+                         "identity": manifest["identity"].to_numpy()})
+
+
+def compute(data_dir: str, bootstrap: int = 1000, seed: int = 0) -> dict:
+    """Both baselines' test metrics (as evaluation.compute_metrics gives for a CNN run).
+
+    Returns:
+      {"median": metrics, "ridge": metrics with "alpha"}.
+    """
+    frames, images_dir = {}, None
+    for split in ("train", "val", "test"):
+        frames[split], images_dir = pipeline.load_manifest(data_dir, split)
+    ages = {s: f["age"].to_numpy(float) for s, f in frames.items()}
+    median = float(np.median(ages["train"]))
+    # No bootstrap for a constant prediction: its correlations are undefined in every sample.
+    out = {"median": evaluation.compute_metrics(
+        _frame(frames["test"], np.full(len(ages["test"]), median)), 0, seed)}
+    out["median"]["value"] = median
+
+    feats = {s: pixel_features(f, images_dir) for s, f in frames.items()}
+    mu, sd = feats["train"].mean(0), feats["train"].std(0) + 1e-6
+    feats = {s: (v - mu) / sd for s, v in feats.items()}
+    val_mae = {a: float(np.mean(np.abs(predict_ridge(feats["val"], fit_ridge(feats["train"],
+                                                                                ages["train"], a))
+                                       - ages["val"]))) for a in ALPHAS}
+    alpha = min(val_mae, key=val_mae.get)
+    pred = predict_ridge(feats["test"], fit_ridge(feats["train"], ages["train"], alpha))
+    out["ridge"] = evaluation.compute_metrics(_frame(frames["test"], pred), bootstrap, seed)
+    out["ridge"].update(alpha=alpha, val_mae_years=val_mae[alpha])
+    return out
+
+
+def write(data_dir: str, path: str, bootstrap: int = 1000, seed: int = 0) -> dict:
+    """Computes the baselines and writes them to path (JSON); returns them."""
+    result = compute(data_dir, bootstrap, seed)
+    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+    fileio.atomic_write_text(path, json.dumps(result, indent=2, default=float))
+    return result
+
+
+def table_rows(result: dict) -> list[dict]:
+    """Rows for report.table2_markdown, labelled as baselines."""
+    return [{**m, "backbone": NAMES[k], "tune": "baseline"} for k, m in result.items()]

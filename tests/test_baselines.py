@@ -1,0 +1,59 @@
+"""Tests for age_tf.evaluate.baselines: the rows every CNN must beat."""
+
+import numpy as np
+import pytest
+
+from age_tf.data import pipeline
+from age_tf.evaluate import baselines, report
+
+
+@pytest.fixture(scope="module")
+def result(prepared):
+    return baselines.compute(prepared[0], bootstrap=50)
+
+
+@pytest.fixture(scope="module")
+def larger(tmp_path_factory):
+    """1,500 synthetic rows (small images): enough test faces for a clear answer."""
+    from age_tf.data import prepare
+    from age_tf.synthetic import synth
+
+    root = tmp_path_factory.mktemp("larger")
+    synth.generate(synth.SynthConfig(num_images=1500, seed=5, min_size=40, max_size=56, workers=2),
+                   str(root / "raw"))
+    prepare.prepare(prepare.PrepareConfig(mat=str(root / "raw" / "imdb.mat"),
+                                          images_dir=str(root / "raw" / "imdb_crop"),
+                                          out_dir=str(root / "data"), sample_fraction=1.0,
+                                          workers=2))
+    return baselines.compute(str(root / "data"), bootstrap=200)
+
+
+def test_median_row_is_the_training_median(prepared, result):
+    train, _ = pipeline.load_manifest(prepared[0], "train")
+    test, _ = pipeline.load_manifest(prepared[0], "test")
+    median = np.median(train["age"])
+    assert result["median"]["value"] == median
+    assert result["median"]["mae_years"] == pytest.approx(np.mean(np.abs(test["age"] - median)))
+    assert np.isnan(result["median"]["plcc"])  # a constant has no correlation
+
+
+def test_ridge_on_pixels_learns_the_rendered_age_cues(larger):
+    # The synthetic faces' look depends on age: even a linear model on pixels picks it up.
+    ridge, median = larger["ridge"], larger["median"]
+    assert ridge["plcc_ci95"][0] > 0.2 and ridge["srocc_ci95"][0] > 0.2
+    assert ridge["mae_years"] < median["mae_years"]
+    assert ridge["alpha"] in baselines.ALPHAS
+
+
+def test_fit_ridge_recovers_a_linear_function():
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(200, 3))
+    y = x @ np.array([1.0, -2.0, 0.5]) + 3.0
+    w = baselines.fit_ridge(x, y, 1e-6)
+    np.testing.assert_allclose(w, [1.0, -2.0, 0.5, 3.0], atol=1e-4)
+
+
+def test_table2_shows_baselines_with_undefined_correlations_as_dashes(result):
+    text = report.table2_markdown([], baselines.table_rows(result))
+    assert "| training median | baseline |" in text and "| — |" in text
+    assert "| ridge on pixels | baseline |" in text and "A CNN row that does not beat them" in text
