@@ -203,6 +203,21 @@ def resolve_config(name: str) -> str:
                      f"(shipped: {', '.join(shipped)})")
 
 
+_INCLUDE_KEYS = ("--flagfile", "--config")
+
+
+def _flag_lines(path: str) -> list[str]:
+    """The non-blank, non-comment lines of a flagfile."""
+    with open(path) as f:
+        return [s for s in (raw.strip() for raw in f) if s and not s.startswith(("#", "//"))]
+
+
+def _include(line: str) -> str | None:
+    """The file a line includes (--flagfile=X / --config=X), or None."""
+    key, eq, value = line.partition("=")
+    return value if eq and key in _INCLUDE_KEYS else None
+
+
 def read_flagfile(path: str, seen: tuple[str, ...] = ()) -> list[str]:
     """The flags of a flagfile, includes expanded in place; an include's path is resolved
     relative to the including file (then as a shipped config name)."""
@@ -210,30 +225,19 @@ def read_flagfile(path: str, seen: tuple[str, ...] = ()) -> list[str]:
     if path in seen:
         raise ValueError(f"flagfile {path} includes itself (via {' -> '.join(seen)})")
     out = []
-    with open(path) as f:
-        for raw in f:
-            line = raw.strip()
-            if not line or line.startswith("#") or line.startswith("//"):
-                continue
-            key, eq, value = line.partition("=")
-            if eq and key in ("--flagfile", "--config"):
-                near = os.path.join(os.path.dirname(path), value)
-                out += read_flagfile(near if os.path.isfile(near) else resolve_config(value),
-                                     seen + (path,))
-            else:
-                out.append(line)
+    for line in _flag_lines(path):
+        value = _include(line)
+        if value is None:
+            out.append(line)
+            continue
+        near = os.path.join(os.path.dirname(path), value)
+        out += read_flagfile(near if os.path.isfile(near) else resolve_config(value), seen + (path,))
     return out
 
 
 def own_flags(path: str) -> list[str]:
     """The flags a flagfile sets itself, its includes left out (a run config's overrides)."""
-    out = []
-    with open(path) as f:
-        for raw in f:
-            line = raw.strip()
-            if line and not line.startswith(("#", "//", "--flagfile=", "--config=")):
-                out.append(line)
-    return out
+    return [line for line in _flag_lines(path) if _include(line) is None]
 
 
 def expand_flagfiles(argv: list[str]) -> list[str]:
@@ -242,11 +246,8 @@ def expand_flagfiles(argv: list[str]) -> list[str]:
     current folder) or a shipped config's name."""
     out = [argv[0]] if argv else []
     for arg in argv[1:]:
-        key, eq, value = arg.partition("=")
-        if eq and key in ("--flagfile", "--config"):
-            out += read_flagfile(resolve_config(value))
-        else:
-            out.append(arg)
+        value = _include(arg)
+        out += [arg] if value is None else read_flagfile(resolve_config(value))
     return out
 
 

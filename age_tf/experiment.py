@@ -80,10 +80,6 @@ class _Progress:
         logging.info(line)
 
 
-def _synth_config(cfg: ExperimentConfig, rows: int, seed: int) -> synth.SynthConfig:
-    return synth.SynthConfig(num_images=rows, seed=seed)
-
-
 def summary(result: dict) -> str:
     """Table 2 and where the report is (what age-tf-experiment prints at the end)."""
     return (f"\nTable 2 (test set)\n{result['table2']}\nreport: "
@@ -103,7 +99,7 @@ def _prepare_data(cfg: ExperimentConfig, raw: str, data: str, progress: _Progres
         if os.path.exists(truth):
             progress.step(f"synthetic IMDB-WIKI already in {raw}")
         else:
-            synth.generate(_synth_config(cfg, cfg.num_images, cfg.train.seed), raw)
+            synth.generate(synth.SynthConfig(num_images=cfg.num_images, seed=cfg.train.seed), raw)
             progress.step(f"generated {cfg.num_images} synthetic rows in {raw}")
     if os.path.exists(os.path.join(data, "report.json")):
         progress.step(f"prepared data already in {data}")
@@ -125,7 +121,8 @@ def _standin_weights(cfg: ExperimentConfig, base: training.TrainConfig, backbone
         return path
     raw, data = os.path.join(root, "raw"), os.path.join(root, "data")
     if not os.path.exists(os.path.join(raw, "ground_truth.csv")):
-        synth.generate(_synth_config(cfg, cfg.standin_images, cfg.train.seed + 1000), raw)
+        synth.generate(synth.SynthConfig(num_images=cfg.standin_images,
+                                         seed=cfg.train.seed + 1000), raw)
     if not os.path.exists(os.path.join(data, "report.json")):
         prepare.prepare(prepare.PrepareConfig(mat=os.path.join(raw, "imdb.mat"),
                                               images_dir=os.path.join(raw, "imdb_crop"),

@@ -343,7 +343,6 @@ class InputPipeline:
         """
         self.cfg, self.training, self.counter = cfg, training, counter
         self.source = ImageSource(manifest, images_dir, cfg, features, counter)
-        self.features = features
         self.labels = labels.to_label(manifest["age"].to_numpy(dtype=np.float32))
         # Evaluation keeps manifest order so predictions line up with rows; training trades
         # order for throughput unless asked to be deterministic.
@@ -400,11 +399,11 @@ class InputPipeline:
             if counter is not None:
                 ds = ds.map(self._count_ok)
         if self.training:
-            flip = random_flip if self.features is None else _pick_flipped
+            flip = _pick_flipped if source.kind == "features" else random_flip
             ds = tf.data.Dataset.zip((ds, flip_seeds(cfg.seed, epoch))).map(
                 lambda item, seed: (flip(item[0], seed), item[1]),
                 num_parallel_calls=AUTOTUNE, deterministic=det)
-        elif self.features is not None:
+        elif source.kind == "features":
             ds = ds.map(lambda f, age: (f[0], age))  # evaluation never flips
         # Batches stay uint8: 4x less memory traffic and host-to-GPU copying than float32;
         # the model's input layer casts to float.

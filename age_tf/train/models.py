@@ -167,6 +167,11 @@ def build_backbone(cfg: ModelConfig) -> keras.Model:
         ) from e
 
 
+def synchronizes_batchnorm(cfg: ModelConfig, replicas: int) -> bool:
+    """Whether BatchNorm statistics are all-reduced: only with several replicas training BN."""
+    return cfg.sync_batchnorm and cfg.tune == "full" and replicas > 1
+
+
 def build_model(cfg: ModelConfig) -> keras.Model:
     """Backbone + head: Dense-GELU-Dense-GELU-Dense(1), input float [0, 255] pixels.
 
@@ -178,9 +183,7 @@ def build_model(cfg: ModelConfig) -> keras.Model:
     cfg.validate()
     spec = BACKBONES[cfg.backbone]
     backbone = build_backbone(cfg)
-    # Synchronized BatchNorm only means something with several replicas training BN.
-    sync = (cfg.sync_batchnorm and cfg.tune == "full"
-            and tf.distribute.get_strategy().num_replicas_in_sync > 1)
+    sync = synchronizes_batchnorm(cfg, tf.distribute.get_strategy().num_replicas_in_sync)
     for layer in backbone.layers:
         if isinstance(layer, keras.layers.BatchNormalization):
             if cfg.bn_momentum is not None:

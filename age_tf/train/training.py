@@ -226,7 +226,6 @@ class Inputs:
     train: pipeline.InputPipeline
     val: pipeline.InputPipeline
     steps_per_epoch: int
-    counter: pipeline.DecodeCounter
 
 
 def train_and_evaluate(cfg: TrainConfig, strategy: tf.distribute.Strategy | None = None) -> dict:
@@ -302,8 +301,7 @@ def _check_batch(cfg: TrainConfig, strategy) -> None:
         raise ValueError(
             f"--batch_size={cfg.pipeline.batch_size} is not divisible by the {replicas} replicas "
             f"in sync; use a multiple of {replicas}")
-    sync_bn = cfg.model.sync_batchnorm and replicas > 1 and cfg.model.tune == "full"
-    if sync_bn and cfg.jit_compile:
+    if models.synchronizes_batchnorm(cfg.model, replicas) and cfg.jit_compile:
         raise ValueError(
             "--jit_compile cannot be combined with --sync_batchnorm on several replicas (the "
             "all-reduce inside an XLA-compiled step is not allowed); pass --nosync_batchnorm")
@@ -327,18 +325,18 @@ def _write_dir(cfg: TrainConfig, strategy) -> str:
 
 
 def build_image_inputs(cfg: TrainConfig, train_df, val_df, images_dir: str) -> Inputs:
-    """Training and validation image pipelines; steps counted from the images they can serve."""
-    # Exact counts come from building a cache; an uncached endless stream has elements in
-    # flight when an epoch ends, so it is not counted (TF logs each file it skips).
-    counter = pipeline.DecodeCounter()
+    """Training and validation image pipelines; steps counted from the images they can serve.
+
+    Files that vanished are left out here; one that fails to decode mid-epoch is skipped by
+    the dataset (TF logs it), and a cache knows exactly which decode.
+    """
     if cfg.feature_cache:
         # Features need every image (extract_features raises otherwise); the image
         # pipelines are replaced once the model exists.
         train = val = None
         served = len(train_df)
     else:
-        train = pipeline.InputPipeline(train_df, images_dir, cfg.pipeline, training=True,
-                                       counter=counter if cfg.pipeline.cache else None)
+        train = pipeline.InputPipeline(train_df, images_dir, cfg.pipeline, training=True)
         val = pipeline.InputPipeline(val_df, images_dir, cfg.pipeline, training=False)
         served = len(train)
     steps = served // cfg.pipeline.batch_size
@@ -347,7 +345,7 @@ def build_image_inputs(cfg: TrainConfig, train_df, val_df, images_dir: str) -> I
                          f"{served} usable training images")
     if cfg.steps_per_epoch:
         steps = min(steps, cfg.steps_per_epoch)
-    return Inputs(train, val, steps, counter)
+    return Inputs(train, val, steps)
 
 
 def create_or_restore_state(cfg: TrainConfig, strategy, steps_per_epoch: int):
