@@ -15,7 +15,7 @@ from age_tf.config import field
 from age_tf.data import pipeline, prepare
 from age_tf.evaluate import audit, baselines, evaluation, report
 from age_tf.synthetic import synth
-from age_tf.train import training
+from age_tf.train import standin, training
 
 STUDY_RUNS = ("mobilenet_v2_head", "mobilenet_v2_full", "efficientnet_b3_head", "efficientnet_b3_full")
 
@@ -40,11 +40,6 @@ class ExperimentConfig:
     sample_fraction: float = field(0.5, "Share of filtered images kept (the study: half).")
     runs: tuple[str, ...] = field(STUDY_RUNS, "Run configs (shipped names or paths): each sets "
                                   "a few training flags over the base.")
-    # ImageNet weights cannot be downloaded offline: with --weights=none each backbone is
-    # first trained on a separate synthetic set and the runs start from that stand-in.
-    standin_epochs: int = field(8, "With --weights=none: pretrain each backbone this many "
-                                "epochs on a separate synthetic set first (0: random weights).")
-    standin_images: int = field(1500, "Rows of the stand-in pretraining set.")
     feature_cache_for_head: bool = field(True, "Head-mode runs train from cached features.")
     bootstrap: int = field(1000, "Bootstrap resamples for the intervals.")
     audit_run: str | None = field(None, "Run to audit (default: the first head-mode run).")
@@ -111,37 +106,20 @@ def _prepare_data(cfg: ExperimentConfig, raw: str, data: str, progress: _Progres
     return truth
 
 
-def _standin_weights(cfg: ExperimentConfig, base: training.TrainConfig, backbone: str,
-                     strategy, progress: _Progress) -> str:
-    """Pretrains a backbone on a separate synthetic set; returns its weights file."""
-    root = os.path.join(cfg.out_dir, "standin")
-    path = os.path.join(root, f"{backbone}.weights.h5")
-    if os.path.exists(path):
-        progress.step(f"stand-in {backbone} weights already in {path}")
-        return path
-    raw, data = os.path.join(root, "raw"), os.path.join(root, "data")
-    if not os.path.exists(os.path.join(raw, "ground_truth.csv")):
-        synth.generate(synth.SynthConfig(num_images=cfg.standin_images,
-                                         seed=cfg.train.seed + 1000), raw)
-    if not os.path.exists(os.path.join(data, "report.json")):
-        prepare.prepare(prepare.PrepareConfig(mat=os.path.join(raw, "imdb.mat"),
-                                              images_dir=os.path.join(raw, "imdb_crop"),
-                                              out_dir=data, sample_fraction=1.0, split=(0.8, 0.1, 0.1)))
-    run_cfg = dataclasses.replace(
-        base, data_dir=data, model_dir=os.path.join(root, f"{backbone}_run"),
-        model=dataclasses.replace(base.model, backbone=backbone, tune="full", weights="none",
-                                  bn_momentum=0.9),
-        epochs=cfg.standin_epochs, learning_rate=1e-3, warmup_epochs=0.0,
-        early_stopping_patience=0, export=False, feature_cache=False, flags_text="")
-    training.train_and_evaluate(run_cfg, strategy)
-    model = keras.models.load_model(os.path.join(run_cfg.model_dir, "model.keras"))
-    backbone_layer = next(l for l in model.layers if isinstance(l, keras.Model))
-    with fileio.atomic_path(path) as tmp:
-        backbone_layer.save_weights(tmp)
-    keras.backend.clear_session()
-    progress.step(f"pretrained stand-in {backbone} weights ({cfg.standin_epochs} epochs on a "
-                  f"separate synthetic set): {path}")
-    return path
+def standin_note(backbones: list[str]) -> str:
+    """What the shipped stand-in weights are, from their cards (for the report)."""
+    parts = []
+    for b in backbones:
+        c = standin.card(b)
+        parts.append(f"{b}: {c['training']['epochs']} epochs on {c['corpus']['train_images']:,} "
+                     f"faces of {c['corpus']['people']:,} other synthetic people (val age MAE "
+                     f"{c['val']['mae_years']:.1f} years, PLCC {c['val']['plcc']:.3f})")
+    return ("ImageNet weights cannot be downloaded here: the backbones start from the shipped "
+            "stand-in (--weights=standin), pretrained by tools/pretrain_standin.py on "
+            "synthetic faces to predict rendered age and identity traits; " + "; ".join(parts)
+            + ". Because age is part of that objective, head-only tuning starts from features "
+            "that already encode age, which ImageNet features do not; these figures show the "
+            "pipeline on synthetic faces, not the study's results.")
 
 
 def run_experiment(cfg: ExperimentConfig, strategy) -> dict:
@@ -154,16 +132,14 @@ def run_experiment(cfg: ExperimentConfig, strategy) -> dict:
     raw, data = os.path.join(cfg.out_dir, "raw"), os.path.join(cfg.out_dir, "data")
     run_cfgs = {os.path.basename(n).removesuffix(".cfg"): run_config(cfg, n) for n in cfg.runs}
     names = list(run_cfgs)
-    backbones = sorted({c.model.backbone for c in run_cfgs.values()})
-    standin = any(c.model.weights == "none" for c in run_cfgs.values()) and cfg.standin_epochs > 0
-    progress = _Progress(4 + len(names) * 2 + 2 + (len(backbones) if standin else 0))
+    progress = _Progress(4 + len(names) * 2 + 2)
     os.makedirs(cfg.out_dir, exist_ok=True)
     truth = _prepare_data(cfg, raw, data, progress)
     base_path = os.path.join(cfg.out_dir, "baselines.json")
     if os.path.exists(base_path):
         base = json.load(open(base_path))
     else:
-        base = baselines.write(data, base_path, cfg.bootstrap, cfg.train.seed)
+        base = baselines.write(data, base_path, cfg.bootstrap, cfg.train.seed, truth)
     progress.step("baselines on test: training median MAE {:.2f} years; ridge on pixels MAE "
                   "{:.2f} years, PLCC {:.3f}".format(base["median"]["mae_years"],
                                                    base["ridge"]["mae_years"], base["ridge"]["plcc"]))
@@ -171,14 +147,8 @@ def run_experiment(cfg: ExperimentConfig, strategy) -> dict:
     figs = pipeline.write_input_figures(data, os.path.join(cfg.out_dir, "figures"), 16, first.pipeline)
     progress.step(f"input figures: {', '.join(figs)}")
 
-    weights = {}
-    if standin:
-        for b in backbones:
-            weights[b] = _standin_weights(cfg, first, b, strategy, progress)
     for name in names:
         rc = run_cfgs[name]
-        if rc.model.weights == "none" and rc.model.backbone in weights:
-            rc.model = dataclasses.replace(rc.model, weights=weights[rc.model.backbone])
         if rc.model.tune == "head" and cfg.feature_cache_for_head:
             rc.feature_cache = True
         status = training.run_status(rc.model_dir)
@@ -191,9 +161,11 @@ def run_experiment(cfg: ExperimentConfig, strategy) -> dict:
             progress.step(f"trained {name}: best epoch {m['best_epoch']}, val MAE "
                           f"{m['val']['mae_years']:.2f} years, SROCC {m['val']['srocc']:.4f}")
         keras.backend.clear_session()
-        e = evaluation.evaluate(rc.model_dir, data, "test", cfg.bootstrap)
+        e = evaluation.evaluate(rc.model_dir, data, "test", cfg.bootstrap, ground_truth=truth)
         progress.step(f"evaluated {name} on test: MAE {e['mae_years']:.2f} years, "
-                      f"PLCC {e['plcc']:.4f}, SROCC {e['srocc']:.4f}")
+                      f"PLCC {e['plcc']:.4f}, SROCC {e['srocc']:.4f}" + (
+                          f"; against rendered ages MAE {e['rendered']['mae_years']:.2f}, PLCC "
+                          f"{e['rendered']['plcc']:.4f}" if "rendered" in e else ""))
     audit_name = cfg.audit_run or next((n for n in names if run_cfgs[n].model.tune == "head"), names[0])
     keras.backend.clear_session()
     a = audit.audit(run_cfgs[audit_name].model_dir, data, truth_csv=truth)
@@ -204,10 +176,9 @@ def run_experiment(cfg: ExperimentConfig, strategy) -> dict:
     notes = ("Synthetic IMDB-WIKI stand-in (rendered faces; see age-tf-synth), so the numbers "
              "show the pipeline working, not the study's results." if not cfg.mat else
              f"IMDB-WIKI metadata {cfg.mat}.")
-    if standin:
-        notes += (" ImageNet weights cannot be downloaded here: each backbone was first trained "
-                  f"for {cfg.standin_epochs} epochs on a separate synthetic set, and the runs "
-                  "start from that stand-in.")
+    standins = sorted({c.model.backbone for c in run_cfgs.values() if c.model.weights == "standin"})
+    if standins:
+        notes += " " + standin_note(standins)
     out = os.path.join(cfg.out_dir, "report.md")
     report.write_report(run_dirs, out, data,
                         extra_figures={"Figure 1: training faces": figs[0],

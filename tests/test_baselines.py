@@ -57,3 +57,15 @@ def test_table2_shows_baselines_with_undefined_correlations_as_dashes(result):
     text = report.table2_markdown([], baselines.table_rows(result))
     assert "| training median | baseline |" in text and "| — |" in text
     assert "| ridge on pixels | baseline |" in text and "A CNN row that does not beat them" in text
+
+
+def test_baselines_against_rendered_ages(prepared, synth_dir):
+    import os
+
+    r = baselines.compute(prepared[0], bootstrap=20,
+                          ground_truth=os.path.join(synth_dir, "ground_truth.csv"))
+    assert np.isnan(r["median"]["rendered"]["plcc"])
+    assert r["median"]["rendered"]["mae_years"] > 0
+    assert -1 <= r["ridge"]["rendered"]["plcc"] <= 1
+    text = report.table2_markdown([], baselines.table_rows(r))
+    assert "rendered age: MAE" in text and "planted errors" in text

@@ -12,7 +12,7 @@ from absl import flags
 
 from age_tf import config
 from age_tf.data import pipeline
-from age_tf.train import models, training
+from age_tf.train import models, standin, training
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 COMMANDS = ["synth", "prepare", "inputs", "models", "train", "evaluate", "audit", "report",
@@ -128,7 +128,7 @@ def test_run_configs_derive_from_the_base_without_touching_global_flags():
         config.apply_flag_lines(base, ["--nope=1"])
 
 
-def test_the_wheel_ships_the_configs(tmp_path):
+def test_the_wheel_ships_the_configs_and_standin_weights(tmp_path):
     r = subprocess.run([sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation",
                         "-w", str(tmp_path), ROOT], capture_output=True, text=True, timeout=300)
     assert r.returncode == 0, r.stderr[-2000:]
@@ -136,3 +136,5 @@ def test_the_wheel_ships_the_configs(tmp_path):
     names = zipfile.ZipFile(tmp_path / wheel).namelist()
     shipped = sorted(n.split("/")[-1] for n in names if n.startswith("age_tf/configs/"))
     assert shipped == sorted(os.listdir(config.CONFIGS_DIR))
+    weights = sorted(n.split("/")[-1] for n in names if n.startswith("age_tf/standin/"))
+    assert weights == sorted(os.listdir(standin.STANDIN_DIR)) and weights

@@ -18,10 +18,40 @@ def test_near_pairs_match_brute_force(max_distance):
             near[i] ^= np.uint64(1) << np.uint64(b)
     hashes = np.concatenate([base, near])
     got = {tuple(p) for p in dedup.near_duplicate_pairs(hashes, max_distance)}
+    # Crowded buckets compared in bounded blocks (here 1-2 rows at a time) find the same pairs.
+    tiny = {tuple(p) for p in dedup.near_duplicate_pairs(hashes, max_distance, block_entries=500)}
+    assert tiny == got
     dist = np.bitwise_count(hashes[:, None] ^ hashes[None, :])
     ii, jj = np.nonzero(np.triu(dist <= max_distance, k=1))
     assert got == set(zip(ii.tolist(), jj.tolist()))
     assert len(got) > 0
+
+
+def test_components_match_a_union_find_and_label_by_smallest_member():
+    rng = np.random.default_rng(1)
+    n = 2000
+    pairs = rng.integers(0, n, (1500, 2))
+    parent = list(range(n))
+
+    def find(i):
+        while parent[i] != i:
+            i = parent[i]
+        return i
+
+    for a, b in pairs:
+        ra, rb = find(a), find(b)
+        parent[max(ra, rb)] = min(ra, rb)
+    roots = np.array([find(i) for i in range(n)])
+    # Reference: smallest member of each union-find set.
+    smallest = {r: np.flatnonzero(roots == r).min() for r in set(roots.tolist())}
+    want = np.array([smallest[r] for r in roots])
+    np.testing.assert_array_equal(dedup.components(n, pairs), want)
+    np.testing.assert_array_equal(dedup.components(3, np.zeros((0, 2))), [0, 1, 2])
+
+
+def test_exact_pairs_join_each_copy_to_the_first():
+    got = dedup.exact_pairs(["x", "y", "x", "z", "x", "y"]).tolist()
+    assert sorted(got) == [[0, 2], [0, 4], [1, 5]]
 
 
 def test_group_duplicates_exact_near_and_distinct():

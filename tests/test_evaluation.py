@@ -52,3 +52,25 @@ def test_every_figure_drawn_for_known_errors(trained_run, tmp_path):
 def test_load_run_error_names_the_file(tmp_path):
     with pytest.raises(FileNotFoundError, match="model.keras not found: --model_dir must be"):
         evaluation.load_run(str(tmp_path))
+
+
+def test_rendered_age_scores_the_model_not_the_labels(trained_run, synth_dir, truth):
+    model_dir, data_dir = trained_run
+    m = evaluation.evaluate(model_dir, data_dir, "test", bootstrap=20,
+                            ground_truth=os.path.join(synth_dir, "ground_truth.csv"))
+    pred = pd.read_csv(os.path.join(model_dir, "eval", "predictions.csv"))
+    rendered = truth.set_index("row").loc[pred["row"], "rendered_age"].to_numpy(float)
+    np.testing.assert_array_equal(pred["rendered_age"], rendered)
+    assert m["rendered"]["mae_years"] == pytest.approx(np.mean(np.abs(pred["predicted_age"] - rendered)))
+    assert m["rendered"]["plcc"] == pytest.approx(np.corrcoef(pred["predicted_age"], rendered)[0, 1])
+    assert len(m["rendered"]["plcc_ci95"]) == 2
+    # Where labels were planted wrong, the two scores differ.
+    assert (pred["true_age"] != pred["rendered_age"]).any() or m["mae_years"] == m["rendered"]["mae_years"]
+
+
+def test_rendered_age_from_another_set_is_refused(trained_run, tmp_path):
+    model_dir, data_dir = trained_run
+    other = tmp_path / "gt.csv"
+    pd.DataFrame({"row": [10**9], "rendered_age": [3]}).to_csv(other, index=False)
+    with pytest.raises(ValueError, match="gt.csv: no rendered age for some rows"):
+        evaluation.evaluate(model_dir, data_dir, "test", bootstrap=0, ground_truth=str(other))

@@ -38,7 +38,7 @@ def test_tiny_experiment_end_to_end_and_resume(tmp_path):
     args = ["--config=demo", f"--out_dir={out}", "--num_images=300",
             "--image_size=32", "--epochs=3", "--steps_per_epoch=3", "--batch_size=16",
             "--early_stopping_patience=1", "--early_stopping_min_delta=10", "--monitor=val_loss",
-            "--standin_epochs=1", "--standin_images=150", "--bootstrap=50",
+            "--bootstrap=50",
             "--runs=mobilenet_v2_head,mobilenet_v2_full"]
     r = _run(args, 900)
     assert r.returncode == 0, r.stderr[-3000:]
@@ -47,7 +47,9 @@ def test_tiny_experiment_end_to_end_and_resume(tmp_path):
     _check_outputs(out, ["mobilenet_v2_head", "mobilenet_v2_full"])
     cfg = json.load(open(os.path.join(out, "runs", "mobilenet_v2_full", "config.json")))
     assert cfg["model"]["tune"] == "full" and cfg["learning_rate"] == 0.0001  # from its run config
-    assert cfg["model"]["weights"].endswith("standin/mobilenet_v2.weights.h5")
+    assert cfg["model"]["weights"] == "standin"  # the shipped stand-in, from demo.cfg
+    report = open(os.path.join(out, "report.md")).read()
+    assert "rendered age: MAE" in report and "stand-in" in report
     audit = json.load(open(os.path.join(out, "runs", "mobilenet_v2_head", "audit", "audit.json")))
     assert "precision_at_k" in audit["ground_truth"]
     for run in ("mobilenet_v2_head", "mobilenet_v2_full"):

@@ -45,13 +45,16 @@ def predict_ridge(x: np.ndarray, w: np.ndarray) -> np.ndarray:
     return np.c_[x, np.ones(len(x))] @ w
 
 
-def _frame(manifest: pd.DataFrame, pred: np.ndarray) -> pd.DataFrame:
-    return pd.DataFrame({"true_age": manifest["age"].to_numpy(float), "predicted_age": pred,
-                         "identity": manifest["identity"].to_numpy()})
+def _frame(manifest: pd.DataFrame, pred: np.ndarray, truth_csv: str | None) -> pd.DataFrame:
+    f = pd.DataFrame({"true_age": manifest["age"].to_numpy(float), "predicted_age": pred,
+                      "identity": manifest["identity"].to_numpy(), "row": manifest["row"].to_numpy()})
+    return evaluation.attach_rendered(f, truth_csv) if truth_csv else f
 
 
-def compute(data_dir: str, bootstrap: int = 1000, seed: int = 0) -> dict:
-    """Both baselines' test metrics (as evaluation.compute_metrics gives for a CNN run).
+def compute(data_dir: str, bootstrap: int = 1000, seed: int = 0,
+            ground_truth: str | None = None) -> dict:
+    """Both baselines' test metrics (as evaluation.compute_metrics gives for a CNN run; with
+    `ground_truth`, also against the rendered ages).
 
     Returns:
       {"median": metrics, "ridge": metrics with "alpha"}.
@@ -63,7 +66,7 @@ def compute(data_dir: str, bootstrap: int = 1000, seed: int = 0) -> dict:
     median = float(np.median(ages["train"]))
     # No bootstrap for a constant prediction: its correlations are undefined in every sample.
     out = {"median": evaluation.compute_metrics(
-        _frame(frames["test"], np.full(len(ages["test"]), median)), 0, seed)}
+        _frame(frames["test"], np.full(len(ages["test"]), median), ground_truth), 0, seed)}
     out["median"]["value"] = median
 
     feats = {s: pixel_features(f, images_dir) for s, f in frames.items()}
@@ -74,14 +77,16 @@ def compute(data_dir: str, bootstrap: int = 1000, seed: int = 0) -> dict:
                                        - ages["val"]))) for a in ALPHAS}
     alpha = min(val_mae, key=val_mae.get)
     pred = predict_ridge(feats["test"], fit_ridge(feats["train"], ages["train"], alpha))
-    out["ridge"] = evaluation.compute_metrics(_frame(frames["test"], pred), bootstrap, seed)
+    out["ridge"] = evaluation.compute_metrics(_frame(frames["test"], pred, ground_truth),
+                                               bootstrap, seed)
     out["ridge"].update(alpha=alpha, val_mae_years=val_mae[alpha])
     return out
 
 
-def write(data_dir: str, path: str, bootstrap: int = 1000, seed: int = 0) -> dict:
+def write(data_dir: str, path: str, bootstrap: int = 1000, seed: int = 0,
+          ground_truth: str | None = None) -> dict:
     """Computes the baselines and writes them to path (JSON); returns them."""
-    result = compute(data_dir, bootstrap, seed)
+    result = compute(data_dir, bootstrap, seed, ground_truth)
     os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
     fileio.atomic_write_text(path, json.dumps(result, indent=2, default=float))
     return result

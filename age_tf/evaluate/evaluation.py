@@ -28,6 +28,8 @@ class EvaluateConfig:
     bootstrap: int = field(1000, "Bootstrap resamples (over people) for the intervals (0: none).")
     gallery_max: int = field(24, "Most faces in the large-error gallery.")
     seed: int = field(0, "Seeds the bootstrap and the 15-20 year sample.")
+    ground_truth: str | None = field(None, "ground_truth.csv of a synthetic set: also score "
+                                     "against the rendered ages (what the faces show).")
 
 
 GALLERY_MIN_ERROR = 40.0  # the study's Figures 5/6
@@ -72,6 +74,28 @@ def predict(model: keras.Model, manifest: pd.DataFrame, images_dir: str,
     return out
 
 
+def attach_rendered(pred: pd.DataFrame, truth_csv: str) -> pd.DataFrame:
+    """Adds the synthetic set's rendered age of each row (column rendered_age)."""
+    truth = pd.read_csv(truth_csv, usecols=["row", "rendered_age"])
+    out = pred.merge(truth, on="row", how="left", validate="one_to_one")
+    if out["rendered_age"].isna().any():
+        raise ValueError(f"{truth_csv}: no rendered age for some rows of the split; is it the "
+                         "ground truth of the set these data were prepared from?")
+    return out
+
+
+def _rendered_metrics(pred: pd.DataFrame, bootstrap: int, seed: int, groups) -> dict:
+    """PLCC and MAE against the rendered ages: the error of the model, not of the labels."""
+    t = pred["rendered_age"].to_numpy(float)
+    p = pred["predicted_age"].to_numpy(float)
+    mae = lambda a, b: float(np.mean(np.abs(a - b)))  # noqa: E731
+    m = {"plcc": metrics.plcc(t, p), "mae_years": mae(t, p)}
+    if bootstrap:
+        m["plcc_ci95"] = metrics.bootstrap_ci(t, p, metrics.plcc, bootstrap, seed, groups=groups)
+        m["mae_years_ci95"] = metrics.bootstrap_ci(t, p, mae, bootstrap, seed, groups=groups)
+    return m
+
+
 def compute_metrics(pred: pd.DataFrame, bootstrap: int = 1000, seed: int = 0) -> dict:
     """The study's loss (MAE in label units), MAE, RMSE, PLCC, SROCC, CS@5, bootstrap CIs."""
     t, p = pred["true_age"].to_numpy(float), pred["predicted_age"].to_numpy(float)
@@ -90,6 +114,12 @@ def compute_metrics(pred: pd.DataFrame, bootstrap: int = 1000, seed: int = 0) ->
             m[f"{key}_ci95"] = metrics.bootstrap_ci(t, p, fn, bootstrap, seed, groups=groups)
             m[f"{key}_ci95_images"] = metrics.bootstrap_ci(t, p, fn, bootstrap, seed)
         m["ci_resampling"] = "identities" if has_ids else "images"
+    if "rendered_age" in pred and pred["predicted_age"].std() > 0:
+        groups = pred["identity"].to_numpy() if has_ids else None
+        m["rendered"] = _rendered_metrics(pred, bootstrap, seed, groups)
+    elif "rendered_age" in pred:
+        m["rendered"] = {"plcc": float("nan"), "mae_years": float(
+            np.mean(np.abs(pred["rendered_age"] - pred["predicted_age"])))}
     return m
 
 
@@ -142,8 +172,11 @@ def summary(m: dict) -> str:
 
 
 def evaluate(model_dir: str, data_dir: str, split: str = "test", bootstrap: int = 1000,
-             gallery_max: int = 24, seed: int = 0) -> dict:
+             gallery_max: int = 24, seed: int = 0, ground_truth: str | None = None) -> dict:
     """Writes <model_dir>/eval/: predictions.csv, metrics.json and the figures.
+
+    With `ground_truth` (a synthetic set's ground_truth.csv), metrics also hold "rendered":
+    PLCC and MAE against the ages the faces were rendered at.
 
     Returns:
       The metrics (with the figure paths under 'figures').
@@ -151,6 +184,8 @@ def evaluate(model_dir: str, data_dir: str, split: str = "test", bootstrap: int 
     model, config = load_run(model_dir)
     manifest, images_dir = pipeline.load_manifest(data_dir, split)
     pred = predict(model, manifest, images_dir, run_pipeline_config(config))
+    if ground_truth:
+        pred = attach_rendered(pred, ground_truth)
     out_dir = os.path.join(model_dir, "eval")
     os.makedirs(out_dir, exist_ok=True)
     with fileio.atomic_path(os.path.join(out_dir, "predictions.csv")) as tmp:

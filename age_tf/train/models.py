@@ -12,6 +12,7 @@ import tensorflow as tf
 from absl import logging
 
 from age_tf.config import field
+from age_tf.train import standin
 
 TUNE_MODES = ("head", "full")
 
@@ -98,8 +99,9 @@ class ModelConfig:
 
     backbone: str = field("mobilenet_v2", "Registered backbone.", choices=sorted(BACKBONES))
     image_size: int = field(256, "Network input size in pixels (the study: 256).")
-    weights: str = field("imagenet", "'imagenet' (Keras' loader and cache), 'none' (random), "
-                         "or a path to a weights file of the backbone.")
+    weights: str = field("imagenet", "'imagenet' (Keras' loader and cache), 'standin' (the "
+                         "shipped backbone pretrained on synthetic faces, for offline demos), "
+                         "'none' (random), or a path to a weights file of the backbone.")
     tune: str = field("head", "head: backbone frozen, only the new head trains; full: "
                       "everything trains.", choices=TUNE_MODES)
     head_units: tuple[int, ...] = field((512, 128), "Hidden units of the GELU head.")
@@ -128,13 +130,16 @@ class ModelConfig:
             raise ValueError(f"--bn_momentum must be in (0, 1), got {self.bn_momentum}")
         if not 0 <= self.dropout < 1:
             raise ValueError(f"--dropout must be in [0, 1), got {self.dropout}")
-        if self.weights not in ("imagenet", "none") and not os.path.isfile(self.weights):
-            raise ValueError(
-                f"--weights={self.weights!r}: not 'imagenet', 'none' or an existing weights file")
+        if self.weights not in WEIGHT_CHOICES and not os.path.isfile(self.weights):
+            raise ValueError(f"--weights={self.weights!r}: not one of {WEIGHT_CHOICES} or an "
+                             "existing weights file")
+
+
+WEIGHT_CHOICES = ("imagenet", "standin", "none")
 
 
 def _weights_arg(cfg: ModelConfig):
-    return None if cfg.weights == "none" else cfg.weights
+    return None if cfg.weights in ("none", "standin") else cfg.weights
 
 
 def build_backbone(cfg: ModelConfig) -> keras.Model:
@@ -151,7 +156,10 @@ def build_backbone(cfg: ModelConfig) -> keras.Model:
             weights=_weights_arg(cfg),
             pooling="avg",
         )
-        if cfg.weights not in ("imagenet", "none") and spec.match_imagenet is not None:
+        if cfg.weights == "standin":
+            standin.load_backbone(backbone, cfg.backbone)
+            return backbone
+        if cfg.weights not in WEIGHT_CHOICES and spec.match_imagenet is not None:
             if spec.match_imagenet(backbone):
                 logging.info("%s holds Keras' ImageNet weights: normalization adjusted to match "
                              "the weights='imagenet' model", cfg.weights)
