@@ -256,3 +256,28 @@ def test_each_epoch_is_a_fresh_permutation_of_the_whole_split(tmp_path, cache):
     pos = [np.argsort(o) for o in orders]
     assert abs(np.corrcoef(pos[0], pos[1])[0, 1]) < 0.1
     assert orders[1][: n // 4].max() > 0.9 * n  # the epoch's start draws from the whole split
+
+
+def test_memory_cache_that_would_not_fit_is_refused_before_decoding(folder, monkeypatch):
+    df, root = folder
+    need = len(df) * S * S * 3
+    assert pipeline.check_memory_cache_fits(len(df), S, available=10 * need) == need
+    with pytest.raises(MemoryError, match=r"--cache=memory: .* images at .* Use --cache=DIR"):
+        pipeline.check_memory_cache_fits(150_000, 256, available=16 * 2**30)  # 27.5 GiB
+    # The pipeline asks before it decodes anything.
+    monkeypatch.setattr(pipeline, "available_memory", lambda: need)
+    counter = pipeline.DecodeCounter()
+    with pytest.raises(MemoryError, match="Use --cache=DIR"):
+        pipeline.InputPipeline(df, root, pipeline.PipelineConfig(image_size=S, batch_size=2,
+                                                                 cache="memory"),
+                               training=True, counter=counter)
+    assert int(counter.attempted.numpy()) == 0
+    # And a disk cache is not limited by memory.
+    pipeline.InputPipeline(df, root, pipeline.PipelineConfig(image_size=S, batch_size=2,
+                                                             cache=str(os.path.join(root, "c"))),
+                           training=True)
+
+
+def test_available_memory_reads_the_system():
+    avail = pipeline.available_memory()
+    assert avail is None or 2**20 < avail < 2**50

@@ -29,7 +29,7 @@ def run(main) -> None:
         logging.set_verbosity(logging.INFO)
         try:
             return main(argv)
-        except (DataError, ValueError, FileNotFoundError) as e:
+        except (DataError, ValueError, FileNotFoundError, MemoryError) as e:
             _fail(e)
 
     try:

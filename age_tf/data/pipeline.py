@@ -216,6 +216,41 @@ def _decode_all(paths: np.ndarray, boxes: np.ndarray, cfg: PipelineConfig):
         yield rows.numpy(), images.numpy()
 
 
+def available_memory() -> int | None:
+    """Bytes the system can still give without swapping (Linux MemAvailable), or None."""
+    try:
+        with open("/proc/meminfo") as f:
+            for line in f:
+                if line.startswith("MemAvailable:"):
+                    return int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    return None
+
+
+# Share of the available memory a memory cache may take: the rest is for the model,
+# TensorFlow's buffers, the other split's cache and the rest of the machine.
+MEMORY_CACHE_SHARE = 0.7
+
+
+def check_memory_cache_fits(num_images: int, image_size: int, available: int | None = None) -> int:
+    """Bytes a memory cache of these images needs; raises if it would not fit.
+
+    Raises:
+      MemoryError: more than MEMORY_CACHE_SHARE of the available memory; the message names
+        --cache and says what to use instead.
+    """
+    need = num_images * image_size * image_size * 3
+    available = available_memory() if available is None else available
+    if available is not None and need > MEMORY_CACHE_SHARE * available:
+        raise MemoryError(
+            f"--cache=memory: {num_images:,} images at {image_size}x{image_size} need "
+            f"{need / 2**30:.1f} GiB, more than {MEMORY_CACHE_SHARE:.0%} of the "
+            f"{available / 2**30:.1f} GiB of memory available. Use --cache=DIR (a folder on a "
+            "local disk: one decode, then a file read per image), or a smaller --image_size.")
+    return need
+
+
 class ImageSource:
     """Where one split's uint8 images come from, by row number of the manifest.
 
@@ -258,13 +293,17 @@ class ImageSource:
 
     def _build_memory(self) -> None:
         s = self.cfg.image_size
-        images = np.zeros((len(self.paths), s, s, 3), np.uint8)
+        check_memory_cache_fits(len(self.paths), s)
         ok = np.zeros(len(self.paths), bool)
-        for rows, batch in _decode_all(self.paths, self.boxes, self.cfg):
-            images[rows], ok[rows] = batch, True
-        self._count(ok.sum())
+        # Decoded batches go straight into the variable: one copy of the cache at any time
+        # (a numpy array turned into a variable afterwards briefly took twice the memory).
         with tf.device("/cpu:0"):
-            self._table = tf.Variable(images, trainable=False)
+            self._table = tf.Variable(tf.zeros((len(self.paths), s, s, 3), tf.uint8),
+                                      trainable=False)
+        for rows, batch in _decode_all(self.paths, self.boxes, self.cfg):
+            self._table.scatter_update(tf.IndexedSlices(batch, rows))
+            ok[rows] = True
+        self._count(ok.sum())
         self.rows = np.flatnonzero(ok).astype(np.int64)
 
     def _build_disk(self, key: str) -> None:
