@@ -195,3 +195,29 @@ def test_real_wiki_stage_counts(real_wiki, tmp_path, score):
     assert sum(len(m) for m in man.values()) + len(rej) == 62328
     sizes = [len(m) for m in man.values()]
     assert abs(sizes[0] - 0.6 * sum(sizes)) <= 2 and abs(sizes[1] - sizes[2]) <= 2
+
+
+def test_fingerprints_written_once_and_reused_unless_the_file_changed(prepared, synth_dir, tmp_path):
+    import shutil
+
+    from age_tf.data import images
+
+    out, _ = prepared
+    manifest = pd.concat([pd.read_csv(os.path.join(out, f"{s}.csv")) for s in ("train", "val", "test")])
+    stored = os.path.join(out, "fingerprints.npz")
+    with np.load(stored) as f:
+        assert sorted(f["path"].tolist()) == sorted(manifest["path"])
+    paths = manifest["path"].tolist()[:40]
+    root = str(tmp_path / "crops")
+    shutil.copytree(os.path.join(synth_dir, "imdb_crop"), root, copy_function=shutil.copy2)
+    fresh = images.fingerprints(paths, root, None, workers=1)
+    reused = images.fingerprints(paths, root, stored, workers=1)
+    for a, b in zip(fresh, reused):
+        np.testing.assert_array_equal(a, b)
+    # A changed file is read again, not trusted: flip it left-right (another dHash).
+    from PIL import Image
+
+    changed = os.path.join(root, paths[0])
+    Image.open(changed).transpose(Image.Transpose.FLIP_LEFT_RIGHT).save(changed, quality=95)
+    ok, dhash, _ = images.fingerprints(paths, root, stored, workers=1)
+    assert ok[0] and dhash[0] == images.check_image(changed, 1).dhash != fresh[1][0]

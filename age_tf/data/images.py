@@ -178,3 +178,53 @@ def check_images(
                 progress()
     progress(final=True)
     return [info for chunk in results for info in chunk]
+
+
+def _stamp(path: str) -> tuple[int, int]:
+    try:
+        st = os.stat(path)
+        return st.st_size, st.st_mtime_ns
+    except OSError:
+        return -1, -1
+
+
+def save_fingerprints(out: str, rel_paths: list[str], infos: list[ImageInfo], root: str) -> None:
+    """Writes what check_images found for these images (dHash, thumbnail, file stamp), so
+    that later stages (the audit) reuse it instead of reading every image again."""
+    stamps = np.array([_stamp(os.path.join(root, p)) for p in rel_paths], np.int64).reshape(-1, 2)
+    thumbs = np.stack([i.thumb for i in infos]) if infos else np.zeros((0, THUMB_SIZE ** 2), np.uint8)
+    with open(out, "wb") as f:
+        np.savez(f, path=np.array(rel_paths, dtype=str), dhash=np.array([i.dhash for i in infos], np.uint64),
+                 thumb=thumbs, stamp=stamps)
+
+
+def fingerprints(rel_paths: list[str], root: str, stored: str | None = None,
+                 workers: int | None = None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(ok, dhash, thumbs) for these images, from `stored` (save_fingerprints) where the file
+    is unchanged (same size and modification time), from check_images for the rest.
+
+    Returns:
+      ok: bool [N], the image decoded; dhash: uint64 [N]; thumbs: uint8 [N, THUMB_SIZE**2].
+    """
+    n = len(rel_paths)
+    ok = np.zeros(n, bool)
+    dhash = np.zeros(n, np.uint64)
+    thumbs = np.zeros((n, THUMB_SIZE ** 2), np.uint8)
+    todo = np.arange(n)
+    if stored and os.path.exists(stored):
+        with np.load(stored) as f:
+            index = {p: k for k, p in enumerate(f["path"].tolist())}
+            s_hash, s_thumb, s_stamp = f["dhash"], f["thumb"], f["stamp"]
+        k = np.array([index.get(p, -1) for p in rel_paths], np.int64)
+        stamps = np.array([_stamp(os.path.join(root, p)) for p in rel_paths], np.int64).reshape(-1, 2)
+        hit = k >= 0
+        hit[hit] = np.all(s_stamp[k[hit]] == stamps[hit], axis=1)
+        ok[hit], dhash[hit], thumbs[hit] = True, s_hash[k[hit]], s_thumb[k[hit]]
+        todo = np.flatnonzero(~hit)
+        logging.info("fingerprints: %d of %d reused from %s", int(hit.sum()), n, stored)
+    if len(todo):
+        infos = check_images([os.path.join(root, rel_paths[i]) for i in todo], 1, workers)
+        for i, info in zip(todo, infos):
+            if info.ok:
+                ok[i], dhash[i], thumbs[i] = True, info.dhash, info.thumb
+    return ok, dhash, thumbs

@@ -23,6 +23,7 @@ from age_tf.data.split import SPLIT_NAMES, parse_fractions, stratified_group_spl
 
 OUTPUT_FILES = (
     "train.csv", "val.csv", "test.csv", "rejected.csv", "report.json", "age_distribution.png",
+    "fingerprints.npz",
 )
 MANIFEST_COLUMNS = [
     "path", "age", "identity", "gender", "face_x1", "face_y1", "face_x2", "face_y2",
@@ -188,6 +189,7 @@ def prepare(cfg: PrepareConfig) -> dict:
     info_cols = {"width": np.zeros(len(df), np.int64), "height": np.zeros(len(df), np.int64),
                  "conversion": np.full(len(df), "", dtype=object)}
     dup_report: dict = {"skipped": True}
+    info_of_row: dict = {}
     if cfg.check_images:
         idx = np.flatnonzero(stages.alive)
         root = os.path.abspath(cfg.images_dir)
@@ -196,6 +198,7 @@ def prepare(cfg: PrepareConfig) -> dict:
         ok = np.zeros(len(df), dtype=bool)
         reasons = np.full(len(df), "", dtype=object)
         for i, info in zip(idx, infos):
+            info_of_row[i] = info
             ok[i], reasons[i] = info.ok, info.reason
             info_cols["width"][i], info_cols["height"][i] = info.width, info.height
             info_cols["conversion"][i] = info.conversion
@@ -235,7 +238,9 @@ def prepare(cfg: PrepareConfig) -> dict:
 
     report = _report(cfg, df, stages, manifests, dup_report, info_cols["conversion"][final])
     report["seconds"] = round(time.monotonic() - start, 2)
-    _write_outputs(cfg, manifests, stages.rejected_frame(), report)
+    kept = [i for i in final if i in info_of_row]
+    _write_outputs(cfg, manifests, stages.rejected_frame(), report,
+                   (df["full_path"].to_numpy()[kept].tolist(), [info_of_row[i] for i in kept]))
     logging.info("wrote %s in %.1fs: %s", cfg.out_dir, report["seconds"],
                  {k: len(v) for k, v in manifests.items()})
     return report
@@ -306,8 +311,12 @@ def _report(cfg, df, stages, manifests, dup_report, conversions) -> dict:
     }
 
 
-def _write_outputs(cfg, manifests, rejected: pd.DataFrame, report: dict) -> None:
-    """Writes every output in a scratch folder, then moves them into place."""
+def _write_outputs(cfg, manifests, rejected: pd.DataFrame, report: dict, prints) -> None:
+    """Writes every output in a scratch folder, then moves them into place.
+
+    `prints` = (paths, ImageInfos) of the kept images: fingerprints.npz, which the audit
+    reuses instead of reading every image again (empty with --nocheck_images).
+    """
     os.makedirs(cfg.out_dir, exist_ok=True)
     tmp = tempfile.mkdtemp(prefix=".prepare-", dir=cfg.out_dir)
     try:
@@ -318,6 +327,8 @@ def _write_outputs(cfg, manifests, rejected: pd.DataFrame, report: dict) -> None
             json.dump(report, f, indent=2, default=str)
         plots.plot_age_distribution({k: v["age"].to_numpy() for k, v in manifests.items()},
                                     os.path.join(tmp, "age_distribution.png"))
+        images.save_fingerprints(os.path.join(tmp, "fingerprints.npz"), *prints,
+                                 os.path.abspath(cfg.images_dir))
         for f in OUTPUT_FILES:
             os.replace(os.path.join(tmp, f), os.path.join(cfg.out_dir, f))
     finally:

@@ -55,19 +55,21 @@ def precision_at_k(scores_order_truth: np.ndarray, ks) -> dict:
 
 
 def surviving_duplicates(manifest: pd.DataFrame, images_dir: str, max_distance: int = 10,
-                         min_correlation: float = 0.97, workers: int | None = None) -> pd.DataFrame:
+                         min_correlation: float = 0.97, workers: int | None = None,
+                         stored: str | None = None) -> pd.DataFrame:
     """Near-duplicate pairs among the prepared images, at looser thresholds than prepare's.
 
     What prepare removed cannot show up here; what is listed are pairs close enough to
-    look at: the same photo edited or cropped differently, or burst shots.
+    look at: the same photo edited or cropped differently, or burst shots. Fingerprints come
+    from prepare's fingerprints.npz (`stored`) for every unchanged file.
     """
-    infos = images.check_images([os.path.join(images_dir, p) for p in manifest["path"]], 1, workers)
-    ok = np.array([i.ok for i in infos])
+    ok, all_hashes, all_thumbs = images.fingerprints(manifest["path"].tolist(), images_dir,
+                                                     stored, workers)
     idx = np.flatnonzero(ok)
     if len(idx) < 2:
         return pd.DataFrame(columns=["path_a", "split_a", "path_b", "split_b", "hamming", "correlation"])
-    hashes = np.array([infos[i].dhash for i in idx], dtype=np.uint64)
-    x = dedup.standardize_thumbnails(np.stack([infos[i].thumb for i in idx]))
+    hashes = all_hashes[idx]
+    x = dedup.standardize_thumbnails(all_thumbs[idx])
     pairs = dedup.near_duplicate_pairs(
         hashes, max_distance, lambda a, b: np.einsum("ij,ij->i", x[a], x[b]) >= min_correlation)
     rows = []
@@ -146,7 +148,8 @@ def audit(model_dir: str, data_dir: str, out_dir: str | None = None, folds: int 
             faces, [f"label {a} / model {p:.0f}" for a, p in zip(top["age"], top["heldout_prediction"])],
             os.path.join(out_dir, "suspected_mislabels.png"),
             "Strongest disagreement between label and held-out prediction", cols=6)
-    dups = surviving_duplicates(manifest, images_dir, workers=workers)
+    dups = surviving_duplicates(manifest, images_dir, workers=workers,
+                                stored=os.path.join(data_dir, "fingerprints.npz"))
     dups.to_csv(os.path.join(out_dir, "near_duplicate_pairs.csv"), index=False)
     oof_mae = float(np.mean(np.abs(pred - ages)))
     summary = {"images": len(manifest), "folds": folds, "heldout_mae_years": oof_mae,
