@@ -26,6 +26,27 @@ def test_out_of_fold_ranking_finds_planted_mislabels():
     assert p[10] == 1.0 and p[30] >= 0.9
 
 
+def test_out_of_fold_from_gram_matrices_equals_fitting_each_fold_directly():
+    rng = np.random.default_rng(2)
+    n, d, folds = 400, 12, 5
+    feats = rng.normal(size=(n, d)).astype(np.float32)
+    ages = rng.uniform(0, 100, n)
+    groups = rng.integers(0, 90, n)
+    got = audit.out_of_fold_predictions(feats, ages, groups, folds=folds, ridge=0.5, seed=3)
+    # The direct fit: solve on all other folds' rows.
+    uniq, inv = np.unique(groups, return_inverse=True)
+    fold_of = np.random.default_rng(3).integers(0, folds, len(uniq))[inv]
+    x = np.c_[feats.astype(np.float64), np.ones(n)]
+    reg = 0.5 * np.eye(d + 1)
+    reg[-1, -1] = 0
+    want = np.zeros(n)
+    for k in range(folds):
+        t = fold_of == k
+        w = np.linalg.solve(x[~t].T @ x[~t] + reg, x[~t].T @ ages[~t])
+        want[t] = x[t] @ w
+    np.testing.assert_allclose(got, want, rtol=1e-8, atol=1e-8)
+
+
 def test_out_of_fold_never_uses_own_group():
     # If an image's own label leaked in, a huge planted error would be partly "explained".
     feats = np.eye(20)  # each image its own feature: only its own label could predict it

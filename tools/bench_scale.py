@@ -97,7 +97,7 @@ def run_stage(stage: str, root: str) -> dict:
         extractor = models.feature_extractor(model)
         cfg = pipeline.PipelineConfig(image_size=64, batch_size=256)
         feats = pipeline.map_images(lambda x: extractor(x, training=False), manifest,
-                                    images_dir, cfg).astype(np.float64)
+                                    images_dir, cfg)
         pred = audit.out_of_fold_predictions(feats, manifest["age"].to_numpy(float),
                                              manifest["identity"].to_numpy())
         out.update(images=len(manifest), heldout_mae_years=float(
