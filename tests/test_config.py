@@ -15,7 +15,7 @@ from age_tf.data import pipeline
 from age_tf.train import models, standin, training
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-COMMANDS = ["synth", "prepare", "inputs", "models", "train", "evaluate", "audit", "report",
+COMMANDS = ["synth", "prepare", "inputs", "models", "train", "evaluate", "audit", "clean", "report",
             "predict", "experiment"]
 
 # Run in a fresh interpreter: each command defines its flags on the global FLAGS at import,

@@ -96,6 +96,38 @@ def surviving_duplicates(manifest: pd.DataFrame, images_dir: str, max_distance: 
         columns=["path_a", "split_a", "age_a", "path_b", "split_b", "age_b", "hamming", "correlation"])
 
 
+def heldout_suspects(model_dir: str, data_dir: str, splits=SPLITS, folds: int = 5,
+                     seed: int = 0) -> tuple[pd.DataFrame, pd.DataFrame, str]:
+    """Held-out predictions of every image of `splits`, most suspicious first.
+
+    Features come from the run's backbone; each image's prediction from a ridge fitted on
+    the other identity folds of the same splits, so neither its label nor its person's other
+    labels shaped it.
+
+    Returns:
+      (suspects: path, split, age, identity, row, heldout_prediction, residual, suspicion,
+       indexed by manifest position; the manifest of the splits; the images folder).
+    """
+    model, config = evaluation.load_run(model_dir)
+    pcfg = evaluation.run_pipeline_config(config)
+    frames = []
+    images_dir = None
+    for split in splits:
+        m, images_dir = pipeline.load_manifest(data_dir, split)
+        frames.append(m.assign(split=split))
+    manifest = pd.concat(frames, ignore_index=True)
+    extractor = models.feature_extractor(model)
+    feats = pipeline.map_images(lambda x: extractor(x, training=False), manifest, images_dir,
+                                pcfg)
+    ages = manifest["age"].to_numpy(float)
+    pred = out_of_fold_predictions(feats, ages, manifest["identity"].to_numpy(), folds, seed=seed)
+    suspects = manifest[["path", "split", "age", "identity", "row"]].copy()
+    suspects["heldout_prediction"] = pred
+    suspects["residual"] = pred - ages
+    suspects["suspicion"] = np.abs(suspects["residual"])
+    return suspects.sort_values("suspicion", ascending=False, kind="stable"), manifest, images_dir
+
+
 @dataclasses.dataclass
 class AuditConfig:
     """What `age-tf-audit` audits (the arguments of `audit`)."""
@@ -133,24 +165,10 @@ def audit(model_dir: str, data_dir: str, out_dir: str | None = None, folds: int 
     """
     out_dir = out_dir or os.path.join(model_dir, "audit")
     os.makedirs(out_dir, exist_ok=True)
-    model, config = evaluation.load_run(model_dir)
-    pcfg = evaluation.run_pipeline_config(config)
-    frames = []
-    images_dir = None
-    for split in SPLITS:
-        m, images_dir = pipeline.load_manifest(data_dir, split)
-        frames.append(m.assign(split=split))
-    manifest = pd.concat(frames, ignore_index=True)
-    extractor = models.feature_extractor(model)
-    feats = pipeline.map_images(lambda x: extractor(x, training=False), manifest, images_dir,
-                                pcfg)
+    suspects, manifest, images_dir = heldout_suspects(model_dir, data_dir, SPLITS, folds, seed)
     ages = manifest["age"].to_numpy(float)
-    pred = out_of_fold_predictions(feats, ages, manifest["identity"].to_numpy(), folds, seed=seed)
-    suspects = manifest[["path", "split", "age", "identity", "row"]].copy()
-    suspects["heldout_prediction"] = pred
-    suspects["residual"] = pred - ages
-    suspects["suspicion"] = np.abs(suspects["residual"])
-    suspects = suspects.sort_values("suspicion", ascending=False).reset_index(drop=True)
+    pred = suspects.sort_index()["heldout_prediction"].to_numpy()
+    suspects = suspects.reset_index(drop=True)
     suspects.to_csv(os.path.join(out_dir, "suspected_mislabels.csv"), index=False)
     top = suspects.head(gallery)
     if len(top):

@@ -85,7 +85,8 @@ class ReportConfig:
 
 def write_report(run_dirs: list[str], out_path: str, data_dir: str | None = None,
                  extra_figures: dict[str, str] | None = None, table1: str | None = None,
-                 notes: str = "", baseline_results: dict | None = None) -> str:
+                 notes: str = "", baseline_results: dict | None = None,
+                 sections: list[str] | None = None) -> str:
     """Writes report.md and returns its text.
 
     Args:
@@ -96,6 +97,7 @@ def write_report(run_dirs: list[str], out_path: str, data_dir: str | None = None
       table1: Table 1 markdown; computed from the runs' backbones when None.
       notes: a paragraph placed under the title (e.g. what data this is).
       baseline_results: baselines.compute() output, added to Table 2.
+      sections: more markdown sections, placed after Table 1 (e.g. Table 3).
     """
     base = os.path.dirname(os.path.abspath(out_path))
     rows = table2_rows(run_dirs)
@@ -107,10 +109,10 @@ def write_report(run_dirs: list[str], out_path: str, data_dir: str | None = None
     parts = ["# Age regression by transfer learning: results\n\n", notes + "\n" if notes else "",
              "\n## Table 2: test results\n\n", table2_markdown(rows, baselines.table_rows(baseline_results) if baseline_results else None),
              "\nLoss is the MAE of age / 100, the units the study reports (its best: 0.047). "
-             "Intervals: percentile bootstrap over test images.\n",
+             "Intervals: percentile bootstrap (see the note under the table).\n",
              "\n## Table 1: model size and cost\n\n", table1,
              "\nGMACs count multiply-accumulates, the quantity the study's \"GFLOPS\" column "
-             "reports; FLOPs = 2 x MACs.\n"]
+             "reports; FLOPs = 2 x MACs.\n", *(sections or [])]
     if data_dir:
         with open(os.path.join(data_dir, "report.json")) as f:
             prep = json.load(f)

@@ -1,0 +1,31 @@
+"""age-tf-clean: a cleaned copy of prepared data (train/val suspects dropped or relabelled).
+
+Example:
+  age-tf-clean --model_dir=runs/demo/runs/mobilenet_v2_head --data_dir=runs/demo/data \
+      --out_dir=runs/demo/data_clean
+  age-tf-train --config=demo --data_dir=runs/demo/data_clean --model_dir=runs/demo/cleaned
+The test split is copied unchanged; <out_dir>/changes.csv lists every change.
+"""
+
+import json
+
+from age_tf import config
+from age_tf.cli import common
+from age_tf.evaluate import clean
+
+CONFIG, EXCLUDE = clean.CleanConfig, ()
+SPECS = config.define_flags(CONFIG, required=("model_dir", "data_dir", "out_dir"))
+
+
+def main(argv):
+    common.no_positional_args(argv)
+    cfg = config.from_flags(CONFIG)
+    print(json.dumps(clean.clean(cfg), indent=2))
+
+
+def run():
+    common.run(main)
+
+
+if __name__ == "__main__":
+    run()
