@@ -50,6 +50,9 @@ def test_tiny_experiment_end_to_end_and_resume(tmp_path):
     assert cfg["model"]["weights"] == "standin"  # the shipped stand-in, from demo.cfg
     report = open(os.path.join(out, "report.md")).read()
     assert "rendered age: MAE" in report and "stand-in" in report
+    assert "## Table 3" in report and "share of the noisy-to-oracle MAE gap" in report
+    t3 = json.load(open(os.path.join(out, "table3.json")))
+    assert set(t3["rows"]) == {"noisy", "drop", "relabel", "oracle"}
     audit = json.load(open(os.path.join(out, "runs", "mobilenet_v2_head", "audit", "audit.json")))
     assert "precision_at_k" in audit["ground_truth"]
     for run in ("mobilenet_v2_head", "mobilenet_v2_full"):
@@ -59,7 +62,8 @@ def test_tiny_experiment_end_to_end_and_resume(tmp_path):
     # Again: every step is found done and skipped; a run that stopped early is done too.
     again = _run(args, 600)
     assert again.returncode == 0, again.stderr[-3000:]
-    assert again.stdout.count("already trained (early stopping after epoch 2)") == 2
+    # The two runs and Table 3's three (cleaned twice, oracle) are all found done.
+    assert again.stdout.count("already trained (early stopping after epoch 2)") == 5
     assert "already in" in again.stdout
     assert "epoch 1/3" not in again.stderr  # no training step ran
     assert {p: os.path.getmtime(p) for p in ckpts} == ckpts
