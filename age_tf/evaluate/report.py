@@ -56,7 +56,8 @@ def table2_markdown(rows: list[dict], baselines: list[dict] | None = None) -> st
             line += f" {g['mae_years']:.2f} | {_num(g['plcc'], '.4f')}{ci(g, 'plcc_ci95')} |"
         lines.append(line)
     ids = [r.get("identities") for r in rows if r.get("ci_resampling") == "identities"]
-    note = (f"\n95% intervals: bootstrap over people ({min(ids)}-{max(ids)} test identities), not "
+    people = f"{min(ids)}" if ids and min(ids) == max(ids) else f"{min(ids, default=0)}-{max(ids, default=0)}"
+    note = (f"\n95% intervals: bootstrap over people ({people} test identities), not "
             "photos; photos of one person are not independent.\n" if ids else "")
     if baselines:
         note += ("Baselines, same splits: the training median for every face (no correlation "
