@@ -39,7 +39,9 @@ class CleanConfig:
     data_dir: str = field(None, "Output folder of age-tf-prepare (read only).")
     out_dir: str = field(None, "The cleaned prepared-data folder (new; train with "
                          "--data_dir=<it>).")
-    action: str = field("drop", "What to do with a suspect: drop the image, or relabel it "
+    # Default from the demo's Table 3: relabelling recovered more of the noisy-to-oracle
+    # gap than dropping (MAE: 1.19 vs 0.83 of it), and keeps every image.
+    action: str = field("relabel", "What to do with a suspect: drop the image, or relabel it "
                         "with its held-out prediction.", choices=ACTIONS)
     sigmas: float = field(3.0, "Suspect: |held-out residual| > sigmas x robust std of the "
                           "residuals.")
