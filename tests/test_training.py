@@ -168,7 +168,7 @@ def test_kill_9_and_resume_matches_uninterrupted_run(data_dir, tmp_path):
     (["--monitor=val_accuracy"], "--monitor"),
     (["--strategy=multi_worker"], "needs the TF_CONFIG environment variable"),
     (["--strategy=mirrored", "--num_cpu_devices=2"], "TF_CONFIG is set but is not JSON"),
-    (["--weights=/no/such.h5"], "--weights='/no/such.h5': not 'imagenet', 'none' or an existing"),
+    (["--weights=/no/such.h5"], "--weights='/no/such.h5': not one of ('imagenet', 'standin', 'none') or an existing"),
 ])
 def test_bad_flags_give_clear_errors(data_dir, tmp_path, extra, message):
     env = {"TF_CONFIG": "{not json"} if "TF_CONFIG is set" in message else None
