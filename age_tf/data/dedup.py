@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import numpy as np
+import pandas as pd
+import scipy.sparse
+from scipy.sparse.csgraph import connected_components
 
 # Measured on 5,000 synthetic crops (tools/measure_prepare.py): re-encoded and resized copies
 # differ from their original by up to 9 dHash bits and correlate at >= 0.993; distinct faces
@@ -26,9 +29,6 @@ def components(n: int, pairs: np.ndarray) -> np.ndarray:
 
     scipy's connected_components: linear in n + pairs, with no Python loop per pair.
     """
-    import scipy.sparse
-    from scipy.sparse.csgraph import connected_components
-
     pairs = np.asarray(pairs, dtype=np.int64).reshape(-1, 2)
     graph = scipy.sparse.coo_matrix((np.ones(len(pairs), np.int8), (pairs[:, 0], pairs[:, 1])),
                                     shape=(n, n))
@@ -40,8 +40,6 @@ def components(n: int, pairs: np.ndarray) -> np.ndarray:
 
 def exact_pairs(digests) -> np.ndarray:
     """(P, 2) pairs joining every image to the first image with the same digest."""
-    import pandas as pd
-
     codes, _ = pd.factorize(pd.Series(digests), sort=False)
     idx = np.arange(len(codes))
     first = pd.Series(idx).groupby(codes).transform("min").to_numpy()
