@@ -6,25 +6,55 @@ import pytest
 from age_tf.data import dedup
 
 
-@pytest.mark.parametrize("max_distance", [0, 3, 8])
-def test_near_pairs_match_brute_force(max_distance):
-    rng = np.random.default_rng(0)
-    base = rng.integers(0, 2**63, 300, dtype=np.uint64)
-    # Plant near copies: flip a few random bits.
-    flips = rng.integers(0, 64, (300, 10))
-    near = base.copy()
-    for i in range(300):
-        for b in flips[i, : rng.integers(0, 11)]:
-            near[i] ^= np.uint64(1) << np.uint64(b)
-    hashes = np.concatenate([base, near])
-    got = {tuple(p) for p in dedup.near_duplicate_pairs(hashes, max_distance)}
-    # Crowded buckets compared in bounded blocks (here 1-2 rows at a time) find the same pairs.
-    tiny = {tuple(p) for p in dedup.near_duplicate_pairs(hashes, max_distance, block_entries=500)}
-    assert tiny == got
+def _planted(rng, n=300):
+    """Hashes and thumbnails of n images and n altered copies (flipped bits, added noise),
+    with faces' low-rank structure so that the principal axes mean something."""
+    base_h = rng.integers(0, 2**63, n, dtype=np.uint64)
+    near_h = base_h.copy()
+    for i in range(n):
+        for b in rng.integers(0, 64, rng.integers(0, 11)):
+            near_h[i] ^= np.uint64(1) << np.uint64(b)
+    base_t = rng.normal(size=(n, 6)) @ rng.normal(size=(6, 256)) + 0.5 * rng.normal(size=(n, 256))
+    near_t = base_t + rng.uniform(0.05, 3.0, (n, 1)) * rng.normal(size=(n, 256))
+    thumbs = np.concatenate([base_t, near_t])
+    thumbs = np.clip(128 + 12 * thumbs, 0, 255).astype(np.uint8)
+    return np.concatenate([base_h, near_h]), dedup.standardize_thumbnails(thumbs)
+
+
+@pytest.mark.parametrize("max_distance,min_correlation", [(0, 0.9), (3, 0.95), (8, 0.99),
+                                                          (7, 0.97), (12, 0.6)])
+def test_near_pairs_match_brute_force(max_distance, min_correlation):
+    hashes, x = _planted(np.random.default_rng(0))
+    got = dedup.near_duplicate_pairs(hashes, x, max_distance, min_correlation)
     dist = np.bitwise_count(hashes[:, None] ^ hashes[None, :])
-    ii, jj = np.nonzero(np.triu(dist <= max_distance, k=1))
-    assert got == set(zip(ii.tolist(), jj.tolist()))
-    assert len(got) > 0
+    corr = x @ x.T
+    ii, jj = np.nonzero(np.triu((dist <= max_distance) & (corr >= min_correlation), k=1))
+    assert {tuple(p) for p in got.tolist()} == set(zip(ii.tolist(), jj.tolist()))
+    assert len(got) > 0 and (got[:, 0] < got[:, 1]).all()
+    # Both tests decide: some pairs pass one and fail the other.
+    upper = np.triu(np.ones_like(corr, dtype=bool), k=1)
+    assert ((dist <= max_distance) & (corr < min_correlation) & upper).any()
+    assert ((dist > max_distance) & (corr >= min_correlation) & upper).any()
+
+
+def test_near_pairs_keep_pairs_at_the_correlation_edge():
+    """Pairs just above the threshold are found despite float32 round-off in the search."""
+    hashes, x = _planted(np.random.default_rng(1))
+    corr = (x @ x.T)[np.triu_indices(len(x), 1)]
+    edge = float(np.sort(corr)[-40]) - 1e-6  # a pair 1e-6 above the threshold
+    got = dedup.near_duplicate_pairs(hashes, x, 15, edge)
+    dist = np.bitwise_count(hashes[:, None] ^ hashes[None, :])
+    want = np.triu((dist <= 15) & (x @ x.T >= edge), k=1).sum()
+    assert len(got) == want >= 1
+
+
+def test_near_pairs_refuse_bad_thresholds():
+    hashes, x = _planted(np.random.default_rng(2), n=10)
+    with pytest.raises(ValueError, match="max_distance"):
+        dedup.near_duplicate_pairs(hashes, x, 16, 0.9)
+    with pytest.raises(ValueError, match="min_correlation"):
+        dedup.near_duplicate_pairs(hashes, x, 8, 0.0)
+    assert dedup.near_duplicate_pairs(hashes[:1], x[:1], 8, 0.9).shape == (0, 2)
 
 
 def test_components_match_a_union_find_and_label_by_smallest_member():

@@ -81,8 +81,7 @@ def surviving_duplicates(manifest: pd.DataFrame, images_dir: str, max_distance: 
         return pd.DataFrame(columns=["path_a", "split_a", "path_b", "split_b", "hamming", "correlation"])
     hashes = all_hashes[idx]
     x = dedup.standardize_thumbnails(all_thumbs[idx])
-    pairs = dedup.near_duplicate_pairs(
-        hashes, max_distance, lambda a, b: np.einsum("ij,ij->i", x[a], x[b]) >= min_correlation)
+    pairs = dedup.near_duplicate_pairs(hashes, x, max_distance, min_correlation)
     rows = []
     for a, b in pairs:
         ia, ib = idx[a], idx[b]
