@@ -79,6 +79,31 @@ def test_full_mode_changes_backbone_and_bn_statistics():
     assert not np.array_equal(before_bn, keras.ops.convert_to_numpy(bn.moving_mean))
 
 
+@pytest.mark.parametrize("backbone", sorted(models.BACKBONES))
+def test_full_mode_with_frozen_batchnorm_trains_what_it_serves(backbone):
+    """--freeze_batchnorm: convolutions train, BatchNorm keeps every weight, and the model in
+    training mode computes exactly what it serves (no batch statistics)."""
+    model = _model(backbone, "full", freeze_batchnorm=True)
+    inner = [l for l in model.layers if isinstance(l, keras.Model)][0]
+    bns = [l for l in inner.layers if isinstance(l, keras.layers.BatchNormalization)]
+    conv = next(l for l in inner.layers if isinstance(l, keras.layers.Conv2D))
+    before_bn, before_conv = [_snapshot(l) for l in bns], _snapshot(conv)
+    x, _ = _batch(8)
+    # Dropout (EfficientNet's stochastic depth) aside, training and serving agree.
+    for layer in inner.layers:
+        if isinstance(layer, keras.layers.Dropout):
+            layer.rate = 0.0
+    np.testing.assert_allclose(np.asarray(model(x, training=True)), np.asarray(model(x)),
+                               rtol=1e-5, atol=1e-6)
+    _train_step(model)
+    for layer, before in zip(bns, before_bn):
+        for a, b in zip(before, _snapshot(layer)):
+            np.testing.assert_array_equal(a, b)
+    assert any(not np.array_equal(a, b) for a, b in zip(before_conv, _snapshot(conv)))
+    assert not models.synchronizes_batchnorm(
+        models.ModelConfig(tune="full", freeze_batchnorm=True), replicas=2)
+
+
 def test_weights_from_file_give_identical_outputs(tmp_path):
     cfg = models.ModelConfig(backbone="mobilenet_v2", image_size=S, weights="none")
     first = models.build_backbone(cfg)
