@@ -43,6 +43,18 @@ def test_shipped_weights_reproduce_their_recorded_check_figures(name):
 
 
 @pytest.mark.parametrize("name", SHIPPED)
+def test_shipped_backbones_keep_feature_norms_in_proportion(name):
+    """No face may drive the features far off: the first EfficientNet-B3 stand-in gave ~1% of
+    faces norms ~100x the median in inference mode (its pretraining saw batch statistics),
+    and every head tuned on it extrapolated them to ages like -2,343 years."""
+    keras.backend.clear_session()
+    size = standin.card(name)["corpus"]["image_size"]
+    faces = standin.render_corpus(384, seed=8, image_size=size, workers=1)["images"]
+    norms = standin.feature_norms(standin.load_pretrain_model(name, size), faces)
+    assert norms["max"] < 10 * norms["median"], norms
+
+
+@pytest.mark.parametrize("name", SHIPPED)
 def test_weights_standin_builds_the_finetuning_model_from_the_file(name):
     keras.backend.clear_session()
     model = models.build_model(models.ModelConfig(backbone=name, image_size=64,

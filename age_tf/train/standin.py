@@ -230,6 +230,20 @@ def age_figures(model: keras.Model, corpus: dict, batch_size: int = 128) -> dict
             "plcc": float(np.corrcoef(pred, age)[0, 1]), "images": int(len(age))}
 
 
+def feature_norms(model: keras.Model, images: np.ndarray, batch_size: int = 128) -> dict:
+    """Median, 99th percentile and maximum L2 norm of the backbone's pooled features.
+
+    A healthy backbone keeps them within a small factor of each other; a few faces with
+    norms ~100x the median (EfficientNet-B3 after batch-statistics training, in inference
+    mode) make every head fitted on top extrapolate to absurd ages.
+    """
+    features = keras.Model(model.inputs, model.get_layer("pretrain_dense").input)
+    norms = np.linalg.norm(features.predict(images.astype(np.float32), batch_size=batch_size,
+                                            verbose=0), axis=1)
+    median, p99, top = np.percentile(norms, [50, 99, 100])
+    return {"median": float(median), "p99": float(p99), "max": float(top)}
+
+
 def check_figures(backbone: str, image_size: int, path: str | None = None) -> dict:
     """The card's check: the stored network's age figures on the fixed check set."""
     corpus = render_corpus(CHECK_IMAGES, CHECK_SEED, image_size, workers=1)
