@@ -121,6 +121,7 @@ def test_run_configs_derive_from_the_base_without_touching_global_flags():
     cfg = experiment.ExperimentConfig(out_dir="/x", train=base)
     run = experiment.run_config(cfg, "efficientnet_b3_full")
     assert (run.model.backbone, run.model.tune, run.learning_rate) == ("efficientnet_b3", "full", 1e-4)
+    assert run.model.freeze_batchnorm and not base.model.freeze_batchnorm
     assert run.epochs == 2  # the base's (command line's), not base.cfg's 30
     assert run.model_dir == "/x/runs/efficientnet_b3_full" and run.data_dir == "/x/data"
     assert "learning_rate" not in flags.FLAGS  # nothing was defined globally
