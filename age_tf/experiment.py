@@ -129,7 +129,13 @@ def standin_note(backbones: list[str]) -> str:
     parts = []
     for b in backbones:
         c = standin.card(b)
-        parts.append(f"{b}: {c['training']['epochs']} epochs on {c['corpus']['train_images']:,} "
+        steps = standin.training_steps(c)
+        epochs = f"{sum(t['epochs'] for t in steps)} epochs"
+        if len(steps) > 1:
+            frozen = sum(t["epochs"] for t in steps if t.get("batchnorm", "").startswith("frozen"))
+            detail = " + ".join(str(t["epochs"]) for t in steps)
+            epochs += f" ({detail}; the last {frozen} with BatchNorm frozen)" if frozen else f" ({detail})"
+        parts.append(f"{b}: {epochs} on {c['corpus']['train_images']:,} "
                      f"faces of {c['corpus']['people']:,} other synthetic people (val age MAE "
                      f"{c['val']['mae_years']:.1f} years, PLCC {c['val']['plcc']:.3f})")
     return ("ImageNet weights cannot be downloaded here: the backbones start from the shipped "

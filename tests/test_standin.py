@@ -100,3 +100,16 @@ def test_corpus_is_deterministic_and_labelled():
     # Photos of one person share the person's traits.
     same = a["identity"] == a["identity"][0]
     assert np.all(a["attributes"][same] == a["attributes"][0])
+
+
+def test_training_steps_follow_the_init_chain():
+    first = {"training": {"epochs": 8, "batchnorm": "trained (batch statistics)"}}
+    second = {"training": {"epochs": 2, "batchnorm": "frozen (inference mode)"}, "init": first}
+    third = {"training": {"epochs": 6, "batchnorm": "frozen (inference mode)"}, "init": second}
+    assert [t["epochs"] for t in standin.training_steps(third)] == [8, 2, 6]
+    assert [t["epochs"] for t in standin.training_steps(first)] == [8]
+    from age_tf import experiment
+
+    shipped = standin.card("efficientnet_b3")
+    steps = standin.training_steps(shipped)
+    assert f"{sum(t['epochs'] for t in steps)} epochs" in experiment.standin_note(["efficientnet_b3"])

@@ -221,6 +221,16 @@ def card(backbone: str) -> dict:
         return json.load(f)
 
 
+def training_steps(card: dict) -> list[dict]:
+    """The pretraining steps behind a card, oldest first (a card written with --init keeps
+    the card it started from under "init")."""
+    steps = []
+    while card:
+        steps.insert(0, card["training"])
+        card = card.get("init")
+    return steps
+
+
 def age_figures(model: keras.Model, corpus: dict, batch_size: int = 128) -> dict:
     """MAE (years) and PLCC of the pretraining head's age on a rendered corpus."""
     pred = model.predict(corpus["images"].astype(np.float32), batch_size=batch_size,
