@@ -4,7 +4,8 @@ Run by hand, for hours on 2 CPU cores; writes age_tf/standin/<backbone>.npz (flo
 and <backbone>.json (the card: this command, corpus, objective, epochs, figures):
   python tools/pretrain_standin.py --backbones=mobilenet_v2 --epochs=12
   python tools/pretrain_standin.py --backbones=efficientnet_b3 --epochs=8
-  # then settle it (the shipped EfficientNet-B3 is these two steps; its card keeps both):
+  # then continue it with BatchNorm frozen (the shipped EfficientNet-B3: the 8 epochs above,
+  # then 2 at 1e-4, 6 and 8 at 3e-4, each like this; its card keeps every step under "init"):
   python tools/pretrain_standin.py --backbones=efficientnet_b3 --epochs=2 --learning_rate=1e-4 \
       --init=age_tf/standin/efficientnet_b3.npz --freeze_batchnorm
 
@@ -178,6 +179,11 @@ def main(_):
         epochs *= len(FLAGS.backbones)
     if len(epochs) != len(FLAGS.backbones):
         raise app.UsageError("--epochs: give one value, or one per --backbones entry")
+    if FLAGS.init:
+        missing = [p for p in (FLAGS.init, FLAGS.init[:-4] + ".json") if not os.path.isfile(p)]
+        if not FLAGS.init.endswith(".npz") or missing or len(FLAGS.backbones) != 1:
+            raise app.UsageError(f"--init={FLAGS.init}: needs one --backbones entry and an .npz "
+                                 f"this tool wrote, with its .json card beside it (missing: {missing})")
     os.makedirs(FLAGS.out_dir, exist_ok=True)
     train, val = split(corpus(FLAGS.work_dir))
     logging.info("corpus: %d train, %d val images", len(train["age"]), len(val["age"]))
