@@ -32,6 +32,7 @@ that already encode age, which ImageNet features do not.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import sys
@@ -99,6 +100,19 @@ def dataset(part: dict, mean, std, train: bool) -> tf.data.Dataset:
     return ds.map(prep, num_parallel_calls=tf.data.AUTOTUNE).batch(FLAGS.batch_size).prefetch(2)
 
 
+def _run_key(backbone: str, epochs: int) -> str:
+    """Names a run's checkpoint folder by everything it computes from, so BackupAndRestore
+    only ever resumes the same run: an interrupted continuation (--init) is not restored
+    into the next one with another starting file, learning rate or epoch count."""
+    h = hashlib.sha256(repr((backbone, epochs, FLAGS.num_images, FLAGS.seed, FLAGS.image_size,
+                             FLAGS.batch_size, FLAGS.learning_rate, FLAGS.attribute_weight,
+                             FLAGS.val_fraction, FLAGS.freeze_batchnorm)).encode())
+    if FLAGS.init:
+        with open(FLAGS.init, "rb") as f:
+            h.update(f.read())
+    return h.hexdigest()[:12]
+
+
 def pretrain(backbone: str, epochs: int, train: dict, val: dict) -> dict:
     keras.backend.clear_session()
     keras.utils.set_random_seed(FLAGS.seed)
@@ -119,7 +133,7 @@ def pretrain(backbone: str, epochs: int, train: dict, val: dict) -> dict:
         keras.optimizers.Adam(keras.optimizers.schedules.CosineDecay(FLAGS.learning_rate, steps)),
         loss={"age": "mae", "attributes": "mse"},
         loss_weights={"age": 1.0, "attributes": FLAGS.attribute_weight})
-    run_dir = os.path.join(FLAGS.work_dir, backbone + ("_settle" if FLAGS.init else ""))
+    run_dir = os.path.join(FLAGS.work_dir, f"{backbone}-{_run_key(backbone, epochs)}")
     os.makedirs(run_dir, exist_ok=True)
     t = time.monotonic()
     hist = model.fit(
