@@ -134,7 +134,9 @@ def standin_note(backbones: list[str]) -> str:
         if len(steps) > 1:
             frozen = sum(t["epochs"] for t in steps if t.get("batchnorm", "").startswith("frozen"))
             detail = " + ".join(str(t["epochs"]) for t in steps)
-            epochs += f" ({detail}; the last {frozen} with BatchNorm frozen)" if frozen else f" ({detail})"
+            if frozen:
+                detail += f"; {frozen} with BatchNorm frozen"
+            epochs += f" ({detail})"
         parts.append(f"{b}: {epochs} on {c['corpus']['train_images']:,} "
                      f"faces of {c['corpus']['people']:,} other synthetic people (val age MAE "
                      f"{c['val']['mae_years']:.1f} years, PLCC {c['val']['plcc']:.3f})")
