@@ -129,6 +129,29 @@ def test_run_configs_derive_from_the_base_without_touching_global_flags():
         config.apply_flag_lines(base, ["--nope=1"])
 
 
+def test_full_runs_start_from_their_backbones_head_run():
+    from age_tf import experiment
+
+    base = training.TrainConfig(epochs=6)
+    cfg = experiment.ExperimentConfig(out_dir="/x", train=base,
+                                      runs=("mobilenet_v2_head", "mobilenet_v2_full"))
+    runs = experiment.run_configs(cfg)
+    assert runs["mobilenet_v2_head"].init_from is None and runs["mobilenet_v2_head"].epochs == 6
+    full = runs["mobilenet_v2_full"]
+    assert (full.init_from, full.epochs) == ("/x/runs/mobilenet_v2_head", 3)
+    assert "--init_from=/x/runs/mobilenet_v2_head" in full.flags_text  # flags.txt says so
+    cfg.full_from_head_epochs = 0  # the study: a random head, --epochs
+    assert (experiment.run_configs(cfg)["mobilenet_v2_full"].init_from,
+            experiment.run_configs(cfg)["mobilenet_v2_full"].epochs) == (None, 6)
+    cfg.full_from_head_epochs = 3
+    cfg.runs = ("mobilenet_v2_head", "efficientnet_b3_full")  # another backbone's head
+    with pytest.raises(ValueError, match="efficientnet_b3_full has no head-only efficientnet_b3 run"):
+        cfg.validate()
+    cfg.runs = ("mobilenet_v2_full", "mobilenet_v2_head")  # the head run must come first
+    with pytest.raises(ValueError, match="--full_from_head_epochs=3: run mobilenet_v2_full"):
+        experiment.run_configs(cfg)
+
+
 def test_the_wheel_ships_the_configs_and_standin_weights(tmp_path):
     r = subprocess.run([sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation",
                         "-w", str(tmp_path), ROOT], capture_output=True, text=True, timeout=300)

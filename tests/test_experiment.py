@@ -48,8 +48,10 @@ def test_tiny_experiment_end_to_end_and_resume(tmp_path):
     cfg = json.load(open(os.path.join(out, "runs", "mobilenet_v2_full", "config.json")))
     assert cfg["model"]["tune"] == "full" and cfg["learning_rate"] == 0.0001  # from its run config
     assert cfg["model"]["weights"] == "standin"  # the shipped stand-in, from demo.cfg
+    assert cfg["init_from"] == os.path.join(out, "runs", "mobilenet_v2_head")  # its head run
     report = open(os.path.join(out, "report.md")).read()
     assert "rendered age: MAE" in report and "stand-in" in report
+    assert "start from their backbone's head-only run" in report
     assert "## Table 3" in report and "share of the noisy-to-oracle MAE gap" in report
     t3 = json.load(open(os.path.join(out, "table3.json")))
     assert set(t3["rows"]) == {"noisy", "drop", "relabel", "oracle"}

@@ -16,6 +16,7 @@ import tensorflow as tf
 
 from age_tf import labels
 from age_tf.data import pipeline
+from age_tf.train import models, training
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 # Tiny and fast: 32 px, 16 images a batch, a few steps, full tuning from scratch.
@@ -264,6 +265,37 @@ def test_resume_refuses_a_changed_configuration(data_dir, finished_run, change, 
     r = _run(_train_cmd(data_dir, finished_run, "--epochs=3", "--steps_per_epoch=2", "--noexport",
                         change))
     assert r.returncode == 2 and named in r.stderr and "--model_dir" in r.stderr, r.stderr[-2000:]
+
+
+def test_init_from_starts_from_the_runs_selected_weights(data_dir, finished_run, tmp_path):
+    r = _run(_train_cmd(data_dir, str(tmp_path / "next"), "--epochs=1", "--steps_per_epoch=1",
+                        "--noexport", f"--init_from={finished_run}"))
+    assert r.returncode == 0, r.stderr[-3000:]
+    started = [l.rsplit("(weights ", 1)[1].rstrip(")") for l in r.stderr.splitlines()
+               if "started from" in l]
+    # The weights it started from are the finished run's selected ones, not fresh ones.
+    cfg = json.load(open(os.path.join(finished_run, "config.json")))
+    model = models.build_model(models.ModelConfig(**{
+        **cfg["model"], "head_units": tuple(cfg["model"]["head_units"])}))
+    fresh = training.weights_fingerprint(model)
+    model.load_weights(os.path.join(finished_run, "best.weights.h5"))
+    assert started == [training.weights_fingerprint(model)] and started[0] != fresh
+    config = json.load(open(tmp_path / "next" / "config.json"))
+    assert config["init_from"] == finished_run  # the run records where it started
+
+
+@pytest.mark.parametrize("extra, message", [
+    (["--image_size=48"], "--image_size: 32 there, 48 here"),
+    (["--backbone=efficientnet_b3"], "--backbone: 'mobilenet_v2' there, 'efficientnet_b3' here"),
+])
+def test_init_from_refuses_another_model(data_dir, finished_run, tmp_path, extra, message):
+    r = _run(_train_cmd(data_dir, str(tmp_path / "x"), f"--init_from={finished_run}", *extra))
+    assert r.returncode == 2 and message in r.stderr, r.stderr[-2000:]
+
+
+def test_init_from_needs_a_finished_run(data_dir, tmp_path):
+    r = _run(_train_cmd(data_dir, str(tmp_path / "x"), f"--init_from={tmp_path}"))
+    assert r.returncode == 2 and "is not a finished age-tf-train run" in r.stderr, r.stderr[-2000:]
 
 
 def test_resume_refuses_changed_data(prepared, tmp_path):
