@@ -68,8 +68,7 @@ class TrainConfig:
     # A random head's first gradients reach a trainable backbone at full size and disturb
     # the features it was chosen for; Keras' transfer-learning guide therefore trains the
     # head first, then unfreezes everything at a low rate (Kumar et al. 2022: "LP-FT").
-    # Measured on the demo: EfficientNet-B3 full tuning from a random head, test PLCC 0.780;
-    # from its head-only run, see README "Measured here".
+    # What it bought on the demo: experiment.ExperimentConfig.full_from_head_epochs.
     init_from: str | None = field(None, "Start from a finished run's selected weights "
                                   "(backbone and head; its --model_dir), e.g. a head-only run "
                                   "before tuning every layer. Same backbone, size, weights "
