@@ -221,7 +221,9 @@ def _table3(cfg: ExperimentConfig, rc: training.TrainConfig, name: str, data: st
                 progress.step(f"cleaned labels ({variant}): {c['changed']} of "
                               f"{c['judged_images']} train/val images beyond "
                               f"{c['threshold_years']:.1f} years")
-        vrc = dataclasses.replace(rc, data_dir=vdata,
+        # Measurement-only runs: evaluation reads model.keras; nobody serves them, so no
+        # SavedModel export (its tracing is a few seconds of the demo per run).
+        vrc = dataclasses.replace(rc, data_dir=vdata, export=False,
                                   model_dir=os.path.join(cfg.out_dir, "runs", f"{name}_{variant}"))
         _train_once(vrc, f"{name} on {TABLE3_LABELS[variant]}", strategy, progress)
         keras.backend.clear_session()
