@@ -176,9 +176,13 @@ def standin_note(backbones: list[str]) -> str:
             if frozen:
                 detail += f"; {frozen} with BatchNorm frozen"
             epochs += f" ({detail})"
-        parts.append(f"{b}: {epochs} on {c['corpus']['train_images']:,} "
-                     f"faces of {c['corpus']['people']:,} other synthetic people (val age MAE "
-                     f"{c['val']['mae_years']:.1f} years, PLCC {c['val']['plcc']:.3f})")
+        corpora = standin.training_corpora(c)
+        faces = " + ".join(f"{k['train_images']:,}" for k in corpora)
+        people = " + ".join(f"{k['people']:,}" for k in corpora)
+        n = f" ({len(corpora)} corpora)" if len(corpora) > 1 else ""
+        parts.append(f"{b}: {epochs} on {faces} faces of {people} other synthetic people{n} "
+                     f"(val age MAE {c['val']['mae_years']:.1f} years, PLCC "
+                     f"{c['val']['plcc']:.3f}, on its last corpus' held-out people)")
     return ("ImageNet weights cannot be downloaded here: the backbones start from the shipped "
             "stand-in (--weights=standin), pretrained by tools/pretrain_standin.py on "
             "synthetic faces to predict rendered age and identity traits; " + "; ".join(parts)

@@ -113,3 +113,19 @@ def test_training_steps_follow_the_init_chain():
     shipped = standin.card("efficientnet_b3")
     steps = standin.training_steps(shipped)
     assert f"{sum(t['epochs'] for t in steps)} epochs" in experiment.standin_note(["efficientnet_b3"])
+
+
+def test_training_corpora_lists_each_corpus_once_oldest_first():
+    a = {"images": 30000, "seed": 1, "train_images": 27102, "people": 7624}
+    b = {"images": 45000, "seed": 2, "train_images": 40545, "people": 11000}
+    first = {"training": {"epochs": 8}, "corpus": a}
+    second = {"training": {"epochs": 2}, "corpus": dict(a), "init": first}
+    third = {"training": {"epochs": 6}, "corpus": b, "init": second}
+    assert standin.training_corpora(third) == [a, b]
+    assert standin.training_corpora(second) == [a]
+    from age_tf import experiment
+
+    shipped = standin.card("efficientnet_b3")
+    corpora = standin.training_corpora(shipped)
+    note = experiment.standin_note(["efficientnet_b3"])
+    assert " + ".join(f"{k['train_images']:,}" for k in corpora) + " faces" in note

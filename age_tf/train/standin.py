@@ -231,6 +231,17 @@ def training_steps(card: dict) -> list[dict]:
     return steps
 
 
+def training_corpora(card: dict) -> list[dict]:
+    """The distinct corpora behind a card, oldest first (a continuation may switch to a fresh
+    corpus, e.g. another seed, once the first one is being memorized)."""
+    corpora = []
+    while card:
+        if card["corpus"] not in corpora:
+            corpora.insert(0, card["corpus"])
+        card = card.get("init")
+    return corpora
+
+
 def age_figures(model: keras.Model, corpus: dict, batch_size: int = 128) -> dict:
     """MAE (years) and PLCC of the pretraining head's age on a rendered corpus."""
     pred = model.predict(corpus["images"].astype(np.float32), batch_size=batch_size,
