@@ -38,7 +38,7 @@ def test_tiny_experiment_end_to_end_and_resume(tmp_path):
     args = ["--config=demo", f"--out_dir={out}", "--num_images=300",
             "--image_size=32", "--epochs=3", "--steps_per_epoch=3", "--batch_size=16",
             "--early_stopping_patience=1", "--early_stopping_min_delta=10", "--monitor=val_loss",
-            "--bootstrap=50",
+            "--bootstrap=50", "--full_from_head_epochs=3",
             "--runs=mobilenet_v2_head,mobilenet_v2_full"]
     r = _run(args, 900)
     assert r.returncode == 0, r.stderr[-3000:]
