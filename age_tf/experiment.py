@@ -180,10 +180,10 @@ def standin_note(backbones: list[str]) -> str:
         corpora = standin.training_corpora(c)
         faces = " + ".join(f"{k['train_images']:,}" for k in corpora)
         people = " + ".join(f"{k['people']:,}" for k in corpora)
-        n = f" ({len(corpora)} corpora)" if len(corpora) > 1 else ""
-        parts.append(f"{b}: {epochs} on {faces} faces of {people} other synthetic people{n} "
+        last = " of the last corpus" if len(corpora) > 1 else ""
+        parts.append(f"{b}: {epochs} on {faces} faces of {people} other synthetic people "
                      f"(val age MAE {c['val']['mae_years']:.1f} years, PLCC "
-                     f"{c['val']['plcc']:.3f}, on its last corpus' held-out people)")
+                     f"{c['val']['plcc']:.3f} on held-out people{last})")
     return ("ImageNet weights cannot be downloaded here: the backbones start from the shipped "
             "stand-in (--weights=standin), pretrained by tools/pretrain_standin.py on "
             "synthetic faces to predict rendered age and identity traits; " + "; ".join(parts)
