@@ -138,7 +138,8 @@ def test_full_runs_start_from_their_backbones_head_run():
     runs = experiment.run_configs(cfg)
     assert runs["mobilenet_v2_head"].init_from is None and runs["mobilenet_v2_head"].epochs == 6
     full = runs["mobilenet_v2_full"]
-    assert (full.init_from, full.epochs) == ("/x/runs/mobilenet_v2_head", 3)
+    assert cfg.full_from_head_epochs == 2  # the default (the demo's time budget)
+    assert (full.init_from, full.epochs) == ("/x/runs/mobilenet_v2_head", 2)
     assert "--init_from=/x/runs/mobilenet_v2_head" in full.flags_text  # flags.txt says so
     cfg.full_from_head_epochs = 0  # the study: a random head, --epochs
     assert (experiment.run_configs(cfg)["mobilenet_v2_full"].init_from,
