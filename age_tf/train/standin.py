@@ -221,24 +221,27 @@ def card(backbone: str) -> dict:
         return json.load(f)
 
 
-def training_steps(card: dict) -> list[dict]:
-    """The pretraining steps behind a card, oldest first (a card written with --init keeps
-    the card it started from under "init")."""
-    steps = []
+def _chain(card: dict) -> list[dict]:
+    """A card and the cards it continued from (--init keeps them under "init"), oldest first."""
+    cards = []
     while card:
-        steps.insert(0, card["training"])
+        cards.insert(0, card)
         card = card.get("init")
-    return steps
+    return cards
+
+
+def training_steps(card: dict) -> list[dict]:
+    """The pretraining steps behind a card, oldest first."""
+    return [c["training"] for c in _chain(card)]
 
 
 def training_corpora(card: dict) -> list[dict]:
     """The distinct corpora behind a card, oldest first (a continuation may switch to a fresh
     corpus, e.g. another seed, once the first one is being memorized)."""
     corpora = []
-    while card:
-        if card["corpus"] not in corpora:
-            corpora.insert(0, card["corpus"])
-        card = card.get("init")
+    for c in _chain(card):
+        if c["corpus"] not in corpora:
+            corpora.append(c["corpus"])
     return corpora
 
 
