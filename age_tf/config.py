@@ -3,8 +3,9 @@
 Each config field carries its help text (and, where it has them, its choices) in its
 metadata; `define_flags` turns the fields of a dataclass, nested ones included, into absl
 flags with the same names, defaults and help, and `from_flags` builds the dataclass back from
-the parsed flags. A nested field whose name appears twice (e.g. `image_size` in both the
-model and the pipeline config) is one flag that sets both, so the two cannot disagree.
+the parsed flags. A flag name belongs to one field: each configuration value has one owner
+(the model's input size lives in ModelConfig, not also in the pipeline's), and a second field
+of the same name anywhere in a command's config is an error.
 
 Flagfiles (`--flagfile=` / `--config=`) are read by `expand_flagfiles`: a config is named by
 path or by the name of a config shipped with the package (`--config=demo`), and a flagfile
@@ -64,7 +65,7 @@ class FlagSpec:
     default: Any
     help: str
     choices: tuple | None
-    paths: tuple[tuple[str, ...], ...]  # attribute paths into the config it sets
+    paths: tuple[tuple[str, ...], ...]  # attribute path into the config it sets (one)
 
 
 def _kind(tp, choices) -> str:
@@ -93,7 +94,7 @@ def flag_specs(cls, exclude: tuple[str, ...] = ()) -> list[FlagSpec]:
       exclude: field names that get no flag (set by the command itself).
 
     Raises:
-      ValueError: two fields share a name but not a default, type or help.
+      ValueError: two fields share a name (one flag could not say which it sets).
     """
     hints_cache: dict = {}
     specs: dict[str, FlagSpec] = {}
@@ -113,13 +114,9 @@ def flag_specs(cls, exclude: tuple[str, ...] = ()) -> list[FlagSpec]:
             spec = FlagSpec(f.name, _kind(tp, choices), default, f.metadata.get("help", ""),
                             tuple(choices) if choices else None, (prefix + (f.name,),))
             if f.name in specs:
-                old = specs[f.name]
-                if (old.kind, old.default) != (spec.kind, spec.default):
-                    raise ValueError(
-                        f"{c.__name__}.{f.name} and another config field share the flag "
-                        f"--{f.name} but not its type/default ({old.default!r} vs {spec.default!r})")
-                spec = dataclasses.replace(old, paths=old.paths + spec.paths,
-                                           help=old.help or spec.help)
+                raise ValueError(
+                    f"--{f.name} would set both {'.'.join(specs[f.name].paths[0])} and "
+                    f"{'.'.join(spec.paths[0])} of {cls.__name__}: give each value one field")
             specs[f.name] = spec
 
     walk(cls, ())

@@ -13,10 +13,12 @@ from absl import logging
 
 from age_tf import config, fileio
 from age_tf.config import field
-from age_tf.data import pipeline, prepare
+from age_tf.data import input_figures, pipeline, prepare
 from age_tf.evaluate import audit, baselines, clean, evaluation, metrics, report
 from age_tf.synthetic import synth
-from age_tf.train import standin, training
+from age_tf.standin import weights as standin_weights
+from age_tf.train import train_config, training
+from age_tf.train.run_dir import RunDir, is_done, run_status
 
 STUDY_RUNS = ("mobilenet_v2_head", "mobilenet_v2_full", "efficientnet_b3_head", "efficientnet_b3_full")
 
@@ -43,10 +45,8 @@ class ExperimentConfig:
     runs: tuple[str, ...] = field(STUDY_RUNS, "Run configs (shipped names or paths): each sets "
                                   "a few training flags over the base.")
     feature_cache_for_head: bool = field(True, "Head-mode runs train from cached features.")
-    # Measured on the demo (same data, one run each): EfficientNet-B3 full tuning from a
-    # random head for 6 epochs, test PLCC 0.780; from its head run for 3, 0.790; MobileNetV2
-    # 0.799 -> 0.812. With the 40-epoch EfficientNet-B3 stand-in, 3 epochs added 0.0003 to
-    # its head run's PLCC and took 209 s of the demo's 705: 2 keep the demo inside 12 minutes.
+    # A trained head first, then every layer: better rows in fewer epochs on the demo
+    # (measured in docs/measurements.md).
     full_from_head_epochs: int = field(2, "Full-tuning runs start from the same backbone's "
                                        "head-only run in --runs (a trained head, then every "
                                        "layer: Keras' transfer-learning recipe, --init_from) and "
@@ -58,7 +58,7 @@ class ExperimentConfig:
                            "labels (dropped / relabelled suspects) and on the rendered ages, "
                            "all scored against the rendered test ages.")
     clean_sigmas: float = field(3.0, "Cleaning threshold (see age-tf-clean --sigmas).")
-    train: training.TrainConfig = field(default_factory=training.TrainConfig)
+    train: train_config.TrainConfig = field(default_factory=train_config.TrainConfig)
 
     def validate(self) -> None:
         """Checks every flag and every run's config before any work (ValueError names it)."""
@@ -68,18 +68,22 @@ class ExperimentConfig:
             rc.model.validate()
 
 
-def run_configs(cfg: ExperimentConfig) -> dict[str, training.TrainConfig]:
+def run_configs(cfg: ExperimentConfig) -> dict[str, train_config.TrainConfig]:
     """Every run's training config by run name, in --runs order; with
     --full_from_head_epochs, each full-tuning run starts from the head-only run of its
-    backbone listed before it.
+    backbone listed before it; with --feature_cache_for_head, head-only runs train from
+    cached backbone features.
 
     Raises:
       ValueError: a full-tuning run has no such head run, or too few epochs for its warmup.
     """
     runs = {os.path.basename(n).removesuffix(".cfg"): run_config(cfg, n) for n in cfg.runs}
+    if cfg.feature_cache_for_head:
+        runs = {n: dataclasses.replace(rc, feature_cache=True) if rc.model.tune == "head" else rc
+                for n, rc in runs.items()}
     if cfg.full_from_head_epochs <= 0:
         return runs
-    heads: dict[str, training.TrainConfig] = {}
+    heads: dict[str, train_config.TrainConfig] = {}
     for name, rc in runs.items():
         if rc.model.tune == "head":
             heads.setdefault(rc.model.backbone, rc)
@@ -99,7 +103,7 @@ def run_configs(cfg: ExperimentConfig) -> dict[str, training.TrainConfig]:
     return runs
 
 
-def run_config(cfg: ExperimentConfig, name: str) -> training.TrainConfig:
+def run_config(cfg: ExperimentConfig, name: str) -> train_config.TrainConfig:
     """The base training config with run `name`'s own flags applied (its includes aside:
     the base is the command line's). A shipped run config by name, or a path."""
     lines = config.own_flags(config.resolve_config(name))
@@ -168,8 +172,8 @@ def standin_note(backbones: list[str]) -> str:
     """What the shipped stand-in weights are, from their cards (for the report)."""
     parts = []
     for b in backbones:
-        c = standin.card(b)
-        steps = standin.training_steps(c)
+        c = standin_weights.card(b)
+        steps = standin_weights.training_steps(c)
         epochs = f"{sum(t['epochs'] for t in steps)} epochs"
         if len(steps) > 1:
             frozen = sum(t["epochs"] for t in steps if t.get("batchnorm", "").startswith("frozen"))
@@ -177,7 +181,7 @@ def standin_note(backbones: list[str]) -> str:
             if frozen:
                 detail += f"; {frozen} with BatchNorm frozen"
             epochs += f" ({detail})"
-        corpora = standin.training_corpora(c)
+        corpora = standin_weights.training_corpora(c)
         faces = " + ".join(f"{k['train_images']:,}" for k in corpora)
         people = " + ".join(f"{k['people']:,}" for k in corpora)
         last = " of the last corpus" if len(corpora) > 1 else ""
@@ -196,10 +200,11 @@ TABLE3_LABELS = {"noisy": "labels as given", "drop": "cleaned: suspects dropped"
                  "relabel": "cleaned: suspects relabelled", "oracle": "rendered ages (oracle)"}
 
 
-def _train_once(rc: training.TrainConfig, name: str, strategy, progress: _Progress) -> None:
-    status = training.run_status(rc.model_dir)
+def _train_once(rc: train_config.TrainConfig, name: str, strategy, progress: _Progress) -> None:
+    run = RunDir(rc.model_dir)
     # "Done" is the run's own checkpointed state: all epochs, or stopped early.
-    if status["finished"] and os.path.exists(os.path.join(rc.model_dir, "metrics.json")):
+    if is_done(run):
+        status = run_status(run)
         progress.step(f"{name}: already trained ({status['reason']} after epoch {status['epoch']})")
         return
     keras.backend.clear_session()
@@ -208,7 +213,13 @@ def _train_once(rc: training.TrainConfig, name: str, strategy, progress: _Progre
                   f"{m['val']['mae_years']:.2f} years, SROCC {m['val']['srocc']:.4f}")
 
 
-def _table3(cfg: ExperimentConfig, rc: training.TrainConfig, name: str, data: str, truth: str,
+def _eval_config(cfg: ExperimentConfig, model_dir: str, data: str,
+                 truth: str | None) -> evaluation.EvaluateConfig:
+    return evaluation.EvaluateConfig(model_dir=model_dir, data_dir=data, split="test",
+                                     bootstrap=cfg.bootstrap, ground_truth=truth)
+
+
+def _table3(cfg: ExperimentConfig, rc: train_config.TrainConfig, name: str, data: str, truth: str,
             strategy, progress: _Progress) -> dict:
     """Trains the audited run's config again on cleaned labels and on the rendered ages;
     scores all on the test split against the rendered ages (Table 3)."""
@@ -233,7 +244,7 @@ def _table3(cfg: ExperimentConfig, rc: training.TrainConfig, name: str, data: st
         _train_once(vrc, f"{name} on {TABLE3_LABELS[variant]}", strategy, progress)
         keras.backend.clear_session()
         # The test split is the original one: cleaning never touches it.
-        evaluation.evaluate(vrc.model_dir, data, "test", cfg.bootstrap, ground_truth=truth)
+        evaluation.evaluate(_eval_config(cfg, vrc.model_dir, data, truth))
         runs[variant] = vrc.model_dir
     result = clean.table3(runs, cfg.bootstrap, cfg.train.seed)
     fileio.atomic_write_text(os.path.join(cfg.out_dir, "table3.json"), json.dumps(result, indent=2))
@@ -275,23 +286,23 @@ def run_experiment(cfg: ExperimentConfig, strategy) -> dict:
                   "{:.2f} years, PLCC {:.3f}".format(base["median"]["mae_years"],
                                                    base["ridge"]["mae_years"], base["ridge"]["plcc"]))
     first = next(iter(run_cfgs.values()))
-    figs = pipeline.write_input_figures(data, os.path.join(cfg.out_dir, "figures"), 16, first.pipeline)
+    figs = input_figures.write_input_figures(data, os.path.join(cfg.out_dir, "figures"), 16,
+                                             first.pipeline, first.model.image_size)
     progress.step(f"input figures: {', '.join(figs)}")
 
     for name in names:
         rc = run_cfgs[name]
-        if rc.model.tune == "head" and cfg.feature_cache_for_head:
-            rc.feature_cache = True
         _train_once(rc, name, strategy, progress)
         keras.backend.clear_session()
-        e = evaluation.evaluate(rc.model_dir, data, "test", cfg.bootstrap, ground_truth=truth)
+        e = evaluation.evaluate(_eval_config(cfg, rc.model_dir, data, truth))
         progress.step(f"evaluated {name} on test: MAE {e['mae_years']:.2f} years, "
                       f"PLCC {e['plcc']:.4f}, SROCC {e['srocc']:.4f}" + (
                           f"; against rendered ages MAE {e['rendered']['mae_years']:.2f}, PLCC "
                           f"{e['rendered']['plcc']:.4f}" if "rendered" in e else ""))
     audit_name = cfg.audit_run or next((n for n in names if run_cfgs[n].model.tune == "head"), names[0])
     keras.backend.clear_session()
-    a = audit.audit(run_cfgs[audit_name].model_dir, data, truth_csv=truth)
+    a = audit.audit(audit.AuditConfig(model_dir=run_cfgs[audit_name].model_dir, data_dir=data,
+                                      truth_csv=truth, seed=cfg.train.seed))
     progress.step(f"audited labels with {audit_name}: " + (
         ", ".join(f"P@{k} {v:.2f}" for k, v in a["ground_truth"]["precision_at_k"].items())
         if "ground_truth" in a else f"held-out MAE {a['heldout_mae_years']:.2f}"))

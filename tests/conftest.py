@@ -1,4 +1,5 @@
-"""Shared fixtures: a small synthetic IMDB-WIKI set, made once per test session."""
+"""Shared fixtures: a small synthetic IMDB-WIKI set, made once per test session, and a tiny
+training configuration; the split of the suite into its fast and integration tiers."""
 
 from __future__ import annotations
 
@@ -6,6 +7,17 @@ import os
 
 import pandas as pd
 import pytest
+
+# Fixtures that synthesize a release, prepare it or train on it: a test that uses one (or a
+# fixture built on one) is in the integration tier; `-m "not integration"` is the fast tier.
+INTEGRATION_FIXTURES = {"synth_dir", "prepared", "trained_run"}
+
+
+def pytest_collection_modifyitems(config, items):
+    for item in items:
+        if INTEGRATION_FIXTURES & set(getattr(item, "fixturenames", ())):
+            item.add_marker(pytest.mark.integration)
+
 
 REAL_WIKI = os.path.join(os.path.dirname(__file__), "..", "..", "shared", "data", "imdb-wiki", "wiki.mat")
 
@@ -49,17 +61,33 @@ def real_wiki():
     return path
 
 
+def _tiny_config(data_dir: str, model_dir: str, *, image_size: int = 32, batch_size: int = 16,
+                 cache: str = "", model: dict | None = None, **train):
+    """The tests' tiny in-process run: MobileNetV2 at 32 px from random weights, every layer
+    trained (BatchNorm momentum 0.9, so short runs validate sensibly), one device."""
+    from age_tf.data import pipeline
+    from age_tf.train import models, train_config
+
+    model_kw = {"image_size": image_size, "weights": "none", "tune": "full", "bn_momentum": 0.9,
+                **(model or {})}
+    train = {"epochs": 2, "strategy": "one_device", "log_every": 0, **train}
+    return train_config.TrainConfig(
+        data_dir=data_dir, model_dir=model_dir, model=models.ModelConfig(**model_kw),
+        pipeline=pipeline.PipelineConfig(batch_size=batch_size, cache=cache), **train)
+
+
+@pytest.fixture
+def tiny_config():
+    """Builds the tiny training config (see _tiny_config); keywords override it."""
+    return _tiny_config
+
+
 @pytest.fixture(scope="session")
 def trained_run(prepared, tmp_path_factory):
     """A tiny finished run (in-process): 32 px MobileNetV2, 2 short epochs."""
-    from age_tf.data import pipeline
-    from age_tf.train import models, training
+    from age_tf.train import training
 
     data_dir = prepared[0]
     model_dir = str(tmp_path_factory.mktemp("evalrun") / "run")
-    training.train_and_evaluate(training.TrainConfig(
-        data_dir=data_dir, model_dir=model_dir,
-        model=models.ModelConfig(image_size=32, weights="none", tune="full", bn_momentum=0.9),
-        pipeline=pipeline.PipelineConfig(image_size=32, batch_size=16, deterministic=True),
-        epochs=2, steps_per_epoch=4, strategy="one_device", log_every=0))
+    training.train_and_evaluate(_tiny_config(data_dir, model_dir, steps_per_epoch=4))
     return model_dir, data_dir

@@ -88,8 +88,9 @@ def test_surviving_duplicates_lists_cross_split_pair(prepared, truth):
 
 def test_audit_end_to_end_with_ground_truth(trained_run, synth_dir, tmp_path):
     model_dir, data_dir = trained_run
-    summary = audit.audit(model_dir, data_dir, str(tmp_path), folds=3, gallery=6,
-                          truth_csv=os.path.join(synth_dir, "ground_truth.csv"), workers=1)
+    summary = audit.audit(audit.AuditConfig(
+        model_dir=model_dir, data_dir=data_dir, out_dir=str(tmp_path), folds=3, gallery=6,
+        truth_csv=os.path.join(synth_dir, "ground_truth.csv"), workers=1))
     for f in ("suspected_mislabels.csv", "suspected_mislabels.png", "near_duplicate_pairs.csv", "audit.json"):
         assert os.path.exists(tmp_path / f)
     gt = summary["ground_truth"]

@@ -4,7 +4,11 @@ import os
 import subprocess
 import sys
 
+import pytest
+
 from age_tf import config
+
+pytestmark = pytest.mark.integration  # trains models or runs the commands
 
 
 def _cli(name, *args, cwd):

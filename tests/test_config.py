@@ -1,6 +1,7 @@
 """Tests for age_tf.config: flags generated from the config dataclasses, shipped configs,
 flagfile includes, and that no command's flags drift from its dataclass."""
 
+import dataclasses
 import json
 import os
 import subprocess
@@ -12,7 +13,8 @@ from absl import flags
 
 from age_tf import config
 from age_tf.data import pipeline
-from age_tf.train import models, standin, training
+from age_tf.standin import weights as standin_weights
+from age_tf.train import models, train_config
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 COMMANDS = ["synth", "prepare", "inputs", "models", "train", "evaluate", "audit", "clean", "report",
@@ -40,6 +42,7 @@ print(json.dumps(out, default=str))
 """
 
 
+@pytest.mark.integration
 def test_every_command_has_exactly_its_dataclass_fields_as_flags():
     r = subprocess.run([sys.executable, "-c", _DUMP, *COMMANDS], cwd=ROOT, capture_output=True,
                        text=True, timeout=300)
@@ -59,8 +62,8 @@ def test_library_defaults_are_the_command_line_defaults():
     # The two that used to differ: exact resume and synchronized BatchNorm by default.
     assert pipeline.PipelineConfig().deterministic is True
     assert models.ModelConfig().sync_batchnorm is True
-    for spec in config.flag_specs(training.TrainConfig):
-        obj = training.TrainConfig()
+    for spec in config.flag_specs(train_config.TrainConfig):
+        obj = train_config.TrainConfig()
         for path in spec.paths:
             value = obj
             for part in path:
@@ -68,24 +71,38 @@ def test_library_defaults_are_the_command_line_defaults():
             assert value == spec.default, (path, value, spec.default)
 
 
-def test_shared_field_names_are_one_flag_setting_every_field():
-    spec = {s.name: s for s in config.flag_specs(training.TrainConfig)}
-    assert spec["image_size"].paths == (("model", "image_size"), ("pipeline", "image_size"))
+def test_nested_fields_become_flags_each_with_one_owner():
+    spec = {s.name: s for s in config.flag_specs(train_config.TrainConfig)}
+    assert spec["image_size"].paths == (("model", "image_size"),)
+    assert spec["seed"].paths == (("seed",),) and spec["cache"].paths == (("pipeline", "cache"),)
     fv = flags.FlagValues()
-    config.define_flags(training.TrainConfig, flag_values=fv)
+    config.define_flags(train_config.TrainConfig, flag_values=fv)
     fv(["prog", "--image_size=48", "--seed=7", "--head_units=64,8", "--nodeterministic"])
-    cfg = config.from_flags(training.TrainConfig, flag_values=fv)
-    assert cfg.model.image_size == cfg.pipeline.image_size == 48
-    assert cfg.seed == cfg.pipeline.seed == 7
+    cfg = config.from_flags(train_config.TrainConfig, flag_values=fv)
+    assert cfg.model.image_size == 48 and cfg.seed == 7
     assert cfg.model.head_units == (64, 8) and cfg.pipeline.deterministic is False
+
+
+def test_a_value_with_two_homes_is_refused():
+    @dataclasses.dataclass
+    class Inner:
+        size: int = config.field(1, "inner size")
+
+    @dataclasses.dataclass
+    class Outer:
+        size: int = config.field(1, "outer size")
+        inner: Inner = config.field(default_factory=Inner)
+
+    with pytest.raises(ValueError, match="--size would set both size and inner.size"):
+        config.flag_specs(Outer)
 
 
 def test_bad_list_value_names_the_flag():
     fv = flags.FlagValues()
-    config.define_flags(training.TrainConfig, flag_values=fv)
+    config.define_flags(train_config.TrainConfig, flag_values=fv)
     fv(["prog", "--head_units=64,x"])
     with pytest.raises(ValueError, match="--head_units takes a comma-separated list of ints"):
-        config.from_flags(training.TrainConfig, flag_values=fv)
+        config.from_flags(train_config.TrainConfig, flag_values=fv)
 
 
 def test_configs_by_name_and_by_path_from_any_folder(tmp_path, monkeypatch):
@@ -117,7 +134,7 @@ def test_user_flagfile_includes_relative_to_itself(tmp_path, monkeypatch):
 def test_run_configs_derive_from_the_base_without_touching_global_flags():
     from age_tf import experiment
 
-    base = training.TrainConfig(learning_rate=0.5, epochs=2)
+    base = train_config.TrainConfig(learning_rate=0.5, epochs=2)
     cfg = experiment.ExperimentConfig(out_dir="/x", train=base)
     run = experiment.run_config(cfg, "efficientnet_b3_full")
     assert (run.model.backbone, run.model.tune, run.learning_rate) == ("efficientnet_b3", "full", 1e-4)
@@ -132,7 +149,7 @@ def test_run_configs_derive_from_the_base_without_touching_global_flags():
 def test_full_runs_start_from_their_backbones_head_run():
     from age_tf import experiment
 
-    base = training.TrainConfig(epochs=6)
+    base = train_config.TrainConfig(epochs=6)
     cfg = experiment.ExperimentConfig(out_dir="/x", train=base,
                                       runs=("mobilenet_v2_head", "mobilenet_v2_full"))
     runs = experiment.run_configs(cfg)
@@ -153,6 +170,7 @@ def test_full_runs_start_from_their_backbones_head_run():
         experiment.run_configs(cfg)
 
 
+@pytest.mark.integration
 def test_the_wheel_ships_the_configs_and_standin_weights(tmp_path):
     r = subprocess.run([sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation",
                         "-w", str(tmp_path), ROOT], capture_output=True, text=True, timeout=300)
@@ -161,5 +179,6 @@ def test_the_wheel_ships_the_configs_and_standin_weights(tmp_path):
     names = zipfile.ZipFile(tmp_path / wheel).namelist()
     shipped = sorted(n.split("/")[-1] for n in names if n.startswith("age_tf/configs/"))
     assert shipped == sorted(os.listdir(config.CONFIGS_DIR))
-    weights = sorted(n.split("/")[-1] for n in names if n.startswith("age_tf/standin/"))
-    assert weights == sorted(os.listdir(standin.STANDIN_DIR)) and weights
+    data = lambda name: name.endswith((".npz", ".json"))  # noqa: E731
+    weights = sorted(n.split("/")[-1] for n in names if n.startswith("age_tf/standin/") and data(n))
+    assert weights == sorted(filter(data, os.listdir(standin_weights.STANDIN_DIR))) and weights

@@ -11,6 +11,10 @@ from age_tf.data import pipeline
 from age_tf.evaluate import evaluation
 
 
+def _cfg(model_dir, data_dir, **kw):
+    return evaluation.EvaluateConfig(model_dir=model_dir, data_dir=data_dir, split="test", **kw)
+
+
 def test_compute_metrics_known_answers():
     pred = pd.DataFrame({"true_age": [10, 20, 30, 40], "predicted_age": [12.0, 20.0, 36.0, 40.0]})
     m = evaluation.compute_metrics(pred, bootstrap=0)
@@ -21,7 +25,7 @@ def test_compute_metrics_known_answers():
 
 def test_evaluate_writes_predictions_metrics_figures(trained_run):
     model_dir, data_dir = trained_run
-    m = evaluation.evaluate(model_dir, data_dir, "test", bootstrap=100)
+    m = evaluation.evaluate(_cfg(model_dir, data_dir, bootstrap=100))
     test = pd.read_csv(os.path.join(data_dir, "test.csv"))
     pred = pd.read_csv(os.path.join(model_dir, "eval", "predictions.csv"))
     assert pred["path"].tolist() == test["path"].tolist()
@@ -56,8 +60,8 @@ def test_load_run_error_names_the_file(tmp_path):
 
 def test_rendered_age_scores_the_model_not_the_labels(trained_run, synth_dir, truth):
     model_dir, data_dir = trained_run
-    m = evaluation.evaluate(model_dir, data_dir, "test", bootstrap=20,
-                            ground_truth=os.path.join(synth_dir, "ground_truth.csv"))
+    m = evaluation.evaluate(_cfg(model_dir, data_dir, bootstrap=20,
+                                 ground_truth=os.path.join(synth_dir, "ground_truth.csv")))
     pred = pd.read_csv(os.path.join(model_dir, "eval", "predictions.csv"))
     rendered = truth.set_index("row").loc[pred["row"], "rendered_age"].to_numpy(float)
     np.testing.assert_array_equal(pred["rendered_age"], rendered)
@@ -73,4 +77,4 @@ def test_rendered_age_from_another_set_is_refused(trained_run, tmp_path):
     other = tmp_path / "gt.csv"
     pd.DataFrame({"row": [10**9], "rendered_age": [3]}).to_csv(other, index=False)
     with pytest.raises(ValueError, match="gt.csv: no rendered age for some rows"):
-        evaluation.evaluate(model_dir, data_dir, "test", bootstrap=0, ground_truth=str(other))
+        evaluation.evaluate(_cfg(model_dir, data_dir, bootstrap=0, ground_truth=str(other)))

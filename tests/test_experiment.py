@@ -8,6 +8,8 @@ import sys
 
 import pytest
 
+pytestmark = pytest.mark.integration  # trains models or runs the commands
+
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 

@@ -10,7 +10,10 @@ import pytest
 from matplotlib import cbook
 from PIL import Image
 
+from age_tf.data import pipeline
 from age_tf.serve import photos
+
+pytestmark = pytest.mark.integration  # trains models or runs the commands
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -86,7 +89,7 @@ def test_all_faces_of_all_photos_go_through_the_model_in_one_batch(grace, detect
 
 def test_estimate_api_equals_the_model_on_the_crop(grace, model):
     faces = photos.estimate(grace, model)
-    crop = photos.crop_face(grace, faces[0].box, photos.DEFAULT_MARGIN, model.image_size)
+    crop = photos.crop_face(grace, faces[0].box, pipeline.RELEASE_MARGIN, model.image_size)
     assert faces[0].age == pytest.approx(float(model(crop[None].astype(np.float32))[0]), abs=1e-4)
 
 

@@ -46,6 +46,16 @@ def folder(tmp_path):
     return df, str(tmp_path)
 
 
+def _ds(df, root, cfg, training, size=S, **kw):
+    return pipeline.InputPipeline(df, root, cfg, size, training=training, **kw).dataset()
+
+
+def _remove_images(df, root):
+    """Deletes the manifest's files: what is served afterwards cannot have been read."""
+    for p in set(df["path"]):
+        os.remove(os.path.join(root, p))
+
+
 def _collect(ds):
     xs, ys = [], []
     for x, y in ds:
@@ -56,8 +66,8 @@ def _collect(ds):
 
 def test_shapes_dtypes_ranges_labels(folder):
     df, root = folder
-    cfg = pipeline.PipelineConfig(image_size=S, batch_size=4)
-    x, y = _collect(pipeline.make_dataset(df, root, cfg, training=False))
+    cfg = pipeline.PipelineConfig(batch_size=4)
+    x, y = _collect(_ds(df, root, cfg, training=False))
     assert x.shape == (8, S, S, 3) and x.dtype == np.uint8
     assert x.min() >= 0 and x.max() <= 255 and x.max() > 200
     np.testing.assert_allclose(y, labels.to_label(df["age"].to_numpy(np.float32)))
@@ -112,64 +122,63 @@ def _flipped(x):
 def test_flip_about_half_on_train_never_on_eval(tmp_path):
     name = _img(tmp_path / "a.jpg", _half(16, 16))
     df = pd.DataFrame({"path": [name] * 400, "age": [30] * 400})
-    cfg = pipeline.PipelineConfig(image_size=16, batch_size=50, cache="memory", seed=3)
-    train = pipeline.make_dataset(df, str(tmp_path), cfg, training=True)
+    cfg = pipeline.PipelineConfig(batch_size=50, cache="memory")
+    train = _ds(df, str(tmp_path), cfg, training=True, size=16, seed=3)
     x, _ = _collect(train)
     share = _flipped(x).mean()
     assert 0.4 < share < 0.6  # binomial n=400: sd 0.025
     x2, _ = _collect(train)
     assert (_flipped(x2) != _flipped(x)).any()  # new flips every epoch
-    for ds in (pipeline.make_dataset(df, str(tmp_path), cfg, training=False),):
+    for ds in (_ds(df, str(tmp_path), cfg, training=False, size=16),):
         xe, _ = _collect(ds)
         assert not _flipped(xe).any()
 
 
-def test_corrupt_and_missing_files_skipped_and_counted(folder, tmp_path):
+def test_corrupt_and_missing_files_skipped(folder, tmp_path):
     df, root = folder
     good = open(os.path.join(root, df["path"][0]), "rb").read()
     (tmp_path / "trunc.jpg").write_bytes(good[: len(good) // 3])
     bad = pd.DataFrame({"path": [str(tmp_path / "trunc.jpg"), str(tmp_path / "gone.jpg")],
                         "age": [1, 2]})
     df = pd.concat([df[["path", "age"]], bad], ignore_index=True)
-    counter = pipeline.DecodeCounter()
-    cfg = pipeline.PipelineConfig(image_size=S, batch_size=3)
-    pipe = pipeline.InputPipeline(df, root, cfg, training=False, counter=counter)
+    cfg = pipeline.PipelineConfig(batch_size=3)
+    pipe = pipeline.InputPipeline(df, root, cfg, S, training=False)
     assert len(pipe) == 9  # the missing file is left out before any epoch
     x, y = _collect(pipe.dataset())
-    assert len(x) == 8  # the epoch goes on past the broken file
-    assert counter.skipped == 1 and int(counter.attempted.numpy()) == 9
+    assert len(x) == 8  # the epoch goes on past the broken file, dropping only it
+    np.testing.assert_array_equal(np.round(y * 100), df["age"][:8])
 
 
 def test_cache_memory_and_disk(folder, tmp_path):
     df, root = folder
-    for cache in ("memory", str(tmp_path / "cache")):
-        counter = pipeline.DecodeCounter()
-        cfg = pipeline.PipelineConfig(image_size=S, batch_size=4, cache=cache)
-        ds = pipeline.make_dataset(df, root, cfg, training=False, counter=counter)
-        a, _ = _collect(ds)
-        b, _ = _collect(ds)
-        np.testing.assert_array_equal(a, b)
-        assert int(counter.attempted.numpy()) == 8  # second epoch read no file
+    want, _ = _collect(_ds(df, root, pipeline.PipelineConfig(batch_size=4), training=False))
+    pipes = [pipeline.InputPipeline(df, root, pipeline.PipelineConfig(batch_size=4, cache=c), S,
+                                    training=False) for c in ("memory", str(tmp_path / "cache"))]
+    _remove_images(df, root)  # both caches were built when made: no file is read again
+    for pipe in pipes:
+        for _ in range(2):
+            np.testing.assert_array_equal(_collect(pipe.dataset())[0], want)
     assert os.listdir(tmp_path / "cache")
 
 
 def test_deterministic_mode_reproducible(folder):
     df, root = folder
-    cfg = pipeline.PipelineConfig(image_size=S, batch_size=2, deterministic=True, seed=5)
-    a = _collect(pipeline.make_dataset(df, root, cfg, training=True))
-    b = _collect(pipeline.make_dataset(df, root, cfg, training=True))
+    cfg = pipeline.PipelineConfig(batch_size=2, deterministic=True)
+    a = _collect(_ds(df, root, cfg, training=True, seed=5))
+    b = _collect(_ds(df, root, cfg, training=True, seed=5))
     np.testing.assert_array_equal(a[0], b[0])
     np.testing.assert_array_equal(a[1], b[1])
 
 
 def test_sharding_by_input_context(folder):
     df, root = folder
-    cfg = pipeline.PipelineConfig(image_size=S, batch_size=4)
+    cfg = pipeline.PipelineConfig(batch_size=4)
     seen = []
     for pid in range(2):
         ctx = tf.distribute.InputContext(num_input_pipelines=2, input_pipeline_id=pid,
                                          num_replicas_in_sync=2)
-        x, y = _collect(pipeline.make_dataset(df, root, cfg, training=False, input_context=ctx))
+        pipe = pipeline.InputPipeline(df, root, cfg, S, training=False)
+        x, y = _collect(pipe.dataset(input_context=ctx))
         seen.append(set(np.round(y * 100).astype(int)))
         assert max(len(b) for b in [y]) <= 8
     assert not seen[0] & seen[1] and len(seen[0] | seen[1]) == 8
@@ -185,11 +194,10 @@ def test_epoch_seeded_order_is_reproducible_and_varies_by_epoch(folder):
     df = pd.concat([df] * 4, ignore_index=True)
     df["age"] = np.arange(len(df))
     for cache in ("", "memory"):
-        cfg = pipeline.PipelineConfig(image_size=S, batch_size=4, cache=cache,
-                                      deterministic=True)
-        pipe = pipeline.InputPipeline(df, root, cfg, training=True)
+        cfg = pipeline.PipelineConfig(batch_size=4, cache=cache, deterministic=True)
+        pipe = pipeline.InputPipeline(df, root, cfg, S, training=True)
         e0a = _collect(pipe.dataset(epoch=0))
-        e0b = _collect(pipeline.InputPipeline(df, root, cfg, training=True).dataset(epoch=0))
+        e0b = _collect(pipeline.InputPipeline(df, root, cfg, S, training=True).dataset(epoch=0))
         e1 = _collect(pipe.dataset(epoch=1))
         np.testing.assert_array_equal(e0a[1], e0b[1])  # same epoch, new process: same order
         np.testing.assert_array_equal(e0a[0], e0b[0])  # ...and the same flips
@@ -198,12 +206,11 @@ def test_epoch_seeded_order_is_reproducible_and_varies_by_epoch(folder):
 
 def test_cache_shared_across_epoch_datasets(folder):
     df, root = folder
-    counter = pipeline.DecodeCounter()
-    cfg = pipeline.PipelineConfig(image_size=S, batch_size=2, cache="memory")
-    pipe = pipeline.InputPipeline(df, root, cfg, training=True, counter=counter)
+    cfg = pipeline.PipelineConfig(batch_size=2, cache="memory")
+    pipe = pipeline.InputPipeline(df, root, cfg, S, training=True)
+    _remove_images(df, root)  # decoded once, when the pipeline was made
     for epoch in range(3):
-        _collect(pipe.dataset(epoch=epoch))
-    assert int(counter.attempted.numpy()) == len(df)  # decoded in the first epoch only
+        assert len(_collect(pipe.dataset(epoch=epoch))[0]) == len(df) // 2 * 2
 
 
 def test_disk_cache_is_named_by_content(tmp_path):
@@ -215,24 +222,24 @@ def test_disk_cache_is_named_by_content(tmp_path):
     a = pd.DataFrame({"path": names[:3], "age": [1, 2, 3]})
     b = pd.DataFrame({"path": names[3:], "age": [4, 5, 6]})
     cache = str(tmp_path / "cache")
-    plain = pipeline.PipelineConfig(image_size=S, batch_size=3)
-    cached = pipeline.PipelineConfig(image_size=S, batch_size=3, cache=cache)
+    plain = pipeline.PipelineConfig(batch_size=3)
+    cached = pipeline.PipelineConfig(batch_size=3, cache=cache)
     for df in (a, b):
-        got, _ = _collect(pipeline.make_dataset(df, str(tmp_path), cached, training=False))
-        want, _ = _collect(pipeline.make_dataset(df, str(tmp_path), plain, training=False))
+        got, _ = _collect(_ds(df, str(tmp_path), cached, training=False))
+        want, _ = _collect(_ds(df, str(tmp_path), plain, training=False))
         np.testing.assert_array_equal(got, want)
     assert len([d for d in os.listdir(cache) if not d.startswith(".")]) == 2
     # Rewrite a file (new bytes, new time): the old entry is not read.
     _img(tmp_path / names[0], 255 - rng.integers(0, 255, (20, 20, 3), dtype=np.uint8))
     os.utime(tmp_path / names[0], ns=(1, 10**18))
-    got, _ = _collect(pipeline.make_dataset(a, str(tmp_path), cached, training=False))
-    want, _ = _collect(pipeline.make_dataset(a, str(tmp_path), plain, training=False))
+    got, _ = _collect(_ds(a, str(tmp_path), cached, training=False))
+    want, _ = _collect(_ds(a, str(tmp_path), plain, training=False))
     np.testing.assert_array_equal(got, want)
     boxed = a.assign(face_x1=1.0, face_y1=1.0, face_x2=15.0, face_y2=15.0)
-    keys = {pipeline.cache_key(boxed, str(tmp_path), c) for c in (
-        cached, dataclasses.replace(cached, image_size=S + 1),
-        dataclasses.replace(cached, crop_faces=True),
-        dataclasses.replace(cached, crop_faces=True, face_margin=0.2))}
+    keys = {pipeline.cache_key(boxed, str(tmp_path), c, size) for c, size in (
+        (cached, S), (cached, S + 1),
+        (dataclasses.replace(cached, crop_faces=True), S),
+        (dataclasses.replace(cached, crop_faces=True, face_margin=0.2), S))}
     assert len(keys) == 4  # size, crop and margin each name another entry
 
 
@@ -243,9 +250,9 @@ def test_each_epoch_is_a_fresh_permutation_of_the_whole_split(tmp_path, cache):
     name = _img(tmp_path / "a.jpg", _half(8, 8))
     n = 3000
     df = pd.DataFrame({"path": [name] * n, "age": np.arange(n)})
-    cfg = pipeline.PipelineConfig(image_size=8, batch_size=100, seed=1,
+    cfg = pipeline.PipelineConfig(batch_size=100,
                                   cache=str(tmp_path / "c") if cache == "disk" else cache)
-    pipe = pipeline.InputPipeline(df, str(tmp_path), cfg, training=True)
+    pipe = pipeline.InputPipeline(df, str(tmp_path), cfg, 8, training=True, seed=1)
     orders = [np.round(_collect(pipe.dataset(epoch=e))[1] * labels.AGE_SCALE).astype(int)
               for e in range(2)]
     for order in orders:
@@ -266,16 +273,20 @@ def test_memory_cache_that_would_not_fit_is_refused_before_decoding(folder, monk
         pipeline.check_memory_cache_fits(150_000, 256, available=16 * 2**30)  # 27.5 GiB
     # The pipeline asks before it decodes anything.
     monkeypatch.setattr(pipeline, "available_memory", lambda: need)
-    counter = pipeline.DecodeCounter()
+    real_decode_all = pipeline._decode_all
+
+    def no_decoding(*args):
+        raise AssertionError("decoded before the memory check")
+
+    monkeypatch.setattr(pipeline, "_decode_all", no_decoding)
     with pytest.raises(MemoryError, match="Use --cache=DIR"):
-        pipeline.InputPipeline(df, root, pipeline.PipelineConfig(image_size=S, batch_size=2,
-                                                                 cache="memory"),
-                               training=True, counter=counter)
-    assert int(counter.attempted.numpy()) == 0
+        pipeline.InputPipeline(df, root, pipeline.PipelineConfig(batch_size=2, cache="memory"), S,
+                               training=True)
     # And a disk cache is not limited by memory.
-    pipeline.InputPipeline(df, root, pipeline.PipelineConfig(image_size=S, batch_size=2,
+    monkeypatch.setattr(pipeline, "_decode_all", real_decode_all)
+    pipeline.InputPipeline(df, root, pipeline.PipelineConfig(batch_size=2,
                                                              cache=str(os.path.join(root, "c"))),
-                           training=True)
+                           S, training=True)
 
 
 def test_available_memory_reads_the_system():

@@ -10,6 +10,8 @@ import pytest
 from age_tf import labels
 from age_tf.data import pipeline
 
+pytestmark = pytest.mark.integration  # trains models or runs the commands
+
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 

@@ -150,6 +150,7 @@ def _cli(module, *args):
                           timeout=300)
 
 
+@pytest.mark.integration
 def test_cli_synth_then_prepare(tmp_path):
     raw, data = str(tmp_path / "raw"), str(tmp_path / "data")
     r = _cli("age_tf.cli.synth", f"--out_dir={raw}", "--num_images=120", "--min_size=40",
@@ -164,6 +165,7 @@ def test_cli_synth_then_prepare(tmp_path):
     assert r.returncode == 2 and "--overwrite" in r.stderr
 
 
+@pytest.mark.integration
 @pytest.mark.parametrize("flag, message", [
     ("--split=0.5,0.5", "--split must be three"),
     ("--sample_fraction=0", "--sample_fraction must be in"),

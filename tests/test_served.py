@@ -22,7 +22,9 @@ import tensorflow as tf
 from age_tf import labels
 from age_tf.data import pipeline
 from age_tf.evaluate import evaluation
-from age_tf.train import models, training
+from age_tf.train import models, train_config, training
+
+pytestmark = pytest.mark.integration  # trains models or runs the commands
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 S = 32
@@ -61,17 +63,17 @@ def test_trained_model_equals_saved_exported_evaluated_and_served(backbone, tune
     seen = {}
     real_finish = training.finish
 
-    def spy(cfg, model, state):  # the training-time model object, right after training
-        out = real_finish(cfg, model, state)
-        seen["years"] = labels.to_years(np.asarray(model(batch, training=False), np.float64))
+    def spy(run, run_dir):  # the training-time model object, right after training
+        out = real_finish(run, run_dir)
+        seen["years"] = labels.to_years(np.asarray(run.model(batch, training=False), np.float64))
         return out
 
     monkeypatch.setattr(training, "finish", spy)
     model_dir = str(tmp_path / "run")
-    cfg = training.TrainConfig(
+    cfg = train_config.TrainConfig(
         data_dir=data_dir, model_dir=model_dir,
         model=models.ModelConfig(backbone=backbone, image_size=S, weights="imagenet", tune=tune),
-        pipeline=pipeline.PipelineConfig(image_size=S, batch_size=8),
+        pipeline=pipeline.PipelineConfig(batch_size=8),
         epochs=1, steps_per_epoch=2, learning_rate=1e-3, strategy="one_device", log_every=0)
     training.train_and_evaluate(cfg)
     assert asked == [models.BACKBONES[backbone].imagenet_file]  # Keras' own loader ran
@@ -88,7 +90,8 @@ def test_trained_model_equals_saved_exported_evaluated_and_served(backbone, tune
     np.testing.assert_allclose(by_images, expected, rtol=RTOL, atol=1e-3)
     np.testing.assert_allclose(by_bytes, expected, rtol=RTOL, atol=1e-3)
 
-    evaluation.evaluate(model_dir, data_dir, "test", bootstrap=0)
+    evaluation.evaluate(evaluation.EvaluateConfig(model_dir=model_dir, data_dir=data_dir,
+                                                  bootstrap=0))
     pred = pd.read_csv(os.path.join(model_dir, "eval", "predictions.csv"))
     np.testing.assert_allclose(pred["predicted_age"].to_numpy()[:len(paths)], expected,
                                rtol=RTOL, atol=1e-3)

@@ -18,6 +18,8 @@ from age_tf import labels
 from age_tf.data import pipeline
 from age_tf.train import models, training
 
+pytestmark = pytest.mark.integration  # trains models or runs the commands
+
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 # Tiny and fast: 32 px, 16 images a batch, a few steps, full tuning from scratch.
 TINY = ["--config=demo", "--image_size=32", "--batch_size=16", "--tune=full",
@@ -156,11 +158,17 @@ def test_feature_cache_gives_the_same_weights(data_dir, tmp_path):
     cached = _run(_train_cmd(data_dir, str(tmp_path / "cached"), *args, "--feature_cache"))
     assert plain.returncode == 0 and cached.returncode == 0, cached.stderr[-3000:]
     assert "feature cache:" in cached.stderr
-    # Same batches, same flip draws, same frozen features: the same training, bit for bit.
-    assert _fingerprints(plain.stderr) == _fingerprints(cached.stderr)
+    # Same batches, same flip draws, same frozen features: the same training, up to the
+    # rounding of convolutions over differently composed batches (bit for bit on some CPUs,
+    # ~1e-7 apart on others).
     a = pd.read_csv(tmp_path / "plain" / "history.csv")
     b = pd.read_csv(tmp_path / "cached" / "history.csv")
-    np.testing.assert_allclose(a["val_loss"], b["val_loss"], rtol=1e-6)
+    for column in ("loss", "val_loss", "val_plcc"):
+        np.testing.assert_allclose(a[column], b[column], rtol=1e-5, atol=1e-6)
+    weights = [keras.models.load_model(tmp_path / run / "model.keras").get_weights()
+               for run in ("plain", "cached")]
+    for w_plain, w_cached in zip(*weights):
+        np.testing.assert_allclose(w_plain, w_cached, rtol=1e-4, atol=1e-6)
 
 
 def _kill_during(proc, marker, timeout=240):
@@ -329,44 +337,32 @@ def _data_with_a_broken_file(prepared_dir, tmp_path, n_train=32):
 
 
 @pytest.mark.parametrize("cache", ["", "memory"])
-def test_an_undecodable_file_never_ends_an_epoch(prepared, tmp_path, cache):
-    from age_tf.train import models, training
-
+def test_an_undecodable_file_never_ends_an_epoch(prepared, tmp_path, cache, tiny_config):
     data = _data_with_a_broken_file(prepared[0], tmp_path)  # 32 rows, batch 16: 2 full batches
-    result = training.train_and_evaluate(training.TrainConfig(
-        data_dir=data, model_dir=str(tmp_path / "run"),
-        model=models.ModelConfig(image_size=32, weights="none", tune="full", bn_momentum=0.9),
-        pipeline=pipeline.PipelineConfig(image_size=32, batch_size=16, cache=cache),
-        epochs=2, strategy="one_device", log_every=0, export=False))
+    cfg = tiny_config(data, str(tmp_path / "run"), cache=cache, export=False)
+    result = training.train_and_evaluate(cfg)
     assert result["epochs_completed"] == 2
     history = pd.read_csv(tmp_path / "run" / "history.csv")
     # Uncached, the epoch's stream repeats to fill its 2 steps; a cache knows the 31 that
     # decode and counts 1 step from them.
     steps = 2 if not cache else 1
     assert history["images_per_second"].notna().all() and len(history) == 2
-    pipe = pipeline.InputPipeline(pd.read_csv(os.path.join(data, "train.csv")),
-                                  json.load(open(os.path.join(data, "report.json")))["inputs"]["images_dir"],
-                                  pipeline.PipelineConfig(image_size=32, batch_size=16, cache=cache),
-                                  training=True)
-    assert pipe.steps_per_epoch() == steps
+    manifest, images_dir = pipeline.load_manifest(data, "train")
+    pipe = pipeline.InputPipeline(manifest, images_dir, cfg.pipeline, 32, training=True)
+    assert training.steps_per_epoch(cfg, len(pipe)) == steps
 
 
-def test_no_valid_monitor_value_exports_the_last_epoch_and_says_so(data_dir, tmp_path, monkeypatch):
+def test_no_valid_monitor_value_exports_the_last_epoch_and_says_so(data_dir, tmp_path, monkeypatch,
+                                                                   tiny_config):
     from age_tf.evaluate import metrics
-    from age_tf.train import models, training
 
     monkeypatch.setattr(metrics, "srocc", lambda a, b: float("nan"))  # SROCC NaN every epoch
     model_dir = str(tmp_path / "run")
-    result = training.train_and_evaluate(training.TrainConfig(
-        data_dir=data_dir, model_dir=model_dir,
-        model=models.ModelConfig(image_size=32, weights="none", tune="full", bn_momentum=0.9),
-        pipeline=pipeline.PipelineConfig(image_size=32, batch_size=16),
-        epochs=2, steps_per_epoch=2, monitor="val_srocc", strategy="one_device", log_every=0,
-        export=False))  # model.keras is what is checked; the SavedModel has its own tests
+    # model.keras is what is checked; the SavedModel has its own tests.
+    result = training.train_and_evaluate(tiny_config(
+        data_dir, model_dir, steps_per_epoch=2, monitor="val_srocc", export=False))
     m = json.load(open(os.path.join(model_dir, "metrics.json")))
     assert m["selected"].startswith("last epoch") and m["best_epoch"] == 2
     # What was exported is the trained model of the last epoch, not a fresh one.
-    from age_tf.train.training import weights_fingerprint
-
     saved = keras.models.load_model(os.path.join(model_dir, "model.keras"))
-    assert weights_fingerprint(saved) == result["weights_fingerprint"]
+    assert training.weights_fingerprint(saved) == result["weights_fingerprint"]

@@ -62,8 +62,8 @@ def _time_iter(iterable, n_images: int) -> float:
 
 
 def tfdata_rate(df, root, size, batch, one_core: bool) -> float:
-    cfg = pipeline.PipelineConfig(image_size=size, batch_size=batch)
-    ds = pipeline.make_dataset(df, root, cfg, training=True)
+    cfg = pipeline.PipelineConfig(batch_size=batch)
+    ds = pipeline.InputPipeline(df, root, cfg, size, training=True).dataset()
     if one_core:
         opts = tf.data.Options()
         opts.threading.private_threadpool_size = 1
@@ -123,10 +123,10 @@ def pydataset_rate(df, root, size, batch, workers: int) -> float:
 
 def cache_epochs(df, root, size, batch) -> tuple[float, float]:
     """(first epoch including the cache build, a later epoch from the cache), in seconds."""
-    cfg = pipeline.PipelineConfig(image_size=size, batch_size=batch, cache="memory")
+    cfg = pipeline.PipelineConfig(batch_size=batch, cache="memory")
     times = []
     start = time.perf_counter()
-    pipe = pipeline.InputPipeline(df, root, cfg, training=True)  # decodes into the cache
+    pipe = pipeline.InputPipeline(df, root, cfg, size, training=True)  # decodes into the cache
     for epoch in range(2):
         for _ in pipe.dataset(epoch=epoch):
             pass

@@ -59,7 +59,6 @@ def _manifest(data: str):
 def run_stage(stage: str, root: str) -> dict:
     """One stage, in this process; returns its figures. Each stage imports only what it
     needs (prepare runs without TensorFlow), and is timed after its imports."""
-    import numpy as np
     import pandas as pd
 
     raw, data = os.path.join(root, "raw"), os.path.join(root, "data")
@@ -87,7 +86,7 @@ def run_stage(stage: str, root: str) -> dict:
         out.update(images=len(manifest), pairs=len(dups))
     elif stage == "audit_features":
         from age_tf.data import pipeline
-        from age_tf.evaluate import audit
+        from age_tf.evaluate import audit, metrics
         from age_tf.train import models
 
         start = time.monotonic()
@@ -95,13 +94,13 @@ def run_stage(stage: str, root: str) -> dict:
         model = models.build_model(models.ModelConfig(image_size=64, weights="standin",
                                                       tune="head"))
         extractor = models.feature_extractor(model)
-        cfg = pipeline.PipelineConfig(image_size=64, batch_size=256)
+        cfg = pipeline.PipelineConfig(batch_size=256)
         feats = pipeline.map_images(lambda x: extractor(x, training=False), manifest,
-                                    images_dir, cfg)
+                                    images_dir, cfg, 64)
         pred = audit.out_of_fold_predictions(feats, manifest["age"].to_numpy(float),
                                              manifest["identity"].to_numpy())
-        out.update(images=len(manifest), heldout_mae_years=float(
-            np.mean(np.abs(pred - manifest["age"].to_numpy(float)))))
+        out.update(images=len(manifest), heldout_mae_years=metrics.mae(
+            manifest["age"].to_numpy(float), pred))
     else:
         raise app.UsageError(f"--stage={stage!r}: not one of {FLAGS.stages}")
     out["seconds"] = time.monotonic() - start

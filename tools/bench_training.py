@@ -30,7 +30,7 @@ from absl import app, flags, logging
 
 from age_tf.data import pipeline, prepare
 from age_tf.synthetic import synth
-from age_tf.train import models, training
+from age_tf.train import models, run_dir, train_config, training
 
 FLAGS = flags.FLAGS
 flags.DEFINE_list("parts", ["frameworks", "feature_cache"], "What to measure.")
@@ -113,18 +113,17 @@ def feature_cache() -> dict:
         model_dir = os.path.join(FLAGS.work_dir, f"run_cache_{cached}")
         shutil.rmtree(model_dir, ignore_errors=True)
         keras.backend.clear_session()
-        cfg = training.TrainConfig(
+        cfg = train_config.TrainConfig(
             data_dir=data, model_dir=model_dir,
             model=models.ModelConfig(backbone="mobilenet_v2", image_size=FLAGS.image_size,
                                      weights="none", tune="head"),
-            pipeline=pipeline.PipelineConfig(image_size=FLAGS.image_size,
-                                             batch_size=FLAGS.batch_size, cache="memory",
+            pipeline=pipeline.PipelineConfig(batch_size=FLAGS.batch_size, cache="memory",
                                              deterministic=True),
             epochs=3, strategy="one_device", export=False, log_every=0, feature_cache=cached)
         start = time.perf_counter()
         result = training.train_and_evaluate(cfg)
         total = time.perf_counter() - start
-        history = pd.read_csv(os.path.join(model_dir, "history.csv"))
+        history = pd.read_csv(run_dir.RunDir(model_dir).history)
         runs[cached] = {"total_seconds": total, "history": history,
                         "fingerprint": result["weights_fingerprint"]}
     n_train = len(pd.read_csv(os.path.join(data, "train.csv")))

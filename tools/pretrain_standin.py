@@ -10,14 +10,11 @@ and <backbone>.json (the card: this command, corpus, objective, epochs, figures)
       --init=age_tf/standin/efficientnet_b3.npz --freeze_batchnorm
 
 Why EfficientNet-B3 needs the second step: trained with batch statistics, its inference-mode
-network (moving statistics) gave ~1% of faces pooled features ~100x the median norm (max
-1,058 vs median 3.9 on the validation faces) and predicted ages like 265 for them, while the
-same faces were ordinary in a training-mode batch; heads tuned on top then extrapolated.
-Two epochs with BatchNorm frozen train the network that ships: max norm 8.2, median 4.3,
-and validation PLCC 0.853 -> 0.913. The card records the feature norms (standin.feature_norms)
-and tests/test_standin.py checks them on fresh renders.
+network gives a few faces features far off the rest, and heads tuned on top extrapolate them
+(docs/measurements.md); with BatchNorm frozen the loss sees the network that ships. The card
+records the feature norms (pretraining.feature_norms); tests/test_standin.py re-checks them.
 
-Corpus: --num_images synthetic faces of new people (age_tf.train.standin.render_corpus:
+Corpus: --num_images synthetic faces of new people (age_tf.standin.pretraining.render_corpus:
 another random stream than age-tf-synth's, so no demo person is in it), 10% of the people
 held out for validation. Objective: the rendered age (MAE on age/100) plus the person's
 traits (gender, beard, hair and skin colour, face shape...; MSE on standardized values,
@@ -43,7 +40,8 @@ import numpy as np
 import tensorflow as tf
 from absl import app, flags, logging
 
-from age_tf.train import standin
+from age_tf import labels
+from age_tf.standin import pretraining, weights
 
 FLAGS = flags.FLAGS
 flags.DEFINE_list("backbones", ["mobilenet_v2", "efficientnet_b3"], "Backbones to pretrain.")
@@ -63,7 +61,7 @@ flags.DEFINE_bool("freeze_batchnorm", False,
                   "Settles a backbone whose batch-statistics and moving-statistics outputs "
                   "disagree (EfficientNet-B3: feature norms ~100x the median on ~1% of faces).")
 flags.DEFINE_string("work_dir", "/tmp/age_tf_standin", "Corpus cache and checkpoints.")
-flags.DEFINE_string("out_dir", standin.STANDIN_DIR, "Where the weights and cards go.")
+flags.DEFINE_string("out_dir", weights.STANDIN_DIR, "Where the weights and cards go.")
 
 
 def corpus(work_dir: str) -> dict:
@@ -72,7 +70,7 @@ def corpus(work_dir: str) -> dict:
         with np.load(path) as f:
             return dict(f)
     t = time.monotonic()
-    c = standin.render_corpus(FLAGS.num_images, FLAGS.seed, FLAGS.image_size)
+    c = pretraining.render_corpus(FLAGS.num_images, FLAGS.seed, FLAGS.image_size)
     logging.info("rendered %d faces in %.0f s", FLAGS.num_images, time.monotonic() - t)
     os.makedirs(work_dir, exist_ok=True)
     np.savez(path, **c)
@@ -88,7 +86,7 @@ def split(c: dict) -> tuple[dict, dict]:
 
 
 def dataset(part: dict, mean, std, train: bool) -> tf.data.Dataset:
-    targets = {"age": part["age"][:, None] / standin.AGE_SCALE,
+    targets = {"age": labels.to_label(part["age"][:, None]),
                "attributes": (part["attributes"] - mean) / std}
     ds = tf.data.Dataset.from_tensor_slices((part["images"], targets))
     if train:
@@ -118,12 +116,12 @@ def pretrain(backbone: str, epochs: int, train: dict, val: dict) -> dict:
     keras.utils.set_random_seed(FLAGS.seed)
     mean, std = train["attributes"].mean(0), train["attributes"].std(0) + 1e-6
     if FLAGS.init:
-        model = standin.load_pretrain_model(backbone, FLAGS.image_size, FLAGS.init)
+        model = pretraining.load_pretrain_model(backbone, FLAGS.image_size, FLAGS.init)
         with open(FLAGS.init[:-4] + ".json") as f:
             init_card = json.load(f)
     else:
-        model, init_card = standin.pretrain_model(backbone, FLAGS.image_size), None
-    for layer in standin.nested_backbone(model).layers:
+        model, init_card = pretraining.pretrain_model(backbone, FLAGS.image_size), None
+    for layer in weights.nested_backbone(model).layers:
         if isinstance(layer, keras.layers.BatchNormalization):
             layer.momentum = 0.99  # Keras' 0.999 suits fine-tuning, not training from scratch.
             # Keras 3 runs a non-trainable BatchNormalization in inference mode.
@@ -143,13 +141,13 @@ def pretrain(backbone: str, epochs: int, train: dict, val: dict) -> dict:
                    keras.callbacks.CSVLogger(os.path.join(run_dir, "history.csv"), append=True)])
     seconds = time.monotonic() - t
     path = os.path.join(FLAGS.out_dir, f"{backbone}.npz")
-    standin.save(model, path)
+    weights.save(model, path)
     # The figures of what ships (float16, reloaded), not of the float32 model in memory.
-    stored = standin.load_pretrain_model(backbone, FLAGS.image_size, path)
-    val_fig = {**standin.age_figures(stored, val),
-               "feature_norm": standin.feature_norms(stored, val["images"])}
-    check = standin.check_figures(backbone, FLAGS.image_size, path)
-    n_params = int(sum(np.prod(w.shape) for w in standin.nested_backbone(stored).weights))
+    stored = pretraining.load_pretrain_model(backbone, FLAGS.image_size, path)
+    val_fig = {**pretraining.age_figures(stored, val),
+               "feature_norm": pretraining.feature_norms(stored, val["images"])}
+    check = pretraining.check_figures(backbone, FLAGS.image_size, path)
+    n_params = int(sum(np.prod(w.shape) for w in weights.nested_backbone(stored).weights))
     card = {
         "backbone": backbone,
         "what": "a stand-in for ImageNet weights: this backbone pretrained on synthetic faces "
@@ -162,7 +160,7 @@ def pretrain(backbone: str, epochs: int, train: dict, val: dict) -> dict:
                    "disjoint_from_demo": "drawn from another random stream than age-tf-synth: "
                                          "no person of any demo set is in it"},
         "objective": {"age": "MAE on rendered age / 100 (weight 1)",
-                      "attributes": f"MSE on standardized {list(standin.ATTRIBUTES)} "
+                      "attributes": f"MSE on standardized {list(pretraining.ATTRIBUTES)} "
                                     f"(weight {FLAGS.attribute_weight})",
                       "note": "age is part of the objective, so head-only tuning starts from "
                               "features that already encode age (ImageNet features do not)"},
@@ -177,7 +175,7 @@ def pretrain(backbone: str, epochs: int, train: dict, val: dict) -> dict:
         "backbone_params": n_params,
         "dtype": "float16 (arrays whose values do not fit keep float32)",
         "val": val_fig,
-        "check": {"seed": standin.CHECK_SEED, "images": standin.CHECK_IMAGES, **check},
+        "check": {"seed": pretraining.CHECK_SEED, "images": pretraining.CHECK_IMAGES, **check},
         "init": init_card,
         "versions": {"tensorflow": tf.__version__, "keras": keras.__version__},
     }

@@ -5,7 +5,6 @@ Example:
       --truth_csv=runs/demo/raw/ground_truth.csv
 """
 
-import dataclasses
 import json
 
 from age_tf import config
@@ -18,8 +17,7 @@ SPECS = config.define_flags(CONFIG, required=("model_dir", "data_dir"))
 
 def main(argv):
     common.no_positional_args(argv)
-    cfg = config.from_flags(audit.AuditConfig)
-    print(json.dumps(audit.audit(**dataclasses.asdict(cfg)), indent=2))
+    print(json.dumps(audit.audit(config.from_flags(CONFIG)), indent=2))
 
 
 def run():

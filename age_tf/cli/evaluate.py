@@ -4,8 +4,6 @@ Example:
   age-tf-evaluate --model_dir=runs/demo/runs/mobilenet_v2_full --data_dir=runs/demo/data
 """
 
-import dataclasses
-
 from age_tf import config
 from age_tf.cli import common
 from age_tf.evaluate import evaluation
@@ -16,8 +14,7 @@ SPECS = config.define_flags(CONFIG, required=("model_dir", "data_dir"))
 
 def main(argv):
     common.no_positional_args(argv)
-    cfg = config.from_flags(evaluation.EvaluateConfig)
-    m = evaluation.evaluate(**dataclasses.asdict(cfg))
+    m = evaluation.evaluate(config.from_flags(CONFIG))
     print(evaluation.summary(m))
 
 

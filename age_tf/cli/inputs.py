@@ -6,17 +6,18 @@ Example:
 
 from age_tf import config
 from age_tf.cli import common
-from age_tf.data import pipeline
+from age_tf.data import input_figures, pipeline
 
-CONFIG, EXCLUDE = pipeline.InputsConfig, ()
+CONFIG, EXCLUDE = input_figures.InputsConfig, ()
 SPECS = config.define_flags(CONFIG, required=("data_dir", "out_dir"))
 
 
 def main(argv):
     common.no_positional_args(argv)
-    cfg = config.from_flags(pipeline.InputsConfig)
-    pcfg = pipeline.PipelineConfig(image_size=cfg.image_size, crop_faces=cfg.crop_faces)
-    for p in pipeline.write_input_figures(cfg.data_dir, cfg.out_dir, cfg.num, pcfg, cfg.seed):
+    cfg = config.from_flags(CONFIG)
+    pcfg = pipeline.PipelineConfig(crop_faces=cfg.crop_faces, face_margin=cfg.face_margin)
+    for p in input_figures.write_input_figures(cfg.data_dir, cfg.out_dir, cfg.num, pcfg,
+                                               cfg.image_size, cfg.seed):
         print(f"wrote {p}")
 
 

@@ -6,17 +6,17 @@ Example:
 
 from age_tf import config
 from age_tf.cli import common
-from age_tf.train import models
+from age_tf.train import model_cost
 
-CONFIG, EXCLUDE = models.Table1Config, ()
+CONFIG, EXCLUDE = model_cost.ModelCostConfig, ()
 SPECS = config.define_flags(CONFIG)
 
 
 def main(argv):
     common.no_positional_args(argv)
-    cfg = config.from_flags(models.Table1Config)
-    table = models.table1_markdown(
-        models.table1(list(cfg.backbones), cfg.resolved_sizes(), list(cfg.head_units)))
+    cfg = config.from_flags(CONFIG)
+    table = model_cost.model_cost_markdown(
+        model_cost.model_cost(list(cfg.backbones), cfg.resolved_sizes(), list(cfg.head_units)))
     print(table)
     if cfg.output:
         with open(cfg.output, "w") as f:

@@ -8,15 +8,15 @@ Run the same command again after a crash: it resumes from the last completed epo
 
 from age_tf import config
 from age_tf.cli import common
-from age_tf.train import distribution, training
+from age_tf.train import distribution, train_config, training
 
-CONFIG, EXCLUDE = training.TrainConfig, ()
+CONFIG, EXCLUDE = train_config.TrainConfig, ()
 SPECS = config.define_flags(CONFIG, required=("data_dir", "model_dir"))
 
 
 def main(argv):
     common.no_positional_args(argv)
-    cfg = config.from_flags(training.TrainConfig, flags_text=config.flags_text(SPECS))
+    cfg = config.from_flags(train_config.TrainConfig, flags_text=config.flags_text(SPECS))
     cfg.validate()  # every flag checked before TensorFlow starts any work
     distribution.split_cpu(cfg.num_cpu_devices)
     # The strategy comes first: MultiWorkerMirroredStrategy must exist before other TF work.

@@ -25,39 +25,31 @@ from age_tf.config import field
 AUTOTUNE = tf.data.AUTOTUNE
 
 
+# The release's crops: the detector's box plus 40% of its size on each side (Rothe et al.,
+# DEX); the default margin wherever a face is cropped.
+RELEASE_MARGIN = 0.4
+
+
 @dataclasses.dataclass
 class PipelineConfig:
-    """How images are read and fed."""
+    """How images are read and fed (the size they are fed at is the model's, ModelConfig)."""
 
-    image_size: int = field(256, "Network input size in pixels (the study: 256).")
     batch_size: int = field(32, "Global batch size (divisible by the replicas).")
     # Off by default: the release's `*_crop` images already carry a margin around the face.
     crop_faces: bool = field(False, "Crop the manifest's face box (plus --face_margin) before "
                              "resizing (for full-size release images).")
-    face_margin: float = field(0.4, "Border around the face box, as a share of its size per side.")
+    face_margin: float = field(RELEASE_MARGIN, "Border around the face box, as a share of its size per side.")
     # Cache entries are named by a hash of the manifest, the files' sizes and times and the
     # preprocessing, so a stale or foreign entry is never read.
     cache: str = field("", "'' (none), 'memory', or a folder for a disk cache of the decoded, "
                        "resized images (later epochs skip decoding).")
     deterministic: bool = field(True, "Reproducible element order (needed for exact resume); "
                                 "slightly slower input.")
-    seed: int = field(0, "Seeds weights, data order and flips.")
 
 
-class DecodeCounter:
-    """Counts images read and images that decoded, across the dataset's life.
-
-    A file that fails to decode is dropped (never ends an epoch) and shows up here as
-    `attempted - decoded`. With a cache, files are read once, when the cache is built.
-    """
-
-    def __init__(self):
-        self.attempted = tf.Variable(0, dtype=tf.int64, trainable=False, name="attempted")
-        self.decoded = tf.Variable(0, dtype=tf.int64, trainable=False, name="decoded")
-
-    @property
-    def skipped(self) -> int:
-        return int(self.attempted.numpy() - self.decoded.numpy())
+def full_batches(images: int, batch_size: int) -> int:
+    """Full batches in one pass over `images` (training drops the partial last one)."""
+    return images // batch_size
 
 
 def load_manifest(data_dir: str, split: str) -> tuple[pd.DataFrame, str]:
@@ -93,6 +85,11 @@ def decode(data: tf.Tensor) -> tf.Tensor:
     )
     image.set_shape([None, None, 3])
     return image
+
+
+def read_image(path: str) -> np.ndarray:
+    """One image file -> uint8 RGB array, decoded as the pipeline decodes."""
+    return decode(tf.io.read_file(path)).numpy()
 
 
 def face_box(box: tf.Tensor, height: tf.Tensor, width: tf.Tensor, margin: float) -> tf.Tensor:
@@ -175,7 +172,7 @@ def apply_options(ds: tf.data.Dataset, ordered: bool) -> tf.data.Dataset:
 CACHE_FORMAT = 1  # bump when the cached bytes change meaning
 
 
-def cache_key(manifest: pd.DataFrame, images_dir: str, cfg: PipelineConfig) -> str:
+def cache_key(manifest: pd.DataFrame, images_dir: str, cfg: PipelineConfig, image_size: int) -> str:
     """Names a decoded-image cache by everything its bytes depend on.
 
     The manifest's paths (and face boxes when cropping), each file's size and modification
@@ -184,7 +181,7 @@ def cache_key(manifest: pd.DataFrame, images_dir: str, cfg: PipelineConfig) -> s
     never be read.
     """
     h = hashlib.sha256()
-    h.update(json.dumps({"format": CACHE_FORMAT, "size": cfg.image_size, "crop": cfg.crop_faces,
+    h.update(json.dumps({"format": CACHE_FORMAT, "size": image_size, "crop": cfg.crop_faces,
                          "margin": cfg.face_margin if cfg.crop_faces else None}).encode())
     for path in manifest["path"]:
         full = os.path.join(images_dir, path)
@@ -201,16 +198,23 @@ def cache_key(manifest: pd.DataFrame, images_dir: str, cfg: PipelineConfig) -> s
 BOX_COLUMNS = ["face_x1", "face_y1", "face_x2", "face_y2"]
 
 
-def _decode_all(paths: np.ndarray, boxes: np.ndarray, cfg: PipelineConfig):
-    """Yields (row numbers, uint8 images) batches of every row that decodes, in row order."""
+def _row_loader(paths: np.ndarray, boxes: np.ndarray, cfg: PipelineConfig, image_size: int):
+    """Row number -> that row's file read, decoded, (cropped,) resized: a tf function."""
+    paths, boxes = tf.constant(paths), tf.constant(boxes)
 
     def load(i):
         image = decode(tf.io.read_file(tf.gather(paths, i)))
-        return i, resize(image, cfg.image_size, tf.gather(boxes, i) if cfg.crop_faces else None,
-                         cfg.face_margin)
+        return resize(image, image_size, tf.gather(boxes, i) if cfg.crop_faces else None,
+                      cfg.face_margin)
 
-    ds = tf.data.Dataset.range(len(paths)).map(load, num_parallel_calls=AUTOTUNE,
-                                                deterministic=True)
+    return load
+
+
+def _decode_all(paths: np.ndarray, boxes: np.ndarray, cfg: PipelineConfig, image_size: int):
+    """Yields (row numbers, uint8 images) batches of every row that decodes, in row order."""
+    load = _row_loader(paths, boxes, cfg, image_size)
+    ds = tf.data.Dataset.range(len(paths)).map(lambda i: (i, load(i)),
+                                                num_parallel_calls=AUTOTUNE, deterministic=True)
     ds = ds.ignore_errors(log_warning=True).batch(256).prefetch(2)
     for rows, images in ds:
         yield rows.numpy(), images.numpy()
@@ -257,7 +261,7 @@ class ImageSource:
     `rows` are the row numbers that can be served, `load(i)` is a tf function returning row
     i's image (uint8 [S, S, 3]). Four kinds:
       files: read, decode and resize every time (a file that fails to decode is dropped by
-        the dataset and counted; `rows` holds the files that exist);
+        the dataset and logged; `rows` holds the files that exist);
       memory: every image decoded once into one variable; `load` gathers a row;
       disk: every image decoded once into `<cache>/<key>/<row>.u8`; `load` reads one file;
       features: rows of a frozen backbone's features (N, 2, D), as stored and mirrored.
@@ -266,8 +270,8 @@ class ImageSource:
     """
 
     def __init__(self, manifest: pd.DataFrame, images_dir: str, cfg: PipelineConfig,
-                 features: np.ndarray | None = None, counter: DecodeCounter | None = None):
-        self.cfg, self.counter = cfg, counter
+                 image_size: int, features: np.ndarray | None = None):
+        self.cfg, self.image_size = cfg, image_size
         self.paths = np.array([os.path.join(images_dir, p) for p in manifest["path"]])
         self.boxes = (manifest[BOX_COLUMNS].to_numpy(np.float32) if cfg.crop_faces
                       else np.zeros((len(manifest), 4), np.float32))
@@ -286,13 +290,13 @@ class ImageSource:
             self._build_memory()
         else:
             self.kind = "disk"
-            self._build_disk(cache_key(manifest, images_dir, cfg))
+            self._build_disk(cache_key(manifest, images_dir, cfg, image_size))
         if len(self.rows) < len(manifest):
             logging.warning("%d of %d images cannot be read or decoded; they are left out",
                             len(manifest) - len(self.rows), len(manifest))
 
     def _build_memory(self) -> None:
-        s = self.cfg.image_size
+        s = self.image_size
         check_memory_cache_fits(len(self.paths), s)
         ok = np.zeros(len(self.paths), bool)
         # Decoded batches go straight into the variable: one copy of the cache at any time
@@ -300,10 +304,9 @@ class ImageSource:
         with tf.device("/cpu:0"):
             self._table = tf.Variable(tf.zeros((len(self.paths), s, s, 3), tf.uint8),
                                       trainable=False)
-        for rows, batch in _decode_all(self.paths, self.boxes, self.cfg):
+        for rows, batch in _decode_all(self.paths, self.boxes, self.cfg, s):
             self._table.scatter_update(tf.IndexedSlices(batch, rows))
             ok[rows] = True
-        self._count(ok.sum())
         self.rows = np.flatnonzero(ok).astype(np.int64)
 
     def _build_disk(self, key: str) -> None:
@@ -314,12 +317,11 @@ class ImageSource:
             tmp = tempfile.mkdtemp(prefix=f".{key}-", dir=self.cfg.cache)
             try:
                 ok = []
-                for rows, batch in _decode_all(self.paths, self.boxes, self.cfg):
+                for rows, batch in _decode_all(self.paths, self.boxes, self.cfg, self.image_size):
                     for r, image in zip(rows, batch):
                         image.tofile(os.path.join(tmp, f"{r:08d}.u8"))
                     ok.extend(rows.tolist())
                 np.save(os.path.join(tmp, "rows.npy"), np.array(ok, np.int64))
-                self._count(len(ok))
                 try:
                     os.rename(tmp, self.folder)  # complete entries only appear, atomically
                 except OSError:
@@ -331,30 +333,18 @@ class ImageSource:
             logging.info("disk cache %s reused", self.folder)
         self.rows = np.load(done)
 
-    def _count(self, decoded: int) -> None:
-        if self.counter is not None:
-            self.counter.attempted.assign_add(len(self.paths))
-            self.counter.decoded.assign_add(int(decoded))
-
     def load_fn(self):
         """Row number -> element (uint8 image, or features for the 'features' kind)."""
-        cfg, kind = self.cfg, self.kind
+        cfg, kind, size = self.cfg, self.kind, self.image_size
         if kind in ("features", "memory"):
             table = self._table
             return lambda i: table.sparse_read(i)
         if kind == "disk":
             prefix = self.folder + os.sep
-            shape = [cfg.image_size, cfg.image_size, 3]
+            shape = [size, size, 3]
             return lambda i: tf.reshape(tf.io.decode_raw(tf.io.read_file(tf.strings.join(
                 [prefix, tf.strings.as_string(i, width=8, fill="0"), ".u8"])), tf.uint8), shape)
-        paths, boxes = tf.constant(self.paths), tf.constant(self.boxes)
-
-        def load(i):
-            image = decode(tf.io.read_file(tf.gather(paths, i)))
-            return resize(image, cfg.image_size, tf.gather(boxes, i) if cfg.crop_faces else None,
-                          cfg.face_margin)
-
-        return load
+        return _row_loader(self.paths, self.boxes, cfg, size)
 
 
 class InputPipeline:
@@ -366,22 +356,23 @@ class InputPipeline:
     """
 
     def __init__(self, manifest: pd.DataFrame, images_dir: str, cfg: PipelineConfig,
-                 training: bool, counter: DecodeCounter | None = None,
+                 image_size: int, training: bool, seed: int = 0,
                  features: np.ndarray | None = None):
         """Args:
           manifest: rows with `path` (relative to images_dir) and `age`; with
             `crop_faces`, also face_x1..face_y2.
           images_dir: folder the paths are relative to.
           cfg: pipeline parameters.
+          image_size: the side images are resized to (the model's input).
           training: shuffle, flip and drop the last partial batch if True.
-          counter: receives read / decoded counts (to report skipped files).
+          seed: with `epoch` in dataset(), makes order and flips reproducible.
           features: instead of images, yield rows of this array (N, 2, D): a frozen
             backbone's features of each image as stored [:, 0] and mirrored [:, 1]. The
             order, batching and flip draws are exactly those of the image dataset, so a
             head trained on them sees what it would see behind the frozen backbone.
         """
-        self.cfg, self.training, self.counter = cfg, training, counter
-        self.source = ImageSource(manifest, images_dir, cfg, features, counter)
+        self.cfg, self.training, self.seed = cfg, training, seed
+        self.source = ImageSource(manifest, images_dir, cfg, image_size, features)
         self.labels = labels.to_label(manifest["age"].to_numpy(dtype=np.float32))
         # Evaluation keeps manifest order so predictions line up with rows; training trades
         # order for throughput unless asked to be deterministic.
@@ -391,10 +382,6 @@ class InputPipeline:
         """Images that can be served (rows whose file exists or that are cached)."""
         return len(self.source.rows)
 
-    def steps_per_epoch(self) -> int:
-        """Full global batches in one pass over what can be served."""
-        return len(self) // self.cfg.batch_size
-
     def dataset(self, input_context: tf.distribute.InputContext | None = None,
                 epoch: int | None = None, endless: bool = False) -> tf.data.Dataset:
         """The dataset of (images uint8 [B, S, S, 3], labels float32 [B] = age / AGE_SCALE).
@@ -402,7 +389,7 @@ class InputPipeline:
         Args:
           input_context: from `strategy.distribute_datasets_from_function`; shards the rows
             per input pipeline and uses the per-replica batch size.
-          epoch: makes shuffling and flips a pure function of (cfg.seed, epoch), so that a
+          epoch: makes shuffling and flips a pure function of (seed, epoch), so that a
             resumed run sees the same data order as an uninterrupted one. None: fresh
             randomness at every iteration of the returned dataset.
           endless: training only: repeat this epoch's order, so that a file that fails to
@@ -417,29 +404,21 @@ class InputPipeline:
             ds = ds.shard(input_context.num_input_pipelines, input_context.input_pipeline_id)
         if self.training:
             # Row numbers only: a full-size buffer is cheap and gives a uniform permutation.
-            seed = cfg.seed if epoch is None else _mix(cfg.seed, epoch, 0)
+            seed = self.seed if epoch is None else _mix(self.seed, epoch, 0)
             ds = ds.shuffle(max(len(self), 1), seed=seed, reshuffle_each_iteration=epoch is None)
             if endless:
                 ds = ds.repeat()
         load, table = source.load_fn(), tf.constant(self.labels)
-        counter = self.counter if source.kind == "files" else None
         det = self.ordered or None
-
-        def element(i):
-            if counter is not None:
-                counter.attempted.assign_add(1)
-            return load(i), tf.gather(table, i)
-
-        ds = ds.map(element, num_parallel_calls=AUTOTUNE, deterministic=det)
+        ds = ds.map(lambda i: (load(i), tf.gather(table, i)), num_parallel_calls=AUTOTUNE,
+                    deterministic=det)
         if source.kind == "files":
             # read_file of a vanished file and decode of a broken one both raise;
-            # ignore_errors drops that element only, and the counter says how many.
+            # ignore_errors drops that element only (and logs it).
             ds = ds.ignore_errors(log_warning=True)
-            if counter is not None:
-                ds = ds.map(self._count_ok)
         if self.training:
             flip = _pick_flipped if source.kind == "features" else random_flip
-            ds = tf.data.Dataset.zip((ds, flip_seeds(cfg.seed, epoch))).map(
+            ds = tf.data.Dataset.zip((ds, flip_seeds(self.seed, epoch))).map(
                 lambda item, seed: (flip(item[0], seed), item[1]),
                 num_parallel_calls=AUTOTUNE, deterministic=det)
         elif source.kind == "features":
@@ -450,12 +429,9 @@ class InputPipeline:
                       deterministic=det)
         return apply_options(ds, self.ordered).prefetch(AUTOTUNE)
 
-    def _count_ok(self, image, age):
-        self.counter.decoded.assign_add(1)
-        return image, age
 
-
-def map_images(fn, manifest: pd.DataFrame, images_dir: str, cfg: PipelineConfig) -> np.ndarray:
+def map_images(fn, manifest: pd.DataFrame, images_dir: str, cfg: PipelineConfig,
+               image_size: int) -> np.ndarray:
     """Applies fn (a float32 image batch -> array) to every manifest image, in row order.
 
     Raises:
@@ -463,7 +439,7 @@ def map_images(fn, manifest: pd.DataFrame, images_dir: str, cfg: PipelineConfig)
     """
     # One pass: a memory cache would only cost memory; a disk cache is worth filling.
     cfg = dataclasses.replace(cfg, cache="" if cfg.cache == "memory" else cfg.cache)
-    ds = InputPipeline(manifest, images_dir, cfg, training=False).dataset()
+    ds = InputPipeline(manifest, images_dir, cfg, image_size, training=False).dataset()
     step = tf.function(lambda x: fn(tf.cast(x, tf.float32)))
     parts = [np.asarray(step(x)) for x, _ in ds]
     out = np.concatenate(parts) if parts else np.zeros((0,), np.float32)
@@ -471,67 +447,3 @@ def map_images(fn, manifest: pd.DataFrame, images_dir: str, cfg: PipelineConfig)
         raise ValueError(f"{len(manifest) - len(out)} image(s) of the manifest failed to decode; "
                          "re-run age-tf-prepare on this data (it drops unreadable files)")
     return out
-
-
-def make_dataset(
-    manifest: pd.DataFrame,
-    images_dir: str,
-    cfg: PipelineConfig,
-    training: bool,
-    counter: DecodeCounter | None = None,
-    input_context: tf.distribute.InputContext | None = None,
-    epoch: int | None = None,
-) -> tf.data.Dataset:
-    """One-shot form of InputPipeline(...).dataset(...); see there."""
-    return InputPipeline(manifest, images_dir, cfg, training, counter).dataset(input_context, epoch)
-
-
-def sample_faces(manifest: pd.DataFrame, images_dir: str, cfg: PipelineConfig, num: int,
-                 seed: int = 0):
-    """The study's Figures 1 and 2: training faces before and after the transformations.
-
-    Returns:
-      (originals as decoded, transformed as the network sees them, ages, flipped flags).
-    """
-    rows = manifest.sample(n=min(num, len(manifest)), random_state=seed)
-    before, after, flipped = [], [], []
-    for i, row in enumerate(rows.itertuples()):
-        image = decode(tf.io.read_file(os.path.join(images_dir, row.path)))
-        box = tf.constant([row.face_x1, row.face_y1, row.face_x2, row.face_y2], tf.float32)
-        small = resize(image, cfg.image_size, box if cfg.crop_faces else None, cfg.face_margin)
-        out = random_flip(small, tf.constant([seed, i], tf.int64))
-        before.append(image.numpy())
-        after.append(out.numpy())
-        flipped.append(bool(tf.reduce_any(out != small)))
-    return before, after, rows["age"].tolist(), flipped
-
-
-@dataclasses.dataclass
-class InputsConfig:
-    """What `age-tf-inputs` draws (Figures 1 and 2)."""
-
-    data_dir: str = field(None, "Output folder of age-tf-prepare.")
-    out_dir: str = field(None, "Where to write figure1_faces.png and figure2_transformed.png.")
-    num: int = field(16, "Faces to show.")
-    image_size: int = field(256, "Network input size in pixels (the study: 256).")
-    crop_faces: bool = field(False, "Crop the manifest's face box (plus --face_margin) before "
-                             "resizing (for full-size release images).")
-    seed: int = field(0, "Which faces, and their flips.")
-
-
-def write_input_figures(data_dir: str, out_dir: str, num: int, cfg: PipelineConfig,
-                        seed: int = 0) -> list[str]:
-    """Writes Figures 1 and 2 for the training split; returns their paths."""
-    from age_tf import plots  # matplotlib only when figures are drawn
-
-    manifest, images_dir = load_manifest(data_dir, "train")
-    before, after, ages, flipped = sample_faces(manifest, images_dir, cfg, num, seed)
-    os.makedirs(out_dir, exist_ok=True)
-    fig1 = os.path.join(out_dir, "figure1_faces.png")
-    fig2 = os.path.join(out_dir, "figure2_transformed.png")
-    plots.plot_face_grid(before, [f"age {a}  {b.shape[1]}x{b.shape[0]}" for a, b in zip(ages, before)],
-                         fig1, "Training faces as stored")
-    plots.plot_face_grid(after, [f"age {a}{'  flipped' if f else ''}" for a, f in zip(ages, flipped)],
-                         fig2, f"After the pipeline: resized to {cfg.image_size}x{cfg.image_size}, "
-                               "random horizontal flip (p=0.5)")
-    return [fig1, fig2]

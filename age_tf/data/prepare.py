@@ -123,6 +123,16 @@ def check_output_dir(out_dir: str, overwrite: bool) -> None:
         )
 
 
+def copy_prepared(src_dir: str, dst_dir: str, skip: tuple[str, ...]) -> None:
+    """Copies a prepared folder's outputs byte for byte, except the files in `skip` (a
+    derived folder, e.g. cleaned labels, writes those itself)."""
+    os.makedirs(dst_dir, exist_ok=True)
+    for name in OUTPUT_FILES:
+        src = os.path.join(src_dir, name)
+        if name not in skip and os.path.exists(src):
+            shutil.copy2(src, os.path.join(dst_dir, name))
+
+
 def validate_paths(paths: pd.Series, mat_path: str) -> None:
     """Every full_path must be relative and stay inside the images folder."""
     bad = []

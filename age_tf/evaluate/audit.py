@@ -14,13 +14,14 @@ import os
 
 import numpy as np
 import pandas as pd
-import tensorflow as tf
 from absl import logging
 
 from age_tf import fileio, plots
 from age_tf.config import field
 from age_tf.data import dedup, images, pipeline
-from age_tf.evaluate import evaluation
+from age_tf.evaluate import evaluation, metrics
+from age_tf.train.run_dir import RunDir
+from age_tf.evaluate import ridge as ridge_fit
 from age_tf.train import models
 
 SPLITS = ("train", "val", "test")
@@ -41,22 +42,15 @@ def out_of_fold_predictions(features: np.ndarray, ages: np.ndarray, groups: np.n
     d = features.shape[1] + 1
     gram, moment = np.zeros((folds, d, d)), np.zeros((folds, d))
     members = [np.flatnonzero(fold_of == k) for k in range(folds)]
-
-    def design(rows):
-        return np.c_[features[rows].astype(np.float64), np.ones(len(rows))]
-
     for k, rows in enumerate(members):
         if len(rows):
-            xk = design(rows)
-            gram[k], moment[k] = xk.T @ xk, xk.T @ ages[rows]
-    reg = ridge * np.eye(d)
-    reg[-1, -1] = 0  # no penalty on the intercept
+            gram[k], moment[k] = ridge_fit.statistics(features[rows], ages[rows])
     pred = np.zeros(len(ages))
     for k, rows in enumerate(members):
         if not len(rows) or len(rows) == len(ages):
             continue
-        w = np.linalg.solve(gram.sum(0) - gram[k] + reg, moment.sum(0) - moment[k])
-        pred[rows] = design(rows) @ w
+        w = ridge_fit.solve(gram.sum(0) - gram[k], moment.sum(0) - moment[k], ridge)
+        pred[rows] = ridge_fit.predict(features[rows], w)
     return pred
 
 
@@ -107,17 +101,16 @@ def heldout_suspects(model_dir: str, data_dir: str, splits=SPLITS, folds: int = 
       (suspects: path, split, age, identity, row, heldout_prediction, residual, suspicion,
        indexed by manifest position; the manifest of the splits; the images folder).
     """
-    model, config = evaluation.load_run(model_dir)
-    pcfg = evaluation.run_pipeline_config(config)
+    run = evaluation.load_run(model_dir)
     frames = []
     images_dir = None
     for split in splits:
         m, images_dir = pipeline.load_manifest(data_dir, split)
         frames.append(m.assign(split=split))
     manifest = pd.concat(frames, ignore_index=True)
-    extractor = models.feature_extractor(model)
+    extractor = models.feature_extractor(run.model)
     feats = pipeline.map_images(lambda x: extractor(x, training=False), manifest, images_dir,
-                                pcfg)
+                                run.pipeline_config(), run.image_size)
     ages = manifest["age"].to_numpy(float)
     pred = out_of_fold_predictions(feats, ages, manifest["identity"].to_numpy(), folds, seed=seed)
     suspects = manifest[["path", "split", "age", "identity", "row"]].copy()
@@ -143,51 +136,43 @@ class AuditConfig:
     workers: int | None = field(None, "Image-check processes (default: all cores).")
 
 
-def audit(model_dir: str, data_dir: str, out_dir: str | None = None, folds: int = 5,
-          gallery: int = 24, truth_csv: str | None = None, mislabel_years: float = 20.0,
-          seed: int = 0, workers: int | None = None) -> dict:
-    """Ranks suspected mislabels and lists surviving near duplicates.
+def audit(cfg: AuditConfig) -> dict:
+    """Ranks suspected mislabels and lists surviving near duplicates (see AuditConfig).
 
-    Args:
-      model_dir: a finished run (its backbone provides the features).
-      data_dir: the prepared data (all three splits are audited).
-      out_dir: default <model_dir>/audit.
-      folds: cross-fitting folds for the held-out predictions.
-      gallery: faces in the suspects gallery.
-      truth_csv: a synthetic set's ground_truth.csv; adds precision@k of the ranking against
-        the rows whose label is `mislabel_years` or more from the rendered age.
-      seed: fold assignment.
-      workers: image-check processes for the duplicate search.
+    The run's backbone provides the features; all three splits are audited. With
+    `cfg.truth_csv` (a synthetic set's ground_truth.csv), adds precision@k of the ranking
+    against the rows whose label is `cfg.mislabel_years` or more from the rendered age.
 
     Returns:
       Summary (also written to audit.json).
     """
-    out_dir = out_dir or os.path.join(model_dir, "audit")
+    out_dir = cfg.out_dir or RunDir(cfg.model_dir).audit
     os.makedirs(out_dir, exist_ok=True)
-    suspects, manifest, images_dir = heldout_suspects(model_dir, data_dir, SPLITS, folds, seed)
+    suspects, manifest, images_dir = heldout_suspects(cfg.model_dir, cfg.data_dir, SPLITS,
+                                                      cfg.folds, cfg.seed)
     ages = manifest["age"].to_numpy(float)
     pred = suspects.sort_index()["heldout_prediction"].to_numpy()
     suspects = suspects.reset_index(drop=True)
     suspects.to_csv(os.path.join(out_dir, "suspected_mislabels.csv"), index=False)
-    top = suspects.head(gallery)
+    top = suspects.head(cfg.gallery)
     if len(top):
-        faces = [pipeline.decode(tf.io.read_file(os.path.join(images_dir, p))).numpy() for p in top["path"]]
+        faces = [pipeline.read_image(os.path.join(images_dir, p)) for p in top["path"]]
         plots.plot_face_grid(
             faces, [f"label {a} / model {p:.0f}" for a, p in zip(top["age"], top["heldout_prediction"])],
             os.path.join(out_dir, "suspected_mislabels.png"),
             "Strongest disagreement between label and held-out prediction", cols=6)
-    dups = surviving_duplicates(manifest, images_dir, workers=workers,
-                                stored=os.path.join(data_dir, "fingerprints.npz"))
+    dups = surviving_duplicates(manifest, images_dir, workers=cfg.workers,
+                                stored=os.path.join(cfg.data_dir, "fingerprints.npz"))
     dups.to_csv(os.path.join(out_dir, "near_duplicate_pairs.csv"), index=False)
-    oof_mae = float(np.mean(np.abs(pred - ages)))
-    summary = {"images": len(manifest), "folds": folds, "heldout_mae_years": oof_mae,
+    oof_mae = metrics.mae(ages, pred)
+    summary = {"images": len(manifest), "folds": cfg.folds, "heldout_mae_years": oof_mae,
                "near_duplicate_pairs": len(dups),
                "near_duplicate_pairs_across_splits": int((dups["split_a"] != dups["split_b"]).sum())
                if len(dups) else 0}
-    if truth_csv:
-        truth = pd.read_csv(truth_csv).set_index("row")
+    if cfg.truth_csv:
+        truth = pd.read_csv(cfg.truth_csv).set_index("row")
         merged = truth.loc[suspects["row"]]
-        is_bad = ((merged["label_age"] - merged["rendered_age"]).abs() >= mislabel_years).to_numpy()
+        is_bad = ((merged["label_age"] - merged["rendered_age"]).abs() >= cfg.mislabel_years).to_numpy()
         n_bad = int(is_bad.sum())
         ks = sorted({10, 25, 50, 100, n_bad} - {0})
         summary["ground_truth"] = {

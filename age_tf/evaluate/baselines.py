@@ -17,7 +17,7 @@ import pandas as pd
 
 from age_tf import fileio
 from age_tf.data import pipeline
-from age_tf.evaluate import evaluation
+from age_tf.evaluate import evaluation, metrics, ridge
 
 ALPHAS = (0.01, 0.1, 1.0, 10.0, 100.0, 1000.0)
 NAMES = {"median": "training median", "ridge": "ridge on pixels"}
@@ -25,24 +25,12 @@ NAMES = {"median": "training median", "ridge": "ridge on pixels"}
 
 def pixel_features(manifest: pd.DataFrame, images_dir: str) -> np.ndarray:
     """(N, 112) features: an 8x8 grey thumbnail and the mean colour of 4x4 blocks, in [0, 1]."""
-    cfg = pipeline.PipelineConfig(image_size=32, batch_size=256)
-    images = pipeline.map_images(lambda x: x, manifest, images_dir, cfg) / 255.0  # N,32,32,3
+    cfg = pipeline.PipelineConfig(batch_size=256)
+    images = pipeline.map_images(lambda x: x, manifest, images_dir, cfg, 32) / 255.0  # N,32,32,3
     n = len(images)
     grey = images.mean(-1).reshape(n, 8, 4, 8, 4).mean((2, 4)).reshape(n, 64)
     blocks = images.reshape(n, 4, 8, 4, 8, 3).mean((2, 4)).reshape(n, 48)
     return np.concatenate([grey, blocks], axis=1).astype(np.float64)
-
-
-def fit_ridge(x: np.ndarray, y: np.ndarray, alpha: float) -> np.ndarray:
-    """Weights of ridge regression with an unpenalized intercept (last weight)."""
-    xi = np.c_[x, np.ones(len(x))]
-    reg = alpha * np.eye(xi.shape[1])
-    reg[-1, -1] = 0.0
-    return np.linalg.solve(xi.T @ xi + reg, xi.T @ y)
-
-
-def predict_ridge(x: np.ndarray, w: np.ndarray) -> np.ndarray:
-    return np.c_[x, np.ones(len(x))] @ w
 
 
 def _frame(manifest: pd.DataFrame, pred: np.ndarray, truth_csv: str | None) -> pd.DataFrame:
@@ -72,11 +60,11 @@ def compute(data_dir: str, bootstrap: int = 1000, seed: int = 0,
     feats = {s: pixel_features(f, images_dir) for s, f in frames.items()}
     mu, sd = feats["train"].mean(0), feats["train"].std(0) + 1e-6
     feats = {s: (v - mu) / sd for s, v in feats.items()}
-    val_mae = {a: float(np.mean(np.abs(predict_ridge(feats["val"], fit_ridge(feats["train"],
-                                                                                ages["train"], a))
-                                       - ages["val"]))) for a in ALPHAS}
+    stats = ridge.statistics(feats["train"], ages["train"])
+    val_mae = {a: metrics.mae(ages["val"], ridge.predict(feats["val"], ridge.solve(*stats, a)))
+               for a in ALPHAS}
     alpha = min(val_mae, key=val_mae.get)
-    pred = predict_ridge(feats["test"], fit_ridge(feats["train"], ages["train"], alpha))
+    pred = ridge.predict(feats["test"], ridge.solve(*stats, alpha))
     out["ridge"] = evaluation.compute_metrics(_frame(frames["test"], pred, ground_truth),
                                                bootstrap, seed)
     out["ridge"].update(alpha=alpha, val_mae_years=val_mae[alpha])

@@ -15,7 +15,6 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
-import shutil
 
 import numpy as np
 import pandas as pd
@@ -24,10 +23,12 @@ from age_tf import fileio
 from age_tf.config import field
 from age_tf.data import prepare
 from age_tf.data.metadata import DataError
-from age_tf.evaluate import audit, metrics
+from age_tf.evaluate import audit, evaluation, metrics
+from age_tf.train.run_dir import RunDir
 
 ACTIONS = ("drop", "relabel")
 CLEANED_SPLITS = ("train", "val")
+CLEANED_FILES = tuple(f"{split}.csv" for split in CLEANED_SPLITS)
 
 
 @dataclasses.dataclass
@@ -83,12 +84,7 @@ def clean(cfg: CleanConfig) -> dict:
     flagged["action"] = cfg.action
     flagged["new_age"] = (np.clip(np.round(flagged["heldout_prediction"]), 0, 100).astype(int)
                           if cfg.action == "relabel" else -1)
-    os.makedirs(cfg.out_dir, exist_ok=True)
-    for name in prepare.OUTPUT_FILES:
-        src = os.path.join(cfg.data_dir, name)
-        if name in ("train.csv", "val.csv") or not os.path.exists(src):
-            continue
-        shutil.copy2(src, os.path.join(cfg.out_dir, name))  # test.csv untouched, byte for byte
+    prepare.copy_prepared(cfg.data_dir, cfg.out_dir, skip=CLEANED_FILES)  # test.csv untouched
     counts = {}
     for split in CLEANED_SPLITS:
         m = pd.read_csv(os.path.join(cfg.data_dir, f"{split}.csv"))
@@ -120,11 +116,7 @@ def oracle_labels(data_dir: str, truth_csv: str, out_dir: str) -> None:
     if os.path.abspath(out_dir) == os.path.abspath(data_dir):
         raise ValueError("oracle labels need their own folder")
     truth = pd.read_csv(truth_csv, usecols=["row", "rendered_age"]).set_index("row")["rendered_age"]
-    os.makedirs(out_dir, exist_ok=True)
-    for name in prepare.OUTPUT_FILES:
-        src = os.path.join(data_dir, name)
-        if name not in ("train.csv", "val.csv") and os.path.exists(src):
-            shutil.copy2(src, os.path.join(out_dir, name))
+    prepare.copy_prepared(data_dir, out_dir, skip=CLEANED_FILES)
     for split in CLEANED_SPLITS:
         m = pd.read_csv(os.path.join(data_dir, f"{split}.csv"))
         if not m["row"].isin(truth.index).all():
@@ -134,10 +126,6 @@ def oracle_labels(data_dir: str, truth_csv: str, out_dir: str) -> None:
             m.to_csv(tmp, index=False)
 
 
-def _mae(t, p) -> float:
-    return float(np.mean(np.abs(t - p)))
-
-
 def gap_shares(rendered: np.ndarray, noisy: np.ndarray, cleaned: np.ndarray,
                oracle: np.ndarray) -> dict:
     """Share of the noisy-to-oracle gap that cleaning recovers, for MAE and PLCC.
@@ -145,7 +133,7 @@ def gap_shares(rendered: np.ndarray, noisy: np.ndarray, cleaned: np.ndarray,
     1.0: cleaning does as well as training on the true ages; 0: no better than the labels as
     given; negative: worse.
     """
-    mae = [_mae(rendered, p) for p in (noisy, cleaned, oracle)]
+    mae = [metrics.mae(rendered, p) for p in (noisy, cleaned, oracle)]
     r = [metrics.plcc(rendered, p) for p in (noisy, cleaned, oracle)]
     div = lambda a, b: a / b if b != 0 else float("nan")  # noqa: E731
     return {"mae": div(mae[0] - mae[1], mae[0] - mae[2]), "plcc": div(r[1] - r[0], r[2] - r[0])}
@@ -162,7 +150,8 @@ def table3(runs: dict[str, str], bootstrap: int = 1000, seed: int = 0) -> dict:
       {"rows": {name: {mae_years, plcc, *_ci95}}, "shares": {cleaning name: {mae, plcc,
        mae_ci95, plcc_ci95}}}; intervals resample test people (paired across runs).
     """
-    preds = {k: pd.read_csv(os.path.join(d, "eval", "predictions.csv")) for k, d in runs.items()}
+    preds = {k: pd.read_csv(os.path.join(RunDir(d).eval, evaluation.PREDICTIONS))
+             for k, d in runs.items()}
     base = preds["noisy"]
     for k, p in preds.items():
         if p["path"].tolist() != base["path"].tolist() or "rendered_age" not in p:
@@ -173,8 +162,8 @@ def table3(runs: dict[str, str], bootstrap: int = 1000, seed: int = 0) -> dict:
     rows = {}
     for k, p in preds.items():
         y = p["predicted_age"].to_numpy(float)
-        rows[k] = {"mae_years": _mae(t, y), "plcc": metrics.plcc(t, y),
-                   "mae_years_ci95": metrics.bootstrap_ci(t, y, _mae, bootstrap, seed, groups=groups),
+        rows[k] = {"mae_years": metrics.mae(t, y), "plcc": metrics.plcc(t, y),
+                   "mae_years_ci95": metrics.bootstrap_ci(t, y, metrics.mae, bootstrap, seed, groups=groups),
                    "plcc_ci95": metrics.bootstrap_ci(t, y, metrics.plcc, bootstrap, seed, groups=groups)}
     shares = {}
     for k in runs:

@@ -9,13 +9,13 @@ import os
 import keras
 import numpy as np
 import pandas as pd
-import tensorflow as tf
 from absl import logging
 
 from age_tf import fileio, labels, plots
 from age_tf.config import field
 from age_tf.data import pipeline
 from age_tf.evaluate import metrics
+from age_tf.train.run_dir import RunDir
 
 
 @dataclasses.dataclass
@@ -32,41 +32,57 @@ class EvaluateConfig:
                                      "against the rendered ages (what the faces show).")
 
 
+PREDICTIONS, METRICS = "predictions.csv", "metrics.json"  # in <run>/eval/
 GALLERY_MIN_ERROR = 40.0  # the study's Figures 5/6
 MID_ERROR_RANGE = (15.0, 20.0)  # the study's Figures 7/8
 
 
-def load_run(model_dir: str) -> tuple[keras.Model, dict]:
+@dataclasses.dataclass
+class TrainedRun:
+    """A finished run as evaluation sees it: the trained Keras model and how it was fed."""
+
+    dir: RunDir
+    model: keras.Model
+    config: dict  # the run's config.json
+
+    @property
+    def image_size(self) -> int:
+        return int(self.config["model"]["image_size"])
+
+    def pipeline_config(self, batch_size: int = 64) -> pipeline.PipelineConfig:
+        """The evaluation input settings: the face cropping the run was trained with."""
+        p = self.config["pipeline"]
+        return pipeline.PipelineConfig(batch_size=batch_size, crop_faces=p["crop_faces"],
+                                       face_margin=p["face_margin"])
+
+    @property
+    def name(self) -> str:
+        return f"{self.config['model']['backbone']} ({self.config['model']['tune']})"
+
+
+def load_run(model_dir: str) -> TrainedRun:
     """The run's saved Keras model (best weights) and its config.json.
 
     Raises:
       FileNotFoundError: the run has no model.keras / config.json (not trained to the end).
     """
-    paths = [os.path.join(model_dir, f) for f in ("model.keras", "config.json")]
-    for p in paths:
+    run = RunDir(model_dir)
+    for p in (run.model_keras, run.config):
         if not os.path.exists(p):
             raise FileNotFoundError(
                 f"{p} not found: --model_dir must be a finished age-tf-train run directory")
-    with open(paths[1]) as f:
-        config = json.load(f)
-    return keras.models.load_model(paths[0]), config
+    return TrainedRun(run, keras.models.load_model(run.model_keras), run.read_config())
 
 
-def run_pipeline_config(config: dict, batch_size: int = 64) -> pipeline.PipelineConfig:
-    """The evaluation input settings of a run: same size and face cropping as in training."""
-    p = config["pipeline"]
-    return pipeline.PipelineConfig(image_size=p["image_size"], batch_size=batch_size,
-                                   crop_faces=p["crop_faces"], face_margin=p["face_margin"])
-
-
-def predict(model: keras.Model, manifest: pd.DataFrame, images_dir: str,
-            pcfg: pipeline.PipelineConfig) -> pd.DataFrame:
+def predict(run: TrainedRun, manifest: pd.DataFrame, images_dir: str) -> pd.DataFrame:
     """Predicted age of every manifest row.
 
     Raises:
       ValueError: an image failed to decode (predictions would not line up with rows).
     """
-    preds = pipeline.map_images(lambda x: model(x, training=False), manifest, images_dir, pcfg)
+    model = run.model
+    preds = pipeline.map_images(lambda x: model(x, training=False), manifest, images_dir,
+                                run.pipeline_config(), run.image_size)
     out = manifest[["path", "age", "identity", "row"]].copy()
     out = out.rename(columns={"age": "true_age"})
     out["predicted_age"] = labels.to_years(preds.astype(np.float64))
@@ -88,11 +104,10 @@ def _rendered_metrics(pred: pd.DataFrame, bootstrap: int, seed: int, groups) -> 
     """PLCC and MAE against the rendered ages: the error of the model, not of the labels."""
     t = pred["rendered_age"].to_numpy(float)
     p = pred["predicted_age"].to_numpy(float)
-    mae = lambda a, b: float(np.mean(np.abs(a - b)))  # noqa: E731
-    m = {"plcc": metrics.plcc(t, p), "mae_years": mae(t, p)}
+    m = {"plcc": metrics.plcc(t, p), "mae_years": metrics.mae(t, p)}
     if bootstrap:
         m["plcc_ci95"] = metrics.bootstrap_ci(t, p, metrics.plcc, bootstrap, seed, groups=groups)
-        m["mae_years_ci95"] = metrics.bootstrap_ci(t, p, mae, bootstrap, seed, groups=groups)
+        m["mae_years_ci95"] = metrics.bootstrap_ci(t, p, metrics.mae, bootstrap, seed, groups=groups)
     return m
 
 
@@ -100,7 +115,7 @@ def compute_metrics(pred: pd.DataFrame, bootstrap: int = 1000, seed: int = 0) ->
     """The study's loss (MAE in label units), MAE, RMSE, PLCC, SROCC, CS@5, bootstrap CIs."""
     t, p = pred["true_age"].to_numpy(float), pred["predicted_age"].to_numpy(float)
     m = metrics.regression_metrics(t, p)
-    m["loss"] = float(np.mean(np.abs(labels.to_label(p) - labels.to_label(t))))
+    m["loss"] = metrics.mae(labels.to_label(t), labels.to_label(p))
     m["images"] = len(pred)
     has_ids = "identity" in pred
     if has_ids:
@@ -109,8 +124,8 @@ def compute_metrics(pred: pd.DataFrame, bootstrap: int = 1000, seed: int = 0) ->
         # Resample people, not photos: photos of one person are not independent (IMDB has
         # many per celebrity). The image-level intervals are kept for comparison.
         groups = pred["identity"].to_numpy() if has_ids else None
-        mae = lambda a, b: float(np.mean(np.abs(a - b)))
-        for key, fn in (("plcc", metrics.plcc), ("srocc", metrics.srocc), ("mae_years", mae)):
+        for key, fn in (("plcc", metrics.plcc), ("srocc", metrics.srocc),
+                        ("mae_years", metrics.mae)):
             m[f"{key}_ci95"] = metrics.bootstrap_ci(t, p, fn, bootstrap, seed, groups=groups)
             m[f"{key}_ci95_images"] = metrics.bootstrap_ci(t, p, fn, bootstrap, seed)
         m["ci_resampling"] = "identities" if has_ids else "images"
@@ -118,13 +133,13 @@ def compute_metrics(pred: pd.DataFrame, bootstrap: int = 1000, seed: int = 0) ->
         groups = pred["identity"].to_numpy() if has_ids else None
         m["rendered"] = _rendered_metrics(pred, bootstrap, seed, groups)
     elif "rendered_age" in pred:
-        m["rendered"] = {"plcc": float("nan"), "mae_years": float(
-            np.mean(np.abs(pred["rendered_age"] - pred["predicted_age"])))}
+        m["rendered"] = {"plcc": float("nan"),
+                         "mae_years": metrics.mae(pred["rendered_age"], pred["predicted_age"])}
     return m
 
 
 def _load_faces(images_dir: str, rows: pd.DataFrame):
-    return [pipeline.decode(tf.io.read_file(os.path.join(images_dir, p))).numpy() for p in rows["path"]]
+    return [pipeline.read_image(os.path.join(images_dir, p)) for p in rows["path"]]
 
 
 def write_figures(pred: pd.DataFrame, images_dir: str, out_dir: str, name: str,
@@ -171,32 +186,31 @@ def summary(m: dict) -> str:
         f"\nwrote {m['model_dir']}/eval/"
 
 
-def evaluate(model_dir: str, data_dir: str, split: str = "test", bootstrap: int = 1000,
-             gallery_max: int = 24, seed: int = 0, ground_truth: str | None = None) -> dict:
+def evaluate(cfg: EvaluateConfig) -> dict:
     """Writes <model_dir>/eval/: predictions.csv, metrics.json and the figures.
 
-    With `ground_truth` (a synthetic set's ground_truth.csv), metrics also hold "rendered":
-    PLCC and MAE against the ages the faces were rendered at.
+    With `cfg.ground_truth` (a synthetic set's ground_truth.csv), metrics also hold
+    "rendered": PLCC and MAE against the ages the faces were rendered at.
 
     Returns:
       The metrics (with the figure paths under 'figures').
     """
-    model, config = load_run(model_dir)
-    manifest, images_dir = pipeline.load_manifest(data_dir, split)
-    pred = predict(model, manifest, images_dir, run_pipeline_config(config))
-    if ground_truth:
-        pred = attach_rendered(pred, ground_truth)
-    out_dir = os.path.join(model_dir, "eval")
+    run = load_run(cfg.model_dir)
+    manifest, images_dir = pipeline.load_manifest(cfg.data_dir, cfg.split)
+    pred = predict(run, manifest, images_dir)
+    if cfg.ground_truth:
+        pred = attach_rendered(pred, cfg.ground_truth)
+    out_dir = run.dir.eval
     os.makedirs(out_dir, exist_ok=True)
-    with fileio.atomic_path(os.path.join(out_dir, "predictions.csv")) as tmp:
+    with fileio.atomic_path(os.path.join(out_dir, PREDICTIONS)) as tmp:
         pred.to_csv(tmp, index=False)
-    result = compute_metrics(pred, bootstrap, seed)
-    name = f"{config['model']['backbone']} ({config['model']['tune']})"
-    result["figures"] = write_figures(pred, images_dir, out_dir, name, gallery_max, seed)
-    result.update({"split": split, "model_dir": os.path.abspath(model_dir),
-                   "data_dir": os.path.abspath(data_dir), "backbone": config["model"]["backbone"],
-                   "tune": config["model"]["tune"]})
-    fileio.atomic_write_text(os.path.join(out_dir, "metrics.json"), json.dumps(result, indent=2))
+    result = compute_metrics(pred, cfg.bootstrap, cfg.seed)
+    name, split = run.name, cfg.split
+    result["figures"] = write_figures(pred, images_dir, out_dir, name, cfg.gallery_max, cfg.seed)
+    result.update({"split": split, "model_dir": os.path.abspath(cfg.model_dir),
+                   "data_dir": os.path.abspath(cfg.data_dir),
+                   "backbone": run.config["model"]["backbone"], "tune": run.config["model"]["tune"]})
+    fileio.atomic_write_text(os.path.join(out_dir, METRICS), json.dumps(result, indent=2))
     logging.info("%s on %s: MAE %.2f years, PLCC %.4f, SROCC %.4f", name, split,
                  result["mae_years"], result["plcc"], result["srocc"])
     return result

@@ -19,6 +19,11 @@ def srocc(y_true, y_pred) -> float:
     return plcc(rankdata(y_true), rankdata(y_pred))
 
 
+def mae(y_true, y_pred) -> float:
+    """Mean absolute error (in the units of its inputs)."""
+    return float(np.mean(np.abs(np.asarray(y_pred, np.float64) - np.asarray(y_true, np.float64))))
+
+
 def regression_metrics(true_years, pred_years) -> dict:
     """MAE, RMSE, PLCC, SROCC and CS@5 in years (CS@5: share within 5 years)."""
     t = np.asarray(true_years, np.float64)

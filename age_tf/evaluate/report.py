@@ -8,8 +8,9 @@ import os
 
 from age_tf import fileio
 from age_tf.config import field
-from age_tf.evaluate import baselines
-from age_tf.train import models
+from age_tf.evaluate import baselines, evaluation
+from age_tf.train import model_cost
+from age_tf.train.run_dir import RunDir
 
 TUNE_LABEL = {"head": "new head only", "full": "all layers"}
 
@@ -22,7 +23,7 @@ def table2_rows(run_dirs: list[str]) -> list[dict]:
     """
     rows = []
     for run in run_dirs:
-        path = os.path.join(run, "eval", "metrics.json")
+        path = os.path.join(RunDir(run).eval, evaluation.METRICS)
         if not os.path.exists(path):
             raise FileNotFoundError(f"{path} not found: run age-tf-evaluate --model_dir={run} first")
         with open(path) as f:
@@ -104,9 +105,8 @@ def write_report(run_dirs: list[str], out_path: str, data_dir: str | None = None
     rows = table2_rows(run_dirs)
     if table1 is None:
         backbones = sorted({r["backbone"] for r in rows})
-        sizes = sorted({json.load(open(os.path.join(r["dir"], "config.json")))["model"]["image_size"]
-                        for r in rows})
-        table1 = models.table1_markdown(models.table1(backbones, [None, *sizes]))
+        sizes = sorted({RunDir(r["dir"]).read_config()["model"]["image_size"] for r in rows})
+        table1 = model_cost.model_cost_markdown(model_cost.model_cost(backbones, [None, *sizes]))
     parts = ["# Age regression by transfer learning: results\n\n", notes + "\n" if notes else "",
              "\n## Table 2: test results\n\n", table2_markdown(rows, baselines.table_rows(baseline_results) if baseline_results else None),
              "\nLoss is the MAE of age / 100, the units the study reports (its best: 0.047). "
@@ -128,7 +128,8 @@ def write_report(run_dirs: list[str], out_path: str, data_dir: str | None = None
         parts.append(f"\n### {r['backbone']}, {TUNE_LABEL.get(r['tune'], r['tune'])}\n\n")
         for key, path in r.get("figures", {}).items():
             parts += [_link(path, base, key), "\n"]
-        audit_json = os.path.join(r["dir"], "audit", "audit.json")
+        audit_dir = RunDir(r["dir"]).audit
+        audit_json = os.path.join(audit_dir, "audit.json")
         if os.path.exists(audit_json):
             with open(audit_json) as f:
                 a = json.load(f)
@@ -139,7 +140,7 @@ def write_report(run_dirs: list[str], out_path: str, data_dir: str | None = None
                 p = ", ".join(f"P@{k} {v:.2f}" for k, v in a["ground_truth"]["precision_at_k"].items())
                 parts.append(f" Against the synthetic ground truth (prevalence "
                              f"{a['ground_truth']['prevalence']:.3f}): {p}.")
-            parts += ["\n\n", _link(os.path.join(r["dir"], "audit", "suspected_mislabels.png"), base,
+            parts += ["\n\n", _link(os.path.join(audit_dir, "suspected_mislabels.png"), base,
                                     "suspected mislabels"), "\n"]
     text = "".join(parts)
     os.makedirs(base, exist_ok=True)

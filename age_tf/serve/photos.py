@@ -10,20 +10,14 @@ exported model in batches.
 from __future__ import annotations
 
 import dataclasses
-import os
 
 import numpy as np
 import tensorflow as tf
+from PIL import Image, ImageDraw, ImageFont
 
+from age_tf import fileio
 from age_tf.data import pipeline
-
-# The release's crops: the detector's box plus 40% of its size on each side (Rothe et al.,
 from age_tf.train import export
-
-# DEX). It could not be re-derived here: the metadata at hand (wiki.mat) has face boxes in
-# the coordinates of the full photos, and the crops themselves are not available; measure it
-# on real crops with tools/measure_crop_margin.py and pass --face_margin.
-DEFAULT_MARGIN = 0.4
 
 
 @dataclasses.dataclass
@@ -64,7 +58,7 @@ class FaceDetector:
     """MTCNN with the thresholds of this tool; built once, reused for every photo."""
 
     def __init__(self, min_face_size: int = 20, min_confidence: float = 0.9):
-        from mtcnn import MTCNN  # imported here: only photo prediction needs it
+        from mtcnn import MTCNN  # heavy, and only detection needs it (not --faces=given)
 
         self.min_face_size, self.min_confidence = min_face_size, min_confidence
         self._mtcnn = MTCNN()
@@ -86,11 +80,7 @@ class AgeModel:
     """The exported SavedModel's image signature: float pixels [N, S, S, 3] -> years."""
 
     def __init__(self, model_path: str):
-        if os.path.isdir(os.path.join(model_path, "export")):
-            model_path = os.path.join(model_path, "export")
-        if not os.path.exists(os.path.join(model_path, "saved_model.pb")):
-            raise FileNotFoundError(f"{model_path}: no SavedModel here; pass --model=<run>/export")
-        self._serve = tf.saved_model.load(model_path).signatures[export.IMAGES_SIGNATURE]
+        self._serve = tf.saved_model.load(export.find_export(model_path)).signatures[export.IMAGES_SIGNATURE]
         self.image_size = int(self._serve.structured_input_signature[1]["images"].shape[1])
 
     def __call__(self, crops: np.ndarray, batch_size: int = 32) -> np.ndarray:
@@ -100,7 +90,7 @@ class AgeModel:
 
 
 def estimate_many(photos: list[tuple[str, np.ndarray]], model: AgeModel, detector: FaceDetector,
-                  margin: float = DEFAULT_MARGIN, batch_size: int = 32) -> list[Face]:
+                  margin: float = pipeline.RELEASE_MARGIN, batch_size: int = 32) -> list[Face]:
     """Every face of every photo with its age; the crops go through the model in batches.
 
     Args:
@@ -118,7 +108,7 @@ def estimate_many(photos: list[tuple[str, np.ndarray]], model: AgeModel, detecto
 
 
 def estimate(image: np.ndarray, model: AgeModel | str, detector: FaceDetector | None = None,
-             margin: float = DEFAULT_MARGIN) -> list[Face]:
+             margin: float = pipeline.RELEASE_MARGIN) -> list[Face]:
     """The faces of one photo (uint8 RGB array) and their ages.
 
     Args:
@@ -146,10 +136,6 @@ def read_photo(path: str) -> np.ndarray:
 
 def annotate(image: np.ndarray, faces: list[Face], path: str) -> None:
     """Writes the photo with each face's box and predicted age drawn on it."""
-    from PIL import Image, ImageDraw, ImageFont
-
-    from age_tf import fileio
-
     img = Image.fromarray(image)
     draw = ImageDraw.Draw(img)
     width = max(2, round(max(image.shape[:2]) / 300))

@@ -12,6 +12,7 @@ import tensorflow as tf
 
 from age_tf.config import field
 from age_tf.data import pipeline
+from age_tf.serve import photos
 from age_tf.train import export
 
 
@@ -28,8 +29,8 @@ class PredictConfig:
     batch_size: int = field(32, "Faces per call of the model.")
     min_face_size: int = field(20, "Smallest face the detector looks for (pixels).")
     min_confidence: float = field(0.9, "Faces the detector is less sure of are left out.")
-    face_margin: float = field(0.4, "Crop margin around a detected face, as a share of its "
-                               "size per side (the release crops': 0.4).")
+    face_margin: float = field(pipeline.RELEASE_MARGIN, "Crop margin around a detected face, "
+                               "as a share of its size per side (the release crops': 0.4).")
     annotate: str | None = field(None, "Folder for copies of the photos with boxes and ages "
                                  "drawn (detect mode).")
 
@@ -44,8 +45,6 @@ def run(cfg: PredictConfig, paths: list[str]) -> tuple[str, str, int]:
         results = predict_files(cfg.model, paths, cfg.batch_size)
         out, err = format_results(results, cfg.output)
         return out, err, 1 if any(r["error"] for r in results) else 0
-    from age_tf.serve import photos
-
     model = photos.AgeModel(cfg.model)
     detector = photos.FaceDetector(cfg.min_face_size, cfg.min_confidence)
     images, errors = {}, {}
@@ -110,11 +109,7 @@ def format_faces(paths: list[str], faces, errors: dict[str, str], output: str) -
 
 def predict_files(model_path: str, paths: list[str], batch_size: int = 32) -> list[dict]:
     """Predicts every readable image; a bad file gets an error entry, the others still run."""
-    if os.path.isdir(os.path.join(model_path, "export")):
-        model_path = os.path.join(model_path, "export")
-    if not os.path.exists(os.path.join(model_path, "saved_model.pb")):
-        raise FileNotFoundError(f"{model_path}: no SavedModel here; pass --model=<run>/export")
-    serve = tf.saved_model.load(model_path).signatures[export.BYTES_SIGNATURE]
+    serve = tf.saved_model.load(export.find_export(model_path)).signatures[export.BYTES_SIGNATURE]
     results, good = [], []
     for path in paths:
         try:

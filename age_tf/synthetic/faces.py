@@ -10,6 +10,7 @@ lighting, background, blur, JPEG quality) vary independently of age.
 from __future__ import annotations
 
 import dataclasses
+import io
 
 import numpy as np
 from PIL import Image, ImageDraw, ImageFilter
@@ -257,3 +258,24 @@ def _skin_texture(rng: np.random.Generator, layer: Image.Image, age: float) -> I
 def render_scene_without_face(rng: np.random.Generator, size: int) -> Image.Image:
     """A background with clutter and no face, for the release's 'no face found' rows."""
     return _lighting(rng, _background(rng, size))
+
+
+def photo_counts(rng: np.random.Generator, total: int, mean: float) -> list[int]:
+    """Photos per person: geometric draws with this mean, the last cut so they sum to total."""
+    counts: list[int] = []
+    while sum(counts) < total:
+        counts.append(int(rng.geometric(1.0 / mean)))
+    counts[-1] -= sum(counts) - total
+    return counts
+
+
+def render_jpegs(jobs: list[tuple]) -> list[bytes]:
+    """JPEG bytes of faces given as (identity seed, render seed, age, size, quality, grey)."""
+    out = []
+    for ident_seed, seed, age, size, quality, grey in jobs:
+        ident = random_identity(np.random.default_rng(ident_seed))
+        img = render_face(np.random.default_rng(seed), age, ident, size)
+        buf = io.BytesIO()
+        (img.convert("L") if grey else img).save(buf, format="JPEG", quality=quality)
+        out.append(buf.getvalue())
+    return out

@@ -8,11 +8,9 @@ which files are broken) so that tests and benchmarks can score preparation and a
 
 from __future__ import annotations
 
-import concurrent.futures
 import dataclasses
 import datetime
 import io
-import multiprocessing
 import os
 
 import numpy as np
@@ -21,7 +19,7 @@ import scipy.io
 from absl import logging
 from PIL import Image
 
-from age_tf import fileio
+from age_tf import fileio, parallel
 from age_tf.config import field
 from age_tf.data.metadata import DataError, age_at_mid_year
 from age_tf.synthetic import faces
@@ -111,10 +109,7 @@ def _plan_rows(cfg: SynthConfig, rng: np.random.Generator) -> pd.DataFrame:
     n_dup = int(round(cfg.num_images * cfg.duplicate_rate))
     n_base = cfg.num_images - n_dup
     # Identities with a geometric number of photos each.
-    counts = []
-    while sum(counts) < n_base:
-        counts.append(int(rng.geometric(1.0 / cfg.images_per_identity)))
-    counts[-1] -= sum(counts) - n_base
+    counts = faces.photo_counts(rng, n_base, cfg.images_per_identity)
     n_ident = len(counts)
     ident_of_row = np.repeat(np.arange(n_ident), counts)
     ages = sample_ages(rng, n_base)
@@ -354,14 +349,9 @@ def generate(cfg: SynthConfig, out_dir: str | None = None, overwrite: bool | Non
     logging.info("rendering %d images (%d duplicates follow)", len(to_render), len(plan) - len(to_render))
     workers = cfg.workers or os.cpu_count() or 1
     blobs: list[bytes | None] = [None] * len(plan)
-    chunk = 64
-    chunks = [to_render[i : i + chunk] for i in range(0, len(to_render), chunk)]
-    if workers == 1 or len(chunks) == 1:
-        results = [_render_chunk([records[i] for i in c]) for c in chunks]
-    else:
-        ctx = multiprocessing.get_context("spawn")
-        with concurrent.futures.ProcessPoolExecutor(workers, mp_context=ctx) as pool:
-            results = list(pool.map(_render_chunk, [[records[i] for i in c] for c in chunks]))
+    chunks = parallel.chunked(to_render, 64)
+    results = parallel.map_in_processes(_render_chunk, [[records[i] for i in c] for c in chunks],
+                                        workers)
     for c, res in zip(chunks, results):
         for i, b in zip(c, res):
             blobs[i] = b

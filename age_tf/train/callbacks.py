@@ -16,12 +16,32 @@ from age_tf import fileio, labels
 from age_tf.evaluate import metrics
 
 
-class CorrelationCallback(keras.callbacks.Callback):
-    """At each epoch's end, predicts the validation set and adds to the logs:
-    val_loss (MAE in label units, the study's loss), val_mae_years, val_plcc, val_srocc.
+class LogsProducer(keras.callbacks.Callback):
+    """A callback that adds values to the epoch's logs (EpochCallbacks runs it first)."""
 
-    Put it first in the callback list, so checkpointing, early stopping and TensorBoard
-    see these values.
+
+class EpochCallbacks(keras.callbacks.CallbackList):
+    """The training loop's callbacks: those that add to the logs run before the others,
+    whatever order they are given in, and on_epoch_end returns the completed logs (Keras'
+    CallbackList hands its callbacks a copy, which the caller never sees)."""
+
+    def __init__(self, callbacks, model):
+        callbacks = list(callbacks)
+        ordered = ([c for c in callbacks if isinstance(c, LogsProducer)]
+                   + [c for c in callbacks if not isinstance(c, LogsProducer)])
+        super().__init__(ordered, model=model)
+
+    def on_epoch_end(self, epoch, logs=None) -> dict:
+        logs = dict(logs or {})
+        for callback in self.callbacks:
+            callback.on_epoch_end(epoch, logs)
+        return logs
+
+
+class CorrelationCallback(LogsProducer):
+    """At each epoch's end, predicts the validation set and adds to the logs:
+    val_loss (MAE in label units, the study's loss), val_mae_years, val_plcc, val_srocc,
+    so that best-model selection, early stopping and TensorBoard see them.
     """
 
     def __init__(self, predict_fn: Callable[[], tuple[np.ndarray, np.ndarray]], prefix: str = "val_"):
@@ -33,20 +53,18 @@ class CorrelationCallback(keras.callbacks.Callback):
         super().__init__()
         self.predict_fn = predict_fn
         self.prefix = prefix
-        self.last: dict[str, float] = {}  # the values of the latest epoch
 
     def on_epoch_end(self, epoch, logs=None):
         y_true, y_pred = self.predict_fn()
         years = metrics.regression_metrics(labels.to_years(y_true), labels.to_years(y_pred))
         values = {
-            "loss": float(np.mean(np.abs(y_pred - y_true))),
+            "loss": metrics.mae(y_true, y_pred),
             "mae_years": years["mae_years"],
             "plcc": years["plcc"],
             "srocc": years["srocc"],
         }
-        self.last = {self.prefix + k: v for k, v in values.items()}
         if logs is not None:
-            logs.update(self.last)
+            logs.update({self.prefix + k: v for k, v in values.items()})
 
 
 class HistoryCSV(keras.callbacks.Callback):

@@ -10,9 +10,25 @@ import tensorflow as tf
 
 from age_tf import labels
 from age_tf.data import pipeline
+from age_tf.train.run_dir import RunDir
 
 IMAGES_SIGNATURE = "serving_default"
 BYTES_SIGNATURE = "serve_bytes"
+
+
+def find_export(path: str) -> str:
+    """The SavedModel folder of `path`: an export/ folder, or a run directory holding one.
+
+    Raises:
+      FileNotFoundError: no SavedModel there (says what to pass instead).
+    """
+    run_export = RunDir(path).export
+    if os.path.isdir(run_export):
+        path = run_export
+    if not os.path.exists(os.path.join(path, "saved_model.pb")):
+        raise FileNotFoundError(f"{path}: no SavedModel here; pass --model=<run>/export "
+                                "(a finished age-tf-train run's export folder) or the run folder")
+    return path
 
 
 def export_saved_model(model: keras.Model, image_size: int, export_dir: str) -> str:

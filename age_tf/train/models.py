@@ -12,7 +12,7 @@ import tensorflow as tf
 from absl import logging
 
 from age_tf.config import field
-from age_tf.train import standin
+from age_tf.standin import weights as standin_weights
 
 TUNE_MODES = ("head", "full")
 
@@ -118,11 +118,8 @@ class ModelConfig:
     sync_batchnorm: bool = field(True, "All-reduce BatchNorm batch statistics across "
                                  "replicas in 'full' mode (no effect on one device).")
 
-    # EfficientNet normalizes each face by its batch while training, by moving averages when
-    # serving, and the two disagree: the full-tuned EfficientNet-B3 of the offline demo
-    # validated at MAE 54 years after its first epoch (test PLCC 0.52 after six) although
-    # its training loss fell. Frozen, BatchNorm computes the same thing in both, as in Keras'
-    # own EfficientNet fine-tuning guide. Off by default: the study trained BatchNorm.
+    # Frozen, BatchNorm computes the same function in training and serving (batch and moving
+    # statistics can disagree: docs/measurements.md). Off by default: the study trained it.
     freeze_batchnorm: bool = field(False, "In 'full' mode, keep the backbone's BatchNorm "
                                    "layers as pretrained (moving statistics, scale and offset "
                                    "fixed, inference mode while training).")
@@ -166,7 +163,7 @@ def build_backbone(cfg: ModelConfig) -> keras.Model:
             pooling="avg",
         )
         if cfg.weights == "standin":
-            standin.load_backbone(backbone, cfg.backbone)
+            standin_weights.load_backbone(backbone, cfg.backbone)
             return backbone
         if cfg.weights not in WEIGHT_CHOICES and spec.match_imagenet is not None:
             if spec.match_imagenet(backbone):
@@ -262,104 +259,3 @@ def count_params(model: keras.Model) -> tuple[int, int]:
     trainable = sum(int(w.numpy().size) for w in model.trainable_weights)
     frozen = sum(int(w.numpy().size) for w in model.non_trainable_weights)
     return trainable, frozen
-
-
-def _macs(layer: keras.layers.Layer) -> int:
-    """Multiply-accumulates of one layer for one image (convolutions and dense only)."""
-    if isinstance(layer, keras.Model):
-        return sum(_macs(sub) for sub in layer.layers)
-    if isinstance(layer, keras.layers.DepthwiseConv2D):
-        _, h, w, c = layer.output.shape
-        kh, kw = layer.kernel_size
-        return h * w * c * kh * kw
-    if isinstance(layer, keras.layers.Conv2D):
-        _, h, w, cout = layer.output.shape
-        kh, kw = layer.kernel_size
-        cin = layer.input.shape[-1]
-        return h * w * cout * kh * kw * cin // layer.groups
-    if isinstance(layer, keras.layers.Dense):
-        in_shape = layer.input.shape
-        positions = 1
-        for d in in_shape[1:-1]:
-            positions *= d
-        return positions * in_shape[-1] * layer.units
-    return 0
-
-
-def count_macs(model: keras.Model) -> int:
-    """Multiply-accumulates per image, summed over the model graph's conv and dense layers.
-
-    Elementwise work (BatchNorm, activations, pooling, squeeze-excite scaling) is left out,
-    as in the papers' "MAdds"/"FLOPS" columns, which count multiply-adds.
-    """
-    return _macs(model)
-
-
-@dataclasses.dataclass
-class Table1Config:
-    """What `age-tf-models` lists."""
-
-    backbones: tuple[str, ...] = field(tuple(sorted(BACKBONES)), "Registered backbones to list.")
-    sizes: tuple[str, ...] = field(("native", "256"), "Input sizes; 'native' is each backbone's "
-                                   "published size (224 / 300).")
-    head_units: tuple[int, ...] = field((512, 128), "Hidden units of the GELU head.")
-    output: str | None = field(None, "Also write the markdown table to this file.")
-
-    def resolved_sizes(self) -> list[int | None]:
-        """Raises ValueError naming the flag for an unknown backbone or size."""
-        unknown = [b for b in self.backbones if b not in BACKBONES]
-        if unknown:
-            raise ValueError(f"--backbones: unknown {unknown}; registered: {sorted(BACKBONES)}")
-        try:
-            return [None if s == "native" else int(s) for s in self.sizes]
-        except ValueError as e:
-            raise ValueError(f"--sizes takes integers or 'native', got {list(self.sizes)}") from e
-
-
-def table1(backbones: list[str], sizes: list[int | None], head_units=(512, 128)) -> list[dict]:
-    """The study's Table 1, one row per backbone and input size (None: its native size).
-
-    Columns: params of the published ImageNet classifier (what the study's "params" column
-    counts), params of our regression model, trainable params per tuning mode, and
-    multiply-accumulates (GMACs: the study's "GFLOPS" column counts multiply-adds) and
-    FLOPs (= 2 x MACs) of our model, computed from the built graph (weights=None).
-    """
-    rows = []
-    for name in backbones:
-        spec = BACKBONES[name]
-        for size in sizes:
-            size = size or spec.native_size
-            models = {tune: build_model(ModelConfig(backbone=name, image_size=size, weights="none",
-                                                    tune=tune, head_units=tuple(head_units)))
-                      for tune in TUNE_MODES}
-            classifier = spec.constructor(input_shape=(size, size, 3), include_top=True,
-                                          weights=None, classes=1000)
-            macs = count_macs(models["full"])
-            rows.append({
-                "backbone": name,
-                "input": size,
-                "expects": spec.expects,
-                "imagenet_classifier_params": classifier.count_params(),
-                "params": models["full"].count_params(),
-                "trainable_head": count_params(models["head"])[0],
-                "trainable_full": count_params(models["full"])[0],
-                "gmacs": macs / 1e9,
-                "gflops": 2 * macs / 1e9,
-                "classifier_gmacs": count_macs(classifier) / 1e9,
-            })
-            keras.backend.clear_session()
-    return rows
-
-
-def table1_markdown(rows: list[dict]) -> str:
-    """Formats table1() rows as a markdown table."""
-    head = ("| backbone | input | ImageNet classifier params | our params | trainable (head) "
-            "| trainable (full) | GMACs (study's \"GFLOPS\") | GFLOPs (2 x MACs) | classifier GMACs |\n"
-            "|---|---|---|---|---|---|---|---|---|\n")
-    body = "".join(
-        f"| {r['backbone']} | {r['input']} | {r['imagenet_classifier_params'] / 1e6:.2f}M "
-        f"| {r['params'] / 1e6:.2f}M | {r['trainable_head'] / 1e6:.3f}M "
-        f"| {r['trainable_full'] / 1e6:.2f}M | {r['gmacs']:.2f} | {r['gflops']:.2f} "
-        f"| {r['classifier_gmacs']:.2f} |\n"
-        for r in rows)
-    return head + body

@@ -1,0 +1,46 @@
+"""Work split over spawned processes (light workers: no TensorFlow in them)."""
+
+from __future__ import annotations
+
+import concurrent.futures
+import multiprocessing
+from typing import Callable, Iterable
+
+
+def map_in_processes(fn: Callable, items: list, workers: int,
+                     on_done: Callable[[int], None] | None = None) -> list:
+    """[fn(item) for item in items], over `workers` spawned processes when that pays.
+
+    spawn, not fork: the parent may already hold TensorFlow's threads, and forking those
+    can deadlock. One process (or one item) runs in this process: a spawned worker costs
+    about a second of imports.
+
+    Args:
+      fn: a module-level function (workers import it by name).
+      on_done: called with each item's position as it finishes (progress logging).
+
+    Returns:
+      The results in the order of `items`.
+    """
+    results: list = [None] * len(items)
+    if workers <= 1 or len(items) <= 1:
+        for i, item in enumerate(items):
+            results[i] = fn(item)
+            if on_done:
+                on_done(i)
+        return results
+    ctx = multiprocessing.get_context("spawn")
+    with concurrent.futures.ProcessPoolExecutor(workers, mp_context=ctx) as pool:
+        futures = {pool.submit(fn, item): i for i, item in enumerate(items)}
+        for fut in concurrent.futures.as_completed(futures):
+            i = futures[fut]
+            results[i] = fut.result()
+            if on_done:
+                on_done(i)
+    return results
+
+
+def chunked(items: Iterable, size: int) -> list[list]:
+    """items in consecutive lists of `size` (the last may be shorter)."""
+    items = list(items)
+    return [items[i:i + size] for i in range(0, len(items), size)]

@@ -1,0 +1,112 @@
+"""Model size and cost: parameters per tuning mode and multiply-accumulates (Table 1)."""
+
+from __future__ import annotations
+
+import dataclasses
+
+import keras
+
+from age_tf.config import field
+from age_tf.train import models
+
+
+def _macs(layer: keras.layers.Layer) -> int:
+    """Multiply-accumulates of one layer for one image (convolutions and dense only)."""
+    if isinstance(layer, keras.Model):
+        return sum(_macs(sub) for sub in layer.layers)
+    if isinstance(layer, keras.layers.DepthwiseConv2D):
+        _, h, w, c = layer.output.shape
+        kh, kw = layer.kernel_size
+        return h * w * c * kh * kw
+    if isinstance(layer, keras.layers.Conv2D):
+        _, h, w, cout = layer.output.shape
+        kh, kw = layer.kernel_size
+        cin = layer.input.shape[-1]
+        return h * w * cout * kh * kw * cin // layer.groups
+    if isinstance(layer, keras.layers.Dense):
+        in_shape = layer.input.shape
+        positions = 1
+        for d in in_shape[1:-1]:
+            positions *= d
+        return positions * in_shape[-1] * layer.units
+    return 0
+
+
+def count_macs(model: keras.Model) -> int:
+    """Multiply-accumulates per image, summed over the model graph's conv and dense layers.
+
+    Elementwise work (BatchNorm, activations, pooling, squeeze-excite scaling) is left out,
+    as in the papers' "MAdds"/"FLOPS" columns, which count multiply-adds.
+    """
+    return _macs(model)
+
+
+@dataclasses.dataclass
+class ModelCostConfig:
+    """What `age-tf-models` lists."""
+
+    backbones: tuple[str, ...] = field(tuple(sorted(models.BACKBONES)),
+                                       "Registered backbones to list.")
+    sizes: tuple[str, ...] = field(("native", "256"), "Input sizes; 'native' is each backbone's "
+                                   "published size (224 / 300).")
+    head_units: tuple[int, ...] = field((512, 128), "Hidden units of the GELU head.")
+    output: str | None = field(None, "Also write the markdown table to this file.")
+
+    def resolved_sizes(self) -> list[int | None]:
+        """Raises ValueError naming the flag for an unknown backbone or size."""
+        unknown = [b for b in self.backbones if b not in models.BACKBONES]
+        if unknown:
+            raise ValueError(f"--backbones: unknown {unknown}; registered: {sorted(models.BACKBONES)}")
+        try:
+            return [None if s == "native" else int(s) for s in self.sizes]
+        except ValueError as e:
+            raise ValueError(f"--sizes takes integers or 'native', got {list(self.sizes)}") from e
+
+
+def model_cost(backbones: list[str], sizes: list[int | None], head_units=(512, 128)) -> list[dict]:
+    """Size and cost per backbone and input size (None: its native size): the study's Table 1.
+
+    Columns: params of the published ImageNet classifier (what the study's "params" column
+    counts), params of our regression model, trainable params per tuning mode, and
+    multiply-accumulates (GMACs: the study's "GFLOPS" column counts multiply-adds) and
+    FLOPs (= 2 x MACs) of our model, computed from the built graph (weights=None).
+    """
+    rows = []
+    for name in backbones:
+        spec = models.BACKBONES[name]
+        for size in sizes:
+            size = size or spec.native_size
+            built = {tune: models.build_model(models.ModelConfig(
+                backbone=name, image_size=size, weights="none", tune=tune,
+                head_units=tuple(head_units))) for tune in models.TUNE_MODES}
+            classifier = spec.constructor(input_shape=(size, size, 3), include_top=True,
+                                          weights=None, classes=1000)
+            macs = count_macs(built["full"])
+            rows.append({
+                "backbone": name,
+                "input": size,
+                "expects": spec.expects,
+                "imagenet_classifier_params": classifier.count_params(),
+                "params": built["full"].count_params(),
+                "trainable_head": models.count_params(built["head"])[0],
+                "trainable_full": models.count_params(built["full"])[0],
+                "gmacs": macs / 1e9,
+                "gflops": 2 * macs / 1e9,
+                "classifier_gmacs": count_macs(classifier) / 1e9,
+            })
+            keras.backend.clear_session()
+    return rows
+
+
+def model_cost_markdown(rows: list[dict]) -> str:
+    """Formats model_cost() rows as a markdown table."""
+    head = ("| backbone | input | ImageNet classifier params | our params | trainable (head) "
+            "| trainable (full) | GMACs (study's \"GFLOPS\") | GFLOPs (2 x MACs) | classifier GMACs |\n"
+            "|---|---|---|---|---|---|---|---|---|\n")
+    body = "".join(
+        f"| {r['backbone']} | {r['input']} | {r['imagenet_classifier_params'] / 1e6:.2f}M "
+        f"| {r['params'] / 1e6:.2f}M | {r['trainable_head'] / 1e6:.3f}M "
+        f"| {r['trainable_full'] / 1e6:.2f}M | {r['gmacs']:.2f} | {r['gflops']:.2f} "
+        f"| {r['classifier_gmacs']:.2f} |\n"
+        for r in rows)
+    return head + body

@@ -1,0 +1,192 @@
+"""A run folder as one object: its paths, its checkpointed state, and what may resume it.
+
+Every module that reads or writes a run (training, evaluation, audit, report, serving) names
+its files through `RunDir`, so a file's place is written once.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import enum
+import hashlib
+import json
+import os
+
+import numpy as np
+import tensorflow as tf
+
+
+@dataclasses.dataclass(frozen=True)
+class RunDir:
+    """The files of one age-tf-train run directory."""
+
+    root: str
+
+    def _(self, *parts: str) -> str:
+        return os.path.join(self.root, *parts)
+
+    @property
+    def config(self) -> str:  # the run's TrainConfig (+ data fingerprint), JSON
+        return self._("config.json")
+
+    @property
+    def flags(self) -> str:  # the resolved command-line flags
+        return self._("flags.txt")
+
+    @property
+    def history(self) -> str:  # one row per epoch
+        return self._("history.csv")
+
+    @property
+    def checkpoints(self) -> str:  # weights, optimizer and RunState per epoch
+        return self._("checkpoints")
+
+    @property
+    def best(self) -> str:  # the best epoch's weights so far, named by epoch
+        return self._("best")
+
+    @property
+    def best_weights(self) -> str:  # the selected weights of a finished run
+        return self._("best.weights.h5")
+
+    @property
+    def logs(self) -> str:  # TensorBoard
+        return self._("logs")
+
+    @property
+    def metrics(self) -> str:  # the selected epoch's validation figures
+        return self._("metrics.json")
+
+    @property
+    def model_keras(self) -> str:  # the trained model itself, selected weights
+        return self._("model.keras")
+
+    @property
+    def export(self) -> str:  # the SavedModel
+        return self._("export")
+
+    @property
+    def eval(self) -> str:  # age-tf-evaluate's outputs
+        return self._("eval")
+
+    @property
+    def audit(self) -> str:  # age-tf-audit's outputs
+        return self._("audit")
+
+    def worker(self, worker_id: str) -> RunDir:
+        """A non-chief worker's private scratch folder (MultiWorkerMirroredStrategy needs
+        every worker to save; only the chief writes the run's files)."""
+        return RunDir(self._(".workers", worker_id))
+
+    def read_config(self) -> dict:
+        """config.json of the run.
+
+        Raises:
+          FileNotFoundError: the run has none (not an age-tf-train run directory).
+        """
+        if not os.path.exists(self.config):
+            raise FileNotFoundError(f"{self.config} not found: {self.root} is not an "
+                                    "age-tf-train run directory")
+        with open(self.config) as f:
+            return json.load(f)
+
+    def latest_checkpoint(self) -> str | None:
+        return tf.train.latest_checkpoint(self.checkpoints)
+
+
+class StopReason(enum.IntEnum):
+    """Why a run stopped, as checkpointed in RunState.finished."""
+
+    RUNNING = 0
+    ALL_EPOCHS = 1
+    EARLY_STOPPING = 2
+
+    @property
+    def text(self) -> str:
+        return {0: "running", 1: "all epochs done", 2: "early stopping"}[int(self)]
+
+
+class RunState(tf.Module):
+    """Everything a resumed run must know besides the weights, saved in the checkpoint:
+    epochs done, the best monitored value and its epoch, early stopping's reference value
+    and wait counter, and whether (and why) the run finished."""
+
+    def __init__(self):
+        super().__init__(name="state")
+        self.epoch = tf.Variable(0, dtype=tf.int64, trainable=False)
+        self.best_value = tf.Variable(np.nan, dtype=tf.float64, trainable=False)
+        self.best_epoch = tf.Variable(-1, dtype=tf.int64, trainable=False)
+        self.stop_reference = tf.Variable(np.nan, dtype=tf.float64, trainable=False)
+        self.wait = tf.Variable(0, dtype=tf.int64, trainable=False)
+        self.finished = tf.Variable(int(StopReason.RUNNING), dtype=tf.int64, trainable=False)
+
+
+def run_status(run: RunDir) -> dict:
+    """The run's state from its latest checkpoint, without building the model.
+
+    Returns:
+      {"epoch": completed epochs, "finished": bool, "reason": str, "best_epoch": 0-based or
+      -1}; epoch 0 and not finished when there is no checkpoint.
+    """
+    path = run.latest_checkpoint()
+    if not path:
+        return {"epoch": 0, "finished": False, "reason": StopReason.RUNNING.text, "best_epoch": -1}
+    reader = tf.train.load_checkpoint(path)
+    value = lambda name: int(reader.get_tensor(f"state/{name}/.ATTRIBUTES/VARIABLE_VALUE"))  # noqa: E731
+    code = StopReason(value("finished"))
+    return {"epoch": value("epoch"), "finished": code != StopReason.RUNNING, "reason": code.text,
+            "best_epoch": value("best_epoch")}
+
+
+def is_done(run: RunDir) -> bool:
+    """Finished (all epochs or stopped early) and its final files written."""
+    return run_status(run)["finished"] and os.path.exists(run.metrics)
+
+
+def data_fingerprint(data_dir: str) -> str:
+    """A hash of the training and validation manifests (what a resumed run must train on)."""
+    h = hashlib.sha256()
+    for split in ("train", "val"):
+        with open(os.path.join(data_dir, f"{split}.csv"), "rb") as f:
+            h.update(f.read())
+    return h.hexdigest()[:16]
+
+
+# Settings that may differ when a run is resumed: they change how it runs, not what it
+# computes (same order, same flips, same steps). Everything else must match.
+RESUME_FREE = {"model_dir", "flags_text", "log_every", "export", "strategy", "jit_compile",
+               "feature_cache", "pipeline.cache", "num_cpu_devices"}
+
+
+def _flatten(d: dict, prefix: str = "") -> dict:
+    out = {}
+    for k, v in d.items():
+        if isinstance(v, dict):
+            out.update(_flatten(v, f"{prefix}{k}."))
+        else:
+            out[prefix + k] = json.loads(json.dumps(v, default=str))
+    return out
+
+
+def check_resumable(run: RunDir, config: dict, fingerprint: str) -> None:
+    """Refuses to resume a run under a configuration that would change what it computes.
+
+    Args:
+      config: the new run's config as a dict (dataclasses.asdict of its TrainConfig).
+
+    Raises:
+      ValueError: naming each changed flag with its old and new value.
+    """
+    if not (os.path.exists(run.config) and run.latest_checkpoint()):
+        return  # nothing trained yet: the new configuration simply applies
+    old = run.read_config()
+    old_fp = old.pop("data_fingerprint", None)
+    before, now = _flatten(old), _flatten(config)
+    changed = [f"--{k.rsplit('.', 1)[-1]}: {before.get(k)!r} -> {now[k]!r}"
+               for k in sorted(now) if k not in RESUME_FREE and before.get(k) != now[k]]
+    if old_fp is not None and old_fp != fingerprint:
+        changed.append(f"--data_dir: the train/val manifests in {config.get('data_dir')} changed")
+    if changed:
+        raise ValueError(
+            f"--model_dir={run.root} holds a run trained with other settings ({'; '.join(changed)}); "
+            "resuming would silently change it. Use the same flags, or a new --model_dir")

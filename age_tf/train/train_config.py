@@ -1,0 +1,112 @@
+"""The configuration of one training run (the flags of age-tf-train) and its checks."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+
+from age_tf.config import field
+from age_tf.data import pipeline
+from age_tf.train import distribution, models
+from age_tf.train.run_dir import RunDir
+from age_tf.train.schedules import LR_SCHEDULES
+
+MONITORS = {"val_loss": "min", "val_mae_years": "min", "val_plcc": "max", "val_srocc": "max"}
+PRECISIONS = ("float32", "mixed_float16", "mixed_bfloat16")
+
+
+@dataclasses.dataclass
+class TrainConfig:
+    """Everything one training run needs (the flags of `age-tf-train`)."""
+
+    data_dir: str = field(None, "Output folder of age-tf-prepare (train.csv, val.csv).")
+    model_dir: str = field(None, "Run directory: checkpoints, logs, export (resumed if present).")
+    model: models.ModelConfig = field(default_factory=models.ModelConfig)
+    pipeline: pipeline.PipelineConfig = field(default_factory=pipeline.PipelineConfig)
+    epochs: int = field(10, "Epochs to train in all (a resumed run continues).")
+    learning_rate: float = field(1e-3, "Peak Adam learning rate.")
+    lr_schedule: str = field("cosine", "Learning-rate decay.", choices=LR_SCHEDULES)
+    lr_decay_rate: float = field(0.9, "Per-epoch factor for --lr_schedule=exponential.")
+    min_lr_ratio: float = field(0.01, "Cosine decay ends at --learning_rate times this.")
+    warmup_epochs: float = field(0.0, "Linear warmup length (epochs).")
+    monitor: str = field("val_srocc", "Validation metric for the best model and early "
+                         "stopping.", choices=sorted(MONITORS))
+    early_stopping_patience: int = field(0, "Stop after this many epochs without improvement "
+                                         "(0: never).")
+    early_stopping_min_delta: float = field(0.0, "A change of the monitor smaller than this is "
+                                            "no improvement (early stopping).")
+    steps_per_epoch: int = field(0, "Cap on steps per epoch (0: the whole training split).")
+    precision: str = field("float32", "Keras dtype policy.", choices=PRECISIONS)
+    jit_compile: bool = field(False, "XLA for the gradient step (GPUs; ~8x slower on CPU).")
+    strategy: str = field("auto", "tf.distribute strategy.", choices=distribution.STRATEGIES)
+    num_cpu_devices: int = field(1, "Split the CPU into this many logical devices (testing).")
+    log_every: int = field(50, "Log the running loss every N steps (0: never).")
+    export: bool = field(True, "Write the SavedModel and model.keras at the end.")
+    # Same batches and flip draws as running the backbone every epoch (feature_cache.py).
+    feature_cache: bool = field(False, "Head mode: compute backbone features once (both "
+                                "flips), train the head on them.")
+    # A random head's first gradients disturb a trainable backbone's features; Keras'
+    # transfer-learning guide trains the head first, then everything (Kumar et al. 2022).
+    init_from: str | None = field(None, "Start from a finished run's selected weights "
+                                  "(backbone and head; its --model_dir), e.g. a head-only run "
+                                  "before tuning every layer. Same backbone, size, weights "
+                                  "source and head.")
+    seed: int = field(0, "Seeds weights, data order and flips.")
+    flags_text: str = field("", flag=False)  # the resolved flags, for flags.txt / TensorBoard
+
+    def validate(self) -> None:
+        """Raises ValueError naming the flag at fault."""
+        self.model.validate()
+        if not os.path.isdir(self.data_dir):
+            raise ValueError(f"--data_dir={self.data_dir!r} is not a folder; run age-tf-prepare first")
+        for split in ("train", "val"):
+            path = os.path.join(self.data_dir, f"{split}.csv")
+            if not os.path.exists(path):
+                raise ValueError(f"--data_dir: {path} not found; is it an age-tf-prepare output folder?")
+        if self.epochs < 1:
+            raise ValueError(f"--epochs must be >= 1, got {self.epochs}")
+        if self.learning_rate <= 0:
+            raise ValueError(f"--learning_rate must be > 0, got {self.learning_rate}")
+        if self.lr_schedule not in LR_SCHEDULES:
+            raise ValueError(f"--lr_schedule must be one of {LR_SCHEDULES}, got {self.lr_schedule!r}")
+        if self.monitor not in MONITORS:
+            raise ValueError(f"--monitor must be one of {sorted(MONITORS)}, got {self.monitor!r}")
+        if self.precision not in PRECISIONS:
+            raise ValueError(f"--precision must be one of {PRECISIONS}, got {self.precision!r}")
+        if self.pipeline.batch_size < 1:
+            raise ValueError(f"--batch_size must be >= 1, got {self.pipeline.batch_size}")
+        if self.feature_cache and self.model.tune != "head":
+            raise ValueError("--feature_cache needs --tune=head (a trainable backbone changes its features)")
+        if self.warmup_epochs < 0 or self.warmup_epochs >= self.epochs:
+            raise ValueError(f"--warmup_epochs must be in [0, --epochs), got {self.warmup_epochs}")
+        if self.init_from:
+            init_weights(self)  # checks the run without loading anything
+
+
+# What a run's weights only fit if equal: the variables (and, for EfficientNet's
+# ImageNet-only Rescaling layer, the function) depend on these.
+_INIT_MUST_MATCH = ("backbone", "image_size", "weights", "head_units", "dropout")
+
+
+def init_weights(cfg: TrainConfig) -> str:
+    """The weights file of cfg.init_from, after checking that it fits cfg's model.
+
+    Raises:
+      ValueError: naming --init_from and what is missing or differs.
+    """
+    run = cfg.init_from
+    source = RunDir(run)
+    if not (os.path.exists(source.best_weights) and os.path.exists(source.config)):
+        raise ValueError(f"--init_from={run!r} is not a finished age-tf-train run (no "
+                         "best.weights.h5 and config.json there); train it to the end first")
+    if os.path.abspath(run) == os.path.abspath(cfg.model_dir or ""):
+        raise ValueError(f"--init_from={run!r} is this run's own --model_dir")
+    theirs = source.read_config().get("model", {})
+    ours = json.loads(json.dumps(dataclasses.asdict(cfg.model), default=str))
+    differ = [f"--{k}: {theirs.get(k)!r} there, {ours[k]!r} here" for k in _INIT_MUST_MATCH
+              if theirs.get(k) != ours[k]]
+    if differ:
+        raise ValueError(f"--init_from={run!r} was trained with another model ({'; '.join(differ)}); "
+                         "its weights would not fit, or would compute something else")
+    return source.best_weights

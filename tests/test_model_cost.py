@@ -1,0 +1,19 @@
+"""Tests for age_tf.train.model_cost: parameter and multiply-accumulate counts (Table 1)."""
+
+from age_tf.train import model_cost, models
+
+
+def test_macs_known_answer_mobilenet_v2_224():
+    # Sandler et al. 2018: MobileNetV2 1.0 at 224 has 300M multiply-adds.
+    backbone = models.build_backbone(models.ModelConfig(image_size=224, weights="none"))
+    assert abs(model_cost.count_macs(backbone) / 300e6 - 1) < 0.01
+
+
+def test_model_cost_rows():
+    rows = model_cost.model_cost(["mobilenet_v2"], [64])
+    r = rows[0]
+    assert r["imagenet_classifier_params"] == 3538984  # keras.applications MobileNetV2
+    assert r["trainable_head"] == 1280 * 512 + 512 + 512 * 128 + 128 + 129
+    assert r["trainable_full"] > r["trainable_head"]
+    assert abs(r["gflops"] - 2 * r["gmacs"]) < 1e-9
+    assert "| mobilenet_v2 | 64 |" in model_cost.model_cost_markdown(rows)
