@@ -298,7 +298,10 @@ def run_experiment(cfg: ExperimentConfig, strategy) -> dict:
         progress.step(f"evaluated {name} on test: MAE {e['mae_years']:.2f} years, "
                       f"PLCC {e['plcc']:.4f}, SROCC {e['srocc']:.4f}" + (
                           f"; against rendered ages MAE {e['rendered']['mae_years']:.2f}, PLCC "
-                          f"{e['rendered']['plcc']:.4f}" if "rendered" in e else ""))
+                          f"{e['rendered']['plcc']:.4f}" if "rendered" in e else "") + (
+                          f"; {e['intervals']['calibrated_coverage']:.0%} intervals cover "
+                          f"{e['intervals']['coverage']:.3f}, mean width "
+                          f"{e['intervals']['mean_width']:.1f} years" if "intervals" in e else ""))
     audit_name = cfg.audit_run or next((n for n in names if run_cfgs[n].model.tune == "head"), names[0])
     keras.backend.clear_session()
     a = audit.audit(audit.AuditConfig(model_dir=run_cfgs[audit_name].model_dir, data_dir=data,

@@ -102,3 +102,30 @@ def plot_mae_by_decade(true_years, pred_years, path: str, title: str) -> None:
     ax.set_ylabel("MAE (years)")
     ax.set_title(title)
     save_figure(fig, path)
+
+
+def plot_error_by_decade(by_run: dict[str, dict], path: str) -> None:
+    """MAE and mean signed error per decade of true age, one line per run (or baseline).
+
+    Args:
+      by_run: {label: {decade label: {"mae_years", "bias_years", "images"}}}.
+    """
+    decades = [d for d in (f"{10 * i}-{10 * i + 9}" if i < 9 else "90-100" for i in range(10))
+               if any(d in v for v in by_run.values())]
+    fig, axes = plt.subplots(1, 2, figsize=(13, 4.5), sharex=True)
+    x = np.arange(len(decades))
+    for label, by in by_run.items():
+        style = "--" if "baseline" in label else "-"
+        for ax, key in zip(axes, ("mae_years", "bias_years")):
+            ax.plot(x, [by[d][key] if d in by else np.nan for d in decades], style, marker="o",
+                    label=label)
+    axes[0].set_ylabel("MAE (years)")
+    axes[1].set_ylabel("mean signed error (years; + = too old)")
+    axes[1].axhline(0, color="k", lw=0.8)
+    for ax in axes:
+        ax.set_xticks(x, decades, rotation=45)
+        ax.set_xlabel("true age")
+    axes[0].set_title("Error by age")
+    axes[1].set_title("Bias by age")
+    axes[1].legend(fontsize=7, loc="best")
+    save_figure(fig, path)

@@ -18,7 +18,7 @@ from age_tf.train import models, train_config
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 COMMANDS = ["synth", "prepare", "inputs", "models", "train", "evaluate", "audit", "clean", "report",
-            "predict", "experiment"]
+            "predict", "export", "experiment"]
 
 # Run in a fresh interpreter: each command defines its flags on the global FLAGS at import,
 # and several share names (--seed), so they cannot all be imported into one process.

@@ -12,6 +12,7 @@ from PIL import Image
 
 from age_tf.data import pipeline
 from age_tf.serve import photos
+from age_tf.synthetic import synth
 
 pytestmark = pytest.mark.integration  # trains models or runs the commands
 
@@ -74,23 +75,35 @@ def test_crop_widens_the_box_by_the_margin():
 def test_all_faces_of_all_photos_go_through_the_model_in_one_batch(grace, detector, model,
                                                                    monkeypatch):
     calls = []
-    real = model._serve
+    real = model._call
 
     def spy(images):
         calls.append(int(images.shape[0]))
-        return real(images=images)
+        return real(images)
 
-    monkeypatch.setattr(model, "_serve", spy)
+    monkeypatch.setattr(model, "_call", spy)
     pair = np.concatenate([grace, grace[:, ::-1]], axis=1)
     faces = photos.estimate_many([("a", grace), ("b", pair)], model, detector)
     assert [f.file for f in faces] == ["a", "b", "b"] and calls == [3]
     assert all(np.isfinite(f.age) for f in faces)
 
 
-def test_estimate_api_equals_the_model_on_the_crop(grace, model):
+def test_estimate_crops_with_the_cards_margin_and_gives_the_interval(grace, model, monkeypatch):
+    # The tiny run trained on synthetic crops, whose release records their framing.
+    assert model.card["preprocessing"]["crop_margin"] == synth.CROP_MARGIN == model.crop_margin
     faces = photos.estimate(grace, model)
-    crop = photos.crop_face(grace, faces[0].box, pipeline.RELEASE_MARGIN, model.image_size)
-    assert faces[0].age == pytest.approx(float(model(crop[None].astype(np.float32))[0]), abs=1e-4)
+    crop = photos.crop_face(grace, faces[0].box, synth.CROP_MARGIN, model.image_size)
+    out = model(crop[None].astype(np.float32))
+    assert faces[0].age == pytest.approx(float(out["age"][0]), abs=1e-4)
+    assert faces[0].age_low == pytest.approx(float(out["age_low"][0]), abs=1e-4)
+    assert faces[0].age_low <= faces[0].age <= faces[0].age_high
+    margins = []
+    real_crop = photos.crop_face
+    monkeypatch.setattr(photos, "crop_face", lambda image, box, margin, size: (
+        margins.append(margin) or real_crop(image, box, margin, size)))
+    photos.estimate(grace, model)
+    photos.estimate(grace, model, margin=pipeline.RELEASE_MARGIN)  # an explicit margin wins
+    assert margins == [synth.CROP_MARGIN, pipeline.RELEASE_MARGIN]
 
 
 def _cli(*args):
@@ -108,7 +121,10 @@ def test_cli_photos_no_face_broken_files_annotated(trained_run, grace, tmp_path)
     files = [str(tmp_path / n) for n in ("grace.jpg", "sky.png", "notes.jpg", "cut.jpg", "gone.jpg")]
     r = _cli(f"--model={trained_run[0]}", "--output=json", f"--annotate={tmp_path / 'out'}", *files)
     assert r.returncode == 1  # some files could not be read; the others were still predicted
-    rows = {row["file"].split("/")[-1]: row for row in json.loads(r.stdout)}
+    out = json.loads(r.stdout)
+    rows = {row["file"].split("/")[-1]: row for row in out["faces"]}
+    assert out["model"]["synthetic"] is True and out["model"]["crop_margin"] == synth.CROP_MARGIN
+    assert rows["grace.jpg"]["age_low"] <= rows["grace.jpg"]["age"] <= rows["grace.jpg"]["age_high"]
     assert rows["grace.jpg"]["face"] == 0 and rows["grace.jpg"]["confidence"] > 0.95
     assert set(rows["grace.jpg"]["landmarks"]) >= {"left_eye", "right_eye", "nose"}
     assert rows["sky.png"]["note"] == "no face found"  # reported, not an error
@@ -121,3 +137,12 @@ def test_cli_photos_no_face_broken_files_annotated(trained_run, grace, tmp_path)
     text = _cli(f"--model={trained_run[0]}", str(tmp_path / "grace.jpg"), str(tmp_path / "sky.png"))
     assert text.returncode == 0, text.stderr[-2000:]
     assert "grace.jpg face 0 at (" in text.stdout and "sky.png: no face found" in text.stdout
+
+
+def test_cli_text_gives_the_interval_and_warns_once_of_synthetic_training(trained_run, grace,
+                                                                          tmp_path):
+    Image.fromarray(grace).save(tmp_path / "grace.jpg")
+    r = _cli(f"--model={trained_run[0]}", str(tmp_path / "grace.jpg"))
+    assert r.returncode == 0, r.stderr[-2000:]
+    assert "% interval " in r.stdout and " years (" in r.stdout
+    assert r.stderr.count("trained on synthetic faces: ages of real photos are not meaningful") == 1

@@ -32,9 +32,10 @@ def _cli(*args):
 
 def test_predict_good_and_bad_files(photos):
     from age_tf.serve.predict import predict_files
+    from age_tf.serve.served_model import AgeModel
 
     model_dir, good, text_file, missing = photos
-    results = predict_files(model_dir, [good[0], text_file, missing, good[1]])
+    results = predict_files(AgeModel(model_dir), [good[0], text_file, missing, good[1]])
     assert [r["error"] for r in results] == ["", "not a JPEG or PNG image", "file not found", ""]
     # Same number as the Keras model through the pipeline.
     import keras
@@ -43,6 +44,7 @@ def test_predict_good_and_bad_files(photos):
     model = keras.models.load_model(os.path.join(model_dir, "model.keras"))
     img = pipeline.resize(pipeline.decode(tf.io.read_file(good[0])), 32).numpy()[None].astype("float32")
     assert results[0]["age"] == pytest.approx(float(labels.to_years(np.asarray(model(img))[0])), abs=1e-3)
+    assert results[0]["age_low"] <= results[0]["age"] <= results[0]["age_high"]
 
 
 def test_predict_cli_text_and_csv(photos):
@@ -53,8 +55,8 @@ def test_predict_cli_text_and_csv(photos):
     r = _cli(f"--model={model_dir}", "--faces=given", "--output=csv", good[0], missing, text_file)
     assert r.returncode == 1  # some files failed
     lines = r.stdout.strip().splitlines()
-    assert lines[0] == "path,age,error" and len(lines) == 4
-    assert lines[2].endswith(",,file not found")
+    assert lines[0] == "path,age,age_low,age_high,error" and len(lines) == 4
+    assert lines[2].endswith(",,,,file not found")
 
 
 def test_predict_cli_bad_model(tmp_path):

@@ -36,3 +36,24 @@ def test_report_needs_evaluated_runs(tmp_path):
     (tmp_path / "r").mkdir()
     with pytest.raises(FileNotFoundError, match="run age-tf-evaluate --model_dir="):
         report.table2_rows([str(tmp_path / "r")])
+
+
+def test_error_by_age_and_interval_sections_with_baselines(tmp_path):
+    by = {"10-19": {"images": 60, "mae_years": 8.25, "bias_years": 6.5},
+          "30-39": {"images": 80, "mae_years": 4.0, "bias_years": -1.25}}
+    cover = {"calibrated_coverage": 0.9, "coverage": 0.894, "mean_width": 21.3, "images": 140,
+             "by_decade": {"10-19": {"images": 60, "coverage": 0.85},
+                           "30-39": {"images": 80, "coverage": 0.925}}}
+    runs = [_fake_run(tmp_path, "a", "mobilenet_v2", "head", by_decade=by, intervals=cover)]
+    baseline = {"median": {"loss": 0.1, "mae_years": 14.0, "plcc": float("nan"),
+                           "srocc": float("nan"), "cs5": 0.2, "images": 140,
+                           "by_decade": {"10-19": {"images": 60, "mae_years": 20.0,
+                                                   "bias_years": 20.0}}}}
+    text = report.write_report(runs, str(tmp_path / "report.md"), table1="| t1 |\n",
+                               baseline_results=baseline)
+    assert "## Error by age" in text and "| 10-19 (n=60) | 30-39 (n=80) |" in text
+    assert "| mobilenet_v2, new head only | 8.2 / +6.5 | 4.0 / -1.2 |" in text
+    assert "| training median, baseline | 20.0 / +20.0 | — |" in text
+    assert (tmp_path / "error_by_decade.png").stat().st_size > 10_000
+    assert "## Age intervals" in text
+    assert "| mobilenet_v2, new head only | labels | 0.894 | 21.3 | 0.85 (n=60) | 0.93 (n=80) |" in text

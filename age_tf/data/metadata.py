@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime
+import json
 import os
 
 import numpy as np
@@ -29,8 +30,33 @@ _MIN_DOB = 1 + _MATLAB_OFFSET
 _MAX_DOB = datetime.date.max.toordinal() + _MATLAB_OFFSET
 
 
+# Beside a synthetic release's .mat: what made it ({"generator", "synthetic", "crop_margin",
+# ...}); a real release has none.
+RELEASE_FILE = "release.json"
+
+
 class DataError(ValueError):
     """Bad input data: the message names the file and what to do."""
+
+
+def read_release(mat_path: str) -> dict:
+    """The release record beside a .mat file, or {} for a release without one.
+
+    Raises:
+      DataError: the record exists but is not a JSON object (names the file).
+    """
+    path = os.path.join(os.path.dirname(os.path.abspath(mat_path)), RELEASE_FILE)
+    if not os.path.exists(path):
+        return {}
+    try:
+        with open(path) as f:
+            record = json.load(f)
+    except (OSError, ValueError) as e:
+        raise DataError(f"{path}: not a readable release record ({e}); remove it or "
+                        "regenerate the release with age-tf-synth") from e
+    if not isinstance(record, dict):
+        raise DataError(f"{path}: a release record must be a JSON object")
+    return record
 
 
 def matlab_datenum_to_date(dob: float) -> datetime.date | None:

@@ -18,7 +18,7 @@ from age_tf import plots
 from age_tf.config import field
 from age_tf.data import dedup, images
 from age_tf.data.dedup import DEFAULT_MAX_DISTANCE, DEFAULT_MIN_CORRELATION
-from age_tf.data.metadata import DataError, load_metadata
+from age_tf.data.metadata import DataError, load_metadata, read_release
 from age_tf.data.split import SPLIT_NAMES, parse_fractions, stratified_group_split
 
 OUTPUT_FILES = (
@@ -311,7 +311,7 @@ def _report(cfg, df, stages, manifests, dup_report, conversions) -> dict:
     conv = pd.Series([c for c in conversions if c]).value_counts()
     return {
         "inputs": {"mat": os.path.abspath(cfg.mat), "images_dir": os.path.abspath(cfg.images_dir),
-                   "rows": len(df)},
+                   "rows": len(df), "release": read_release(cfg.mat)},
         "params": {k: (list(v) if isinstance(v, tuple) else v) for k, v in dataclasses.asdict(cfg).items()},
         "stages": stages.counts,
         "removed_by_reason": {k: int(v) for k, v in kinds.value_counts().items()},

@@ -23,7 +23,7 @@ from age_tf import fileio
 from age_tf.config import field
 from age_tf.data import prepare
 from age_tf.data.metadata import DataError
-from age_tf.evaluate import audit, evaluation, metrics
+from age_tf.evaluate import audit, metrics
 from age_tf.train.run_dir import RunDir
 
 ACTIONS = ("drop", "relabel")
@@ -124,6 +124,9 @@ def oracle_labels(data_dir: str, truth_csv: str, out_dir: str) -> None:
         m["age"] = truth.loc[m["row"]].to_numpy()
         with fileio.atomic_path(os.path.join(out_dir, f"{split}.csv")) as tmp:
             m.to_csv(tmp, index=False)
+    # What the model card reports as these labels' source.
+    fileio.atomic_write_text(os.path.join(out_dir, "oracle.json"),
+                             json.dumps({"labels": "rendered ages", "truth_csv": truth_csv}))
 
 
 def gap_shares(rendered: np.ndarray, noisy: np.ndarray, cleaned: np.ndarray,
@@ -150,8 +153,7 @@ def table3(runs: dict[str, str], bootstrap: int = 1000, seed: int = 0) -> dict:
       {"rows": {name: {mae_years, plcc, *_ci95}}, "shares": {cleaning name: {mae, plcc,
        mae_ci95, plcc_ci95}}}; intervals resample test people (paired across runs).
     """
-    preds = {k: pd.read_csv(os.path.join(RunDir(d).eval, evaluation.PREDICTIONS))
-             for k, d in runs.items()}
+    preds = {k: pd.read_csv(RunDir(d).eval_predictions) for k, d in runs.items()}
     base = preds["noisy"]
     for k, p in preds.items():
         if p["path"].tolist() != base["path"].tolist() or "rendered_age" not in p:

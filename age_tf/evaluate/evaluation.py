@@ -15,6 +15,7 @@ from age_tf import fileio, labels, plots
 from age_tf.config import field
 from age_tf.data import pipeline
 from age_tf.evaluate import metrics
+from age_tf.train import card, intervals
 from age_tf.train.run_dir import RunDir
 
 
@@ -32,7 +33,6 @@ class EvaluateConfig:
                                      "against the rendered ages (what the faces show).")
 
 
-PREDICTIONS, METRICS = "predictions.csv", "metrics.json"  # in <run>/eval/
 GALLERY_MIN_ERROR = 40.0  # the study's Figures 5/6
 MID_ERROR_RANGE = (15.0, 20.0)  # the study's Figures 7/8
 
@@ -54,6 +54,14 @@ class TrainedRun:
         p = self.config["pipeline"]
         return pipeline.PipelineConfig(batch_size=batch_size, crop_faces=p["crop_faces"],
                                        face_margin=p["face_margin"])
+
+    @property
+    def calibration(self) -> dict | None:
+        """The run's interval calibration (None for a run trained before intervals)."""
+        if not os.path.exists(self.dir.intervals):
+            return None
+        with open(self.dir.intervals) as f:
+            return json.load(f)
 
     @property
     def name(self) -> str:
@@ -87,6 +95,9 @@ def predict(run: TrainedRun, manifest: pd.DataFrame, images_dir: str) -> pd.Data
     out = out.rename(columns={"age": "true_age"})
     out["predicted_age"] = labels.to_years(preds.astype(np.float64))
     out["abs_error"] = (out["predicted_age"] - out["true_age"]).abs()
+    calibration = run.calibration
+    if calibration:
+        out["age_low"], out["age_high"] = intervals.interval(out["predicted_age"], calibration)
     return out
 
 
@@ -104,11 +115,23 @@ def _rendered_metrics(pred: pd.DataFrame, bootstrap: int, seed: int, groups) -> 
     """PLCC and MAE against the rendered ages: the error of the model, not of the labels."""
     t = pred["rendered_age"].to_numpy(float)
     p = pred["predicted_age"].to_numpy(float)
-    m = {"plcc": metrics.plcc(t, p), "mae_years": metrics.mae(t, p)}
+    m = {"plcc": metrics.plcc(t, p), "mae_years": metrics.mae(t, p),
+         "by_decade": intervals.error_by_decade(t, p)}
     if bootstrap:
         m["plcc_ci95"] = metrics.bootstrap_ci(t, p, metrics.plcc, bootstrap, seed, groups=groups)
         m["mae_years_ci95"] = metrics.bootstrap_ci(t, p, metrics.mae, bootstrap, seed, groups=groups)
     return m
+
+
+def interval_metrics(pred: pd.DataFrame, calibration: dict) -> dict:
+    """Test coverage of the served intervals (overall, per decade of true age), mean width;
+    also against the rendered ages when the predictions carry them."""
+    out = {"calibrated_coverage": calibration["coverage"],
+           **intervals.coverage_report(pred["true_age"], pred["age_low"], pred["age_high"])}
+    if "rendered_age" in pred:
+        out["rendered"] = intervals.coverage_report(pred["rendered_age"], pred["age_low"],
+                                                    pred["age_high"])
+    return out
 
 
 def compute_metrics(pred: pd.DataFrame, bootstrap: int = 1000, seed: int = 0) -> dict:
@@ -117,6 +140,7 @@ def compute_metrics(pred: pd.DataFrame, bootstrap: int = 1000, seed: int = 0) ->
     m = metrics.regression_metrics(t, p)
     m["loss"] = metrics.mae(labels.to_label(t), labels.to_label(p))
     m["images"] = len(pred)
+    m["by_decade"] = intervals.error_by_decade(t, p)
     has_ids = "identity" in pred
     if has_ids:
         m["identities"] = int(pred["identity"].nunique())
@@ -134,7 +158,9 @@ def compute_metrics(pred: pd.DataFrame, bootstrap: int = 1000, seed: int = 0) ->
         m["rendered"] = _rendered_metrics(pred, bootstrap, seed, groups)
     elif "rendered_age" in pred:
         m["rendered"] = {"plcc": float("nan"),
-                         "mae_years": metrics.mae(pred["rendered_age"], pred["predicted_age"])}
+                         "mae_years": metrics.mae(pred["rendered_age"], pred["predicted_age"]),
+                         "by_decade": intervals.error_by_decade(pred["rendered_age"],
+                                                                pred["predicted_age"])}
     return m
 
 
@@ -182,8 +208,11 @@ def summary(m: dict) -> str:
     """The headline metrics of evaluate() as JSON (what age-tf-evaluate prints)."""
     keys = ("loss", "mae_years", "rmse_years", "plcc", "srocc", "cs5", "plcc_ci95", "srocc_ci95",
             "mae_years_ci95")
-    return json.dumps({k: m[k] for k in keys if k in m}, indent=2) + \
-        f"\nwrote {m['model_dir']}/eval/"
+    out = {k: m[k] for k in keys if k in m}
+    if "intervals" in m:
+        out["interval_coverage"] = {k: m["intervals"][k] for k in ("calibrated_coverage",
+                                                                     "coverage", "mean_width")}
+    return json.dumps(out, indent=2) + f"\nwrote {m['model_dir']}/eval/"
 
 
 def evaluate(cfg: EvaluateConfig) -> dict:
@@ -202,15 +231,20 @@ def evaluate(cfg: EvaluateConfig) -> dict:
         pred = attach_rendered(pred, cfg.ground_truth)
     out_dir = run.dir.eval
     os.makedirs(out_dir, exist_ok=True)
-    with fileio.atomic_path(os.path.join(out_dir, PREDICTIONS)) as tmp:
+    with fileio.atomic_path(run.dir.eval_predictions) as tmp:
         pred.to_csv(tmp, index=False)
     result = compute_metrics(pred, cfg.bootstrap, cfg.seed)
+    if "age_low" in pred:
+        result["intervals"] = interval_metrics(pred, run.calibration)
     name, split = run.name, cfg.split
     result["figures"] = write_figures(pred, images_dir, out_dir, name, cfg.gallery_max, cfg.seed)
     result.update({"split": split, "model_dir": os.path.abspath(cfg.model_dir),
                    "data_dir": os.path.abspath(cfg.data_dir),
                    "backbone": run.config["model"]["backbone"], "tune": run.config["model"]["tune"]})
-    fileio.atomic_write_text(os.path.join(out_dir, METRICS), json.dumps(result, indent=2))
+    fileio.atomic_write_text(run.dir.eval_metrics, json.dumps(result, indent=2))
+    if split == "test" and os.path.isdir(run.dir.export):
+        # The served model's card carries its test figures from now on.
+        card.write(card.build(run.dir, run.calibration), run.dir.card)
     logging.info("%s on %s: MAE %.2f years, PLCC %.4f, SROCC %.4f", name, split,
                  result["mae_years"], result["plcc"], result["srocc"])
     return result

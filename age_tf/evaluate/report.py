@@ -8,7 +8,9 @@ import os
 
 from age_tf import fileio
 from age_tf.config import field
-from age_tf.evaluate import baselines, evaluation
+from age_tf import plots
+from age_tf.evaluate import baselines
+from age_tf.train import intervals
 from age_tf.train import model_cost
 from age_tf.train.run_dir import RunDir
 
@@ -23,7 +25,7 @@ def table2_rows(run_dirs: list[str]) -> list[dict]:
     """
     rows = []
     for run in run_dirs:
-        path = os.path.join(RunDir(run).eval, evaluation.METRICS)
+        path = RunDir(run).eval_metrics
         if not os.path.exists(path):
             raise FileNotFoundError(f"{path} not found: run age-tf-evaluate --model_dir={run} first")
         with open(path) as f:
@@ -70,6 +72,59 @@ def table2_markdown(rows: list[dict], baselines: list[dict] | None = None) -> st
     return head + "\n".join(lines) + "\n" + note
 
 
+def _decades(rows: list[dict]) -> list[str]:
+    seen = {d for r in rows for d in r.get("by_decade", {})}
+    return [d for d in (intervals.decade_label(x) for x in intervals.DECADES) if d in seen]
+
+
+def _label(r: dict) -> str:
+    return f"{r['backbone']}, {TUNE_LABEL.get(r['tune'], r['tune'])}"
+
+
+def error_by_decade_markdown(rows: list[dict], baselines: list[dict] | None = None,
+                             key: str | None = None) -> str:
+    """MAE / mean signed error (bias: + is too old) per decade of true age, one row per run
+    and baseline; with key="rendered", against the rendered ages."""
+    everything = [r.get(key, {}) | {"backbone": r["backbone"], "tune": r["tune"]} if key else r
+                  for r in rows + list(baselines or [])]
+    decades = _decades(everything)
+    if not decades:
+        return ""
+    counts = {d: next(r["by_decade"][d]["images"] for r in everything if d in r.get("by_decade", {}))
+              for d in decades}
+    lines = ["| run | " + " | ".join(f"{d} (n={counts[d]})" for d in decades) + " |",
+             "|---|" + "---|" * len(decades)]
+    for r in everything:
+        cells = [f"{r['by_decade'][d]['mae_years']:.1f} / {r['by_decade'][d]['bias_years']:+.1f}"
+                 if d in r.get("by_decade", {}) else "—" for d in decades]
+        lines.append(f"| {_label(r)} | " + " | ".join(cells) + " |")
+    return "\n".join(lines) + "\n"
+
+
+def intervals_markdown(rows: list[dict]) -> str:
+    """Test coverage of each run's served intervals, overall and per decade of true age (each
+    cell with its face count: a share of few faces is noisy), and their mean width."""
+    rows = [r for r in rows if "intervals" in r]
+    if not rows:
+        return ""
+    decades = [d for d in _decades([{"by_decade": r["intervals"]["by_decade"]} for r in rows])]
+    lines = ["| run | against | coverage | mean width (years) | "
+             + " | ".join(decades) + " |", "|---|---|---|---|" + "---|" * len(decades)]
+    for r in rows:
+        for against, rep in (("labels", r["intervals"]),
+                             ("rendered ages", r["intervals"].get("rendered"))):
+            if not rep:
+                continue
+            cells = [f"{rep['by_decade'][d]['coverage']:.2f} (n={rep['by_decade'][d]['images']})"
+                     if d in rep["by_decade"] else "—" for d in decades]
+            lines.append(f"| {_label(r)} | {against} | {rep['coverage']:.3f} | "
+                         f"{rep['mean_width']:.1f} | " + " | ".join(cells) + " |")
+    coverage = rows[0]["intervals"]["calibrated_coverage"]
+    return ("\n".join(lines) + f"\n\nIntervals served with every prediction, calibrated at "
+            f"{coverage:.0%} on the validation split (split conformal, one width per bin of "
+            "predicted age); the test split never enters the calibration.\n")
+
+
 def _link(path: str, base: str, title: str) -> str:
     return f"![{title}]({os.path.relpath(path, base)})"
 
@@ -83,6 +138,27 @@ class ReportConfig:
     data_dir: str | None = field(None, "Prepared data (adds the age-distribution figure).")
     baselines: str | None = field(None, "A baselines.json (age-tf-experiment writes one) to "
                                   "put beside the runs in Table 2.")
+
+
+def _by_age_sections(rows: list[dict], baseline_results: dict | None, base: str) -> list[str]:
+    """Error by age (table and figure) and the intervals' coverage, for the report."""
+    base_rows = baselines.table_rows(baseline_results) if baseline_results else []
+    table = error_by_decade_markdown(rows, base_rows)
+    if not table:
+        return []
+    figure = os.path.join(base, "error_by_decade.png")
+    plots.plot_error_by_decade({_label(r): r["by_decade"] for r in rows + base_rows}, figure)
+    parts = ["\n## Error by age\n\nMAE / mean signed error (bias; + means too old) in years, "
+             "per decade of the test label:\n\n", table]
+    rendered = error_by_decade_markdown([r for r in rows if "rendered" in r],
+                                        [b for b in base_rows if "rendered" in b], "rendered")
+    if rendered:
+        parts += ["\nThe same against the rendered ages:\n\n", rendered]
+    parts += ["\n", _link(figure, base, "error by age"), "\n"]
+    coverage = intervals_markdown(rows)
+    if coverage:
+        parts += ["\n## Age intervals\n\n", coverage]
+    return parts
 
 
 def write_report(run_dirs: list[str], out_path: str, data_dir: str | None = None,
@@ -111,6 +187,7 @@ def write_report(run_dirs: list[str], out_path: str, data_dir: str | None = None
              "\n## Table 2: test results\n\n", table2_markdown(rows, baselines.table_rows(baseline_results) if baseline_results else None),
              "\nLoss is the MAE of age / 100, the units the study reports (its best: 0.047). "
              "Intervals: percentile bootstrap (see the note under the table).\n",
+             *_by_age_sections(rows, baseline_results, base),
              "\n## Table 1: model size and cost\n\n", table1,
              "\nGMACs count multiply-accumulates, the quantity the study's \"GFLOPS\" column "
              "reports; FLOPs = 2 x MACs.\n", *(sections or [])]

@@ -17,7 +17,7 @@ from PIL import Image, ImageDraw, ImageFont
 
 from age_tf import fileio
 from age_tf.data import pipeline
-from age_tf.train import export
+from age_tf.serve.served_model import AgeModel
 
 
 @dataclasses.dataclass
@@ -31,6 +31,7 @@ class Face:
       confidence: the detector's confidence.
       landmarks: eyes, nose and mouth corners {name: (x, y)}.
       age: predicted age in years.
+      age_low, age_high: its calibrated interval (None for a model without one).
     """
 
     file: str
@@ -39,6 +40,8 @@ class Face:
     confidence: float
     landmarks: dict[str, tuple[float, float]]
     age: float | None = None
+    age_low: float | None = None
+    age_high: float | None = None
 
 
 def crop_face(image: np.ndarray, box, margin: float, size: int) -> np.ndarray:
@@ -76,43 +79,36 @@ class FaceDetector:
         return sorted(faces, key=lambda f: f[0][0])
 
 
-class AgeModel:
-    """The exported SavedModel's image signature: float pixels [N, S, S, 3] -> years."""
-
-    def __init__(self, model_path: str):
-        self._serve = tf.saved_model.load(export.find_export(model_path)).signatures[export.IMAGES_SIGNATURE]
-        self.image_size = int(self._serve.structured_input_signature[1]["images"].shape[1])
-
-    def __call__(self, crops: np.ndarray, batch_size: int = 32) -> np.ndarray:
-        out = [self._serve(images=tf.constant(crops[i:i + batch_size], tf.float32))["age"].numpy()
-               for i in range(0, len(crops), batch_size)]
-        return np.concatenate(out) if out else np.zeros((0,), np.float32)
-
-
 def estimate_many(photos: list[tuple[str, np.ndarray]], model: AgeModel, detector: FaceDetector,
-                  margin: float = pipeline.RELEASE_MARGIN, batch_size: int = 32) -> list[Face]:
+                  margin: float | None = None, batch_size: int = 32) -> list[Face]:
     """Every face of every photo with its age; the crops go through the model in batches.
 
     Args:
       photos: (name, uint8 RGB image) pairs.
+      margin: crop margin; default the one the model's card says it was trained on.
     """
+    margin = model.crop_margin if margin is None else margin
     faces, crops = [], []
     for name, image in photos:
         for i, (box, conf, marks) in enumerate(detector(image)):
             faces.append(Face(name, i, box, conf, marks))
             crops.append(crop_face(image, box, margin, model.image_size))
     if crops:
-        for face, age in zip(faces, model(np.stack(crops), batch_size)):
-            face.age = float(age)
+        out = model(np.stack(crops), batch_size)
+        for i, face in enumerate(faces):
+            face.age = float(out["age"][i])
+            if "age_low" in out:
+                face.age_low, face.age_high = float(out["age_low"][i]), float(out["age_high"][i])
     return faces
 
 
 def estimate(image: np.ndarray, model: AgeModel | str, detector: FaceDetector | None = None,
-             margin: float = pipeline.RELEASE_MARGIN) -> list[Face]:
+             margin: float | None = None) -> list[Face]:
     """The faces of one photo (uint8 RGB array) and their ages.
 
     Args:
-      model: an AgeModel, or a path to an export/ folder (or a run holding one).
+      model: an AgeModel, or a path to an export/ folder (or a run holding one, or a
+        .tflite file).
       detector: default MTCNN with this module's thresholds.
     """
     model = AgeModel(model) if isinstance(model, str) else model

@@ -85,10 +85,9 @@ def _preprocessing(config: dict, data: dict) -> dict:
 
 
 def _test(run: RunDir) -> dict | None:
-    path = os.path.join(run.eval, "metrics.json")
-    if not os.path.exists(path):
+    if not os.path.exists(run.eval_metrics):
         return None
-    with open(path) as f:
+    with open(run.eval_metrics) as f:
         m = json.load(f)
     keys = ("images", "identities", "mae_years", "mae_years_ci95", "plcc", "plcc_ci95", "srocc",
             "srocc_ci95", "cs5", "intervals", "by_decade", "split", "data_dir")

@@ -1,15 +1,21 @@
-"""SavedModel export with two serving signatures, both returning age in years."""
+"""SavedModel export with two serving signatures, both returning age and its interval in
+years, and the model card inside."""
 
 from __future__ import annotations
 
+import dataclasses
+import json
 import os
 import shutil
 
 import keras
 import tensorflow as tf
+from absl import logging
 
-from age_tf import labels
+from age_tf import fileio, labels
+from age_tf.config import field
 from age_tf.data import pipeline
+from age_tf.train import card as card_module
 from age_tf.train.run_dir import RunDir
 
 IMAGES_SIGNATURE = "serving_default"
@@ -31,21 +37,45 @@ def find_export(path: str) -> str:
     return path
 
 
-def export_saved_model(model: keras.Model, image_size: int, export_dir: str) -> str:
+def interval_fn(calibration: dict | None):
+    """age [N] -> {"age", "age_low", "age_high"} in graph ops (TFLite builtins only), as
+    intervals.interval computes it; with no calibration, just {"age"}."""
+    if not calibration:
+        return lambda age: {"age": age}
+    edges = tf.constant(calibration["edges"], tf.float32, shape=[len(calibration["edges"])])
+    half = tf.constant(calibration["half_widths"], tf.float32)
+
+    def with_interval(age):
+        # Bin = number of edges <= age (numpy's searchsorted, side="right").
+        bins = tf.reduce_sum(tf.cast(age[:, None] >= edges[None, :], tf.int32), axis=1)
+        width = tf.gather(half, bins)
+        return {"age": age, "age_low": tf.maximum(age - width, 0.0), "age_high": age + width}
+
+    return with_interval
+
+
+def export_saved_model(model: keras.Model, image_size: int, export_dir: str,
+                       calibration: dict | None = None, card: dict | None = None) -> str:
     """Writes a SavedModel to export_dir (replacing an earlier export atomically).
 
-    Signatures:
+    Signatures (both also return 'age_low' and 'age_high' [N] years, the calibrated
+    interval, when `calibration` is given):
       serving_default(images): float32 [N, S, S, 3] pixels in [0, 255] -> {'age': [N] years}.
       serve_bytes(image_bytes): string [N] encoded JPEG/PNG -> {'age': [N] years}; decoding,
         resizing and normalization happen in the graph, exactly as in the input pipeline.
+
+    Args:
+      calibration: intervals.calibrate() of the run.
+      card: the model card, written to <export_dir>/assets/model_card.json.
 
     Returns:
       export_dir.
     """
     size = image_size
+    outputs = interval_fn(calibration)
 
     def years(images):
-        return {"age": labels.to_years(tf.cast(model(images, training=False), tf.float32))}
+        return outputs(labels.to_years(tf.cast(model(images, training=False), tf.float32)))
 
     @tf.function(input_signature=[tf.TensorSpec([None, size, size, 3], tf.float32, name="images")])
     def serve_images(images):
@@ -66,6 +96,9 @@ def export_saved_model(model: keras.Model, image_size: int, export_dir: str) -> 
     tmp, old = f"{export_dir}.tmp", f"{export_dir}.old"
     shutil.rmtree(tmp, ignore_errors=True)
     archive.write_out(tmp, verbose=False)
+    if card is not None:
+        os.makedirs(os.path.join(tmp, "assets"), exist_ok=True)
+        card_module.write(card, os.path.join(tmp, "assets", card_module.ASSET_NAME))
     # Swap in the new export; a crash in between leaves export.old, never half an export.
     if os.path.exists(export_dir):
         shutil.rmtree(old, ignore_errors=True)
@@ -73,3 +106,116 @@ def export_saved_model(model: keras.Model, image_size: int, export_dir: str) -> 
     os.replace(tmp, export_dir)
     shutil.rmtree(old, ignore_errors=True)
     return export_dir
+
+
+FORMATS = ("savedmodel", "tflite")
+QUANTIZATIONS = ("none", "float16", "int8")
+
+
+@dataclasses.dataclass
+class ExportConfig:
+    """What `age-tf-export` writes from a finished run."""
+
+    model_dir: str = field(None, "A finished age-tf-train run directory.")
+    format: str = field("savedmodel", "savedmodel: (re)write <model_dir>/export with its card "
+                        "(after evaluation, the card carries the test figures); tflite: one "
+                        ".tflite file for devices, its card beside it as <out>.json.",
+                        choices=FORMATS)
+    quantize: str = field("none", "TFLite weights: none (float32), float16, or int8 (weights "
+                          "and activations, calibrated on training images).",
+                          choices=QUANTIZATIONS)
+    out: str | None = field(None, "The .tflite file (default <model_dir>/model[_<quantize>]"
+                            ".tflite).")
+    calibration_images: int = field(200, "Training images that calibrate int8 activations.")
+
+    def validate(self) -> None:
+        run = RunDir(self.model_dir)
+        if not os.path.exists(run.model_keras):
+            raise ValueError(f"--model_dir={self.model_dir!r}: no model.keras there; train the "
+                             "run to the end first (age-tf-train)")
+        if self.format == "savedmodel" and (self.out or self.quantize != "none"):
+            raise ValueError("--out and --quantize are for --format=tflite; a SavedModel is "
+                             "written to <model_dir>/export")
+        if self.calibration_images < 1:
+            raise ValueError(f"--calibration_images must be >= 1, got {self.calibration_images}")
+        if self.out and not self.out.endswith(".tflite"):
+            raise ValueError(f"--out={self.out!r}: name the file *.tflite")
+
+
+def run_calibration(run: RunDir) -> dict | None:
+    if not os.path.exists(run.intervals):
+        return None
+    with open(run.intervals) as f:
+        return json.load(f)
+
+
+def export_run(cfg: ExportConfig) -> str:
+    """Writes the run's SavedModel (with its card) or a TFLite file (card beside it).
+
+    Returns:
+      The path written.
+    """
+    cfg.validate()
+    run = RunDir(cfg.model_dir)
+    calibration = run_calibration(run)
+    if cfg.format == "savedmodel":
+        model = keras.models.load_model(run.model_keras)  # the trained model itself
+        size = run.read_config()["model"]["image_size"]
+        return export_saved_model(model, size, run.export, calibration,
+                                  card_module.build(run, calibration))
+    if not os.path.exists(os.path.join(run.export, "saved_model.pb")):
+        raise ValueError(f"--model_dir={cfg.model_dir!r} has no SavedModel to convert; run "
+                         f"age-tf-export --model_dir={cfg.model_dir} first")
+    suffix = "" if cfg.quantize == "none" else f"_{cfg.quantize}"
+    out = cfg.out or os.path.join(run.root, f"model{suffix}.tflite")
+    representative = (representative_images(run, cfg.calibration_images)
+                      if cfg.quantize == "int8" else None)
+    data = tflite_bytes(run.export, cfg.quantize, representative)
+    with fileio.atomic_path(out) as tmp:
+        with open(tmp, "wb") as f:
+            f.write(data)
+    card = {**card_module.build(run, calibration), "format": "tflite", "quantize": cfg.quantize,
+            "file_bytes": len(data)}
+    card_module.write(card, out + ".json")
+    logging.info("wrote %s (%.1f MB, %s) and its card %s.json", out, len(data) / 1e6,
+                 cfg.quantize, out)
+    return out
+
+
+def tflite_bytes(export_dir: str, quantize: str = "none", representative=None) -> bytes:
+    """A SavedModel's serving_default signature as a TFLite flatbuffer (the same outputs).
+
+    Args:
+      quantize: none, float16, or int8 (then `representative` yields {"images": batch}).
+    """
+    if quantize not in QUANTIZATIONS:
+        raise ValueError(f"--quantize must be one of {QUANTIZATIONS}, got {quantize!r}")
+    converter = tf.lite.TFLiteConverter.from_saved_model(export_dir,
+                                                         signature_keys=[IMAGES_SIGNATURE])
+    if quantize == "float16":
+        converter.optimizations = [tf.lite.Optimize.DEFAULT]
+        converter.target_spec.supported_types = [tf.float16]
+    elif quantize == "int8":
+        if representative is None:
+            raise ValueError("int8 quantization needs representative images")
+        converter.optimizations = [tf.lite.Optimize.DEFAULT]
+        converter.representative_dataset = representative
+    return converter.convert()
+
+
+def representative_images(run: RunDir, count: int):
+    """Training images through the input pipeline (as the model saw them), one at a time."""
+    config = run.read_config()
+    manifest, images_dir = pipeline.load_manifest(config["data_dir"], "train")
+    manifest = manifest.sample(n=min(count, len(manifest)), random_state=0)
+    p = config["pipeline"]
+    pcfg = pipeline.PipelineConfig(batch_size=1, crop_faces=p["crop_faces"],
+                                   face_margin=p["face_margin"])
+    ds = pipeline.InputPipeline(manifest, images_dir, pcfg, config["model"]["image_size"],
+                                training=False).dataset()
+
+    def gen():
+        for images, _ in ds:
+            yield {"images": tf.cast(images, tf.float32)}
+
+    return gen

@@ -3,7 +3,8 @@
 A frozen backbone computes the same features every epoch, so they are computed once per
 image, as stored and mirrored, and the head trains on rows of that table: the same batches
 and flip draws as the image pipeline (pipeline.InputPipeline serves both), so the same final
-weights, at a fraction of the time per epoch.
+weights up to float rounding (convolutions over differently composed batches may round
+differently), at a fraction of the time per epoch.
 """
 
 from __future__ import annotations

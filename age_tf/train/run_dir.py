@@ -62,12 +62,28 @@ class RunDir:
         return self._("model.keras")
 
     @property
+    def intervals(self) -> str:  # the interval calibration (validation residuals)
+        return self._("intervals.json")
+
+    @property
     def export(self) -> str:  # the SavedModel
         return self._("export")
 
     @property
+    def card(self) -> str:  # the model card, inside the export
+        return self._("export", "assets", "model_card.json")
+
+    @property
     def eval(self) -> str:  # age-tf-evaluate's outputs
         return self._("eval")
+
+    @property
+    def eval_metrics(self) -> str:  # the test evaluation's figures
+        return self._("eval", "metrics.json")
+
+    @property
+    def eval_predictions(self) -> str:  # one row per evaluated image
+        return self._("eval", "predictions.csv")
 
     @property
     def audit(self) -> str:  # age-tf-audit's outputs
@@ -155,7 +171,7 @@ def data_fingerprint(data_dir: str) -> str:
 # Settings that may differ when a run is resumed: they change how it runs, not what it
 # computes (same order, same flips, same steps). Everything else must match.
 RESUME_FREE = {"model_dir", "flags_text", "log_every", "export", "strategy", "jit_compile",
-               "feature_cache", "pipeline.cache", "num_cpu_devices"}
+               "feature_cache", "pipeline.cache", "num_cpu_devices", "interval_coverage"}
 
 
 def _flatten(d: dict, prefix: str = "") -> dict:

@@ -52,6 +52,8 @@ class TrainConfig:
                                   "(backbone and head; its --model_dir), e.g. a head-only run "
                                   "before tuning every layer. Same backbone, size, weights "
                                   "source and head.")
+    interval_coverage: float = field(0.9, "Coverage of the age intervals served with each "
+                                     "prediction (calibrated on the validation split).")
     seed: int = field(0, "Seeds weights, data order and flips.")
     flags_text: str = field("", flag=False)  # the resolved flags, for flags.txt / TensorBoard
 
@@ -80,6 +82,8 @@ class TrainConfig:
             raise ValueError("--feature_cache needs --tune=head (a trainable backbone changes its features)")
         if self.warmup_epochs < 0 or self.warmup_epochs >= self.epochs:
             raise ValueError(f"--warmup_epochs must be in [0, --epochs), got {self.warmup_epochs}")
+        if not 0 < self.interval_coverage < 1:
+            raise ValueError(f"--interval_coverage must be in (0, 1), got {self.interval_coverage}")
         if self.init_from:
             init_weights(self)  # checks the run without loading anything
 

@@ -28,7 +28,7 @@ from absl import logging
 from age_tf import fileio, labels
 from age_tf.data import pipeline
 from age_tf.train import callbacks as cb
-from age_tf.train import distribution, export, feature_cache, models
+from age_tf.train import card, distribution, export, feature_cache, intervals, models
 from age_tf.train.run_dir import (RunDir, RunState, StopReason, check_resumable,
                                   data_fingerprint, run_status)
 from age_tf.train.schedules import make_schedule
@@ -340,6 +340,21 @@ def _make_predict(strategy, model, dist_dataset):
     return predict
 
 
+def calibrate_intervals(cfg: TrainConfig, model: keras.Model) -> dict:
+    """The served intervals' widths, from the selected model's validation residuals (the
+    test split is never read here)."""
+    val_df, images_dir = pipeline.load_manifest(cfg.data_dir, "val")
+    pred = pipeline.map_images(lambda x: model(x, training=False), val_df, images_dir,
+                               cfg.pipeline, cfg.model.image_size)
+    calibration = intervals.calibrate(val_df["age"].to_numpy(float),
+                                      labels.to_years(pred.astype(np.float64)),
+                                      cfg.interval_coverage)
+    logging.info("intervals at %.0f%%: half-widths %s years over predicted-age bins %s",
+                 100 * cfg.interval_coverage, [round(w, 1) for w in calibration["half_widths"]],
+                 calibration["edges"])
+    return calibration
+
+
 def finish(run: Run, run_dir: RunDir) -> dict:
     """Chief only: the trained model itself, with its best epoch's weights, becomes
     model.keras and the SavedModel; metrics.json records which epoch was selected.
@@ -368,12 +383,15 @@ def finish(run: Run, run_dir: RunDir) -> dict:
         "val": {k[4:]: float(v) for k, v in row.items() if k.startswith("val_")},
         "train_loss": float(row["loss"]),
     }
+    calibration = calibrate_intervals(cfg, model)
+    fileio.atomic_write_text(run_dir.intervals, json.dumps(calibration, indent=2))
     with fileio.atomic_path(run_dir.best_weights) as tmp:
         model.save_weights(tmp)
     with fileio.atomic_path(run_dir.model_keras) as tmp:
         model.save(tmp)
     if cfg.export:
-        export.export_saved_model(model, cfg.model.image_size, run_dir.export)
+        export.export_saved_model(model, cfg.model.image_size, run_dir.export, calibration,
+                                  card.build(run_dir, calibration))
     fileio.atomic_write_text(run_dir.metrics, json.dumps(metrics, indent=2))
     logging.info("selected epoch %d (%s): %s", metrics["best_epoch"], selected, metrics["val"])
     return metrics

@@ -1,0 +1,83 @@
+"""A served age model, SavedModel or TFLite, with its card: float face crops -> age and interval.
+
+Both kinds answer the same call, so photo and crop prediction have one code path; the card
+(export/assets/model_card.json, or <file>.tflite.json) says what the model expects (image
+size, crop margin) and what it is (synthetic training, interval coverage).
+"""
+
+from __future__ import annotations
+
+import os
+import warnings
+
+import numpy as np
+import tensorflow as tf
+
+from age_tf.data import pipeline
+from age_tf.train import card as card_module
+from age_tf.train import export
+
+NO_CARD_NOTE = ("note: {path} has no model card (an export older than cards): assuming "
+                "the release's crop margin {margin} and no intervals")
+
+
+class AgeModel:
+    """Face crops, float pixels [N, S, S, 3] in [0, 255] -> {"age", "age_low", "age_high"}
+    in years (the interval only when the model was exported with one)."""
+
+    def __init__(self, model_path: str):
+        if model_path.endswith(".tflite"):
+            if not os.path.isfile(model_path):
+                raise FileNotFoundError(f"--model={model_path}: no such TFLite file")
+            self.path = model_path
+            with warnings.catch_warnings():
+                # TF 2.21 points to ai_edge_litert; its own interpreter still runs the file.
+                warnings.filterwarnings("ignore", message=".*tf.lite.Interpreter is deprecated")
+                self._interpreter = tf.lite.Interpreter(model_path=model_path)
+            self._runner = self._interpreter.get_signature_runner(export.IMAGES_SIGNATURE)
+            detail = self._runner.get_input_details()["images"]
+            self.image_size = int(detail["shape"][1])
+            self.card = card_module.read(model_path + ".json")
+            self._call = self._call_tflite
+        else:
+            self.path = export.find_export(model_path)
+            serve = tf.saved_model.load(self.path).signatures[export.IMAGES_SIGNATURE]
+            self._serve = serve
+            self.image_size = int(serve.structured_input_signature[1]["images"].shape[1])
+            self.card = card_module.read(os.path.join(self.path, "assets", card_module.ASSET_NAME))
+            self._call = self._call_saved_model
+
+    @property
+    def crop_margin(self) -> float:
+        """The framing of the faces the model was trained on (the release's by default)."""
+        margin = ((self.card or {}).get("preprocessing") or {}).get("crop_margin")
+        return pipeline.RELEASE_MARGIN if margin is None else float(margin)
+
+    @property
+    def coverage(self) -> float | None:
+        return ((self.card or {}).get("intervals") or {}).get("coverage")
+
+    def notes(self) -> list[str]:
+        """What a user must be told once about this model (stderr lines)."""
+        if self.card is None:
+            return [NO_CARD_NOTE.format(path=self.path, margin=pipeline.RELEASE_MARGIN)]
+        return [f"warning: {self.card['warning']}"] if self.card.get("warning") else []
+
+    def _call_saved_model(self, batch: np.ndarray) -> dict:
+        out = self._serve(images=tf.constant(batch, tf.float32))
+        return {k: v.numpy() for k, v in out.items()}
+
+    def _call_tflite(self, batch: np.ndarray) -> dict:
+        # One face at a time: the converted graph has a fixed batch of one.
+        parts = [self._runner(images=batch[i:i + 1].astype(np.float32)) for i in range(len(batch))]
+        return {k: np.concatenate([p[k] for p in parts]) for k in parts[0]} if parts else {}
+
+    def __call__(self, crops: np.ndarray, batch_size: int = 32) -> dict:
+        outs = [self._call(np.asarray(crops[i:i + batch_size], np.float32))
+                for i in range(0, len(crops), batch_size)]
+        if not outs:
+            return {"age": np.zeros((0,), np.float32)}
+        return {k: np.concatenate([o[k] for o in outs]) for k in outs[0]}
+
+    def ages(self, crops: np.ndarray, batch_size: int = 32) -> np.ndarray:
+        return self(crops, batch_size)["age"]

@@ -1,0 +1,161 @@
+"""The served model says what it is: the model card in every export, the calibrated
+intervals in both signatures, and the TFLite export that carries both."""
+
+import json
+import os
+
+import keras
+import numpy as np
+import pandas as pd
+import pytest
+import tensorflow as tf
+
+from age_tf import labels
+from age_tf.data import pipeline
+from age_tf.evaluate import evaluation
+from age_tf.serve.served_model import AgeModel
+from age_tf.synthetic import synth
+from age_tf.train import card, export, intervals, models, training
+from age_tf.train.run_dir import RunDir
+
+pytestmark = pytest.mark.integration
+
+
+def test_the_cards_preprocessing_is_the_runs_config(trained_run):
+    model_dir, data_dir = trained_run
+    run = RunDir(model_dir)
+    c = json.load(open(run.card))
+    config = run.read_config()
+    assert c["preprocessing"]["image_size"] == config["model"]["image_size"] == 32
+    assert c["preprocessing"]["crop_faces"] == config["pipeline"]["crop_faces"] is False
+    # Uncropped release crops: the margin they were made with, as the release records it.
+    report = json.load(open(os.path.join(data_dir, "report.json")))
+    assert c["preprocessing"]["crop_margin"] == report["inputs"]["release"]["crop_margin"]
+    assert c["preprocessing"]["crop_margin"] == synth.CROP_MARGIN
+    assert c["model"]["backbone"] == config["model"]["backbone"]
+    assert c["data"]["rows"] == {k: v["images"] for k, v in report["splits"].items()}
+    assert c["synthetic"] is True and c["warning"] == card.SYNTHETIC_WARNING
+    assert c["config_hash"] == card.config_hash(run)
+    assert c["intervals"] == json.load(open(run.intervals))
+    assert set(c["versions"]) >= {"tensorflow", "keras", "age_tf"}
+
+
+def test_evaluation_puts_test_figures_and_coverage_in_the_card(trained_run):
+    model_dir, data_dir = trained_run
+    m = evaluation.evaluate(evaluation.EvaluateConfig(model_dir=model_dir, data_dir=data_dir,
+                                                      bootstrap=0))
+    c = json.load(open(RunDir(model_dir).card))
+    assert c["test"]["mae_years"] == m["mae_years"] and c["test"]["plcc"] == m["plcc"]
+    assert c["test"]["intervals"]["coverage"] == m["intervals"]["coverage"]
+    assert set(c["test"]["by_decade"]) == set(m["by_decade"])
+    pred = pd.read_csv(RunDir(model_dir).eval_predictions)
+    inside = (pred["true_age"] >= pred["age_low"]) & (pred["true_age"] <= pred["age_high"])
+    assert m["intervals"]["coverage"] == pytest.approx(inside.mean())
+
+
+@pytest.fixture(scope="module")
+def fresh_run(prepared, tmp_path_factory):
+    """A tiny run trained while every manifest read is recorded."""
+    from conftest import _tiny_config
+
+    read = []
+    real = pipeline.load_manifest
+
+    def spy(data_dir, split):
+        read.append(split)
+        return real(data_dir, split)
+
+    mp = pytest.MonkeyPatch()
+    mp.setattr(pipeline, "load_manifest", spy)
+    try:
+        cfg = _tiny_config(prepared[0], str(tmp_path_factory.mktemp("fresh") / "run"),
+                           epochs=1, steps_per_epoch=2)
+        training.train_and_evaluate(cfg)
+    finally:
+        mp.undo()
+    return cfg, read
+
+
+def test_no_test_value_enters_the_calibration(fresh_run):
+    cfg, read = fresh_run
+    assert "test" not in read and "val" in read
+    # The widths are the conformal ones of the validation residuals, recomputed here.
+    model = keras.models.load_model(RunDir(cfg.model_dir).model_keras)
+    val, images_dir = pipeline.load_manifest(cfg.data_dir, "val")
+    pred = labels.to_years(pipeline.map_images(lambda x: model(x, training=False), val,
+                                               images_dir, cfg.pipeline, 32).astype(np.float64))
+    want = intervals.calibrate(val["age"].to_numpy(float), pred, cfg.interval_coverage)
+    got = json.load(open(RunDir(cfg.model_dir).intervals))
+    assert got["edges"] == want["edges"]
+    np.testing.assert_allclose(got["half_widths"], want["half_widths"], rtol=1e-5)
+
+
+def test_both_signatures_serve_the_calibrated_interval(fresh_run):
+    cfg, _ = fresh_run
+    run = RunDir(cfg.model_dir)
+    calibration = json.load(open(run.intervals))
+    manifest, images_dir = pipeline.load_manifest(cfg.data_dir, "val")
+    paths = [os.path.join(images_dir, p) for p in manifest["path"][:8]]
+    data = [open(p, "rb").read() for p in paths]
+    loaded = tf.saved_model.load(run.export)
+    by_bytes = loaded.signatures[export.BYTES_SIGNATURE](image_bytes=tf.constant(data))
+    images = np.stack([pipeline.resize(pipeline.decode(tf.constant(d)), 32).numpy() for d in data])
+    by_images = loaded.signatures[export.IMAGES_SIGNATURE](images=tf.constant(images, tf.float32))
+    low, high = intervals.interval(by_images["age"].numpy(), calibration)
+    for out in (by_bytes, by_images):
+        np.testing.assert_allclose(out["age"].numpy(), by_images["age"].numpy(), atol=1e-4)
+        np.testing.assert_allclose(out["age_low"].numpy(), low, atol=1e-3)
+        np.testing.assert_allclose(out["age_high"].numpy(), high, atol=1e-3)
+
+
+SIZE = 64
+
+
+def _faces(prepared, n=64, size=SIZE):
+    manifest, images_dir = pipeline.load_manifest(prepared[0], "test")
+    return np.stack([pipeline.resize(pipeline.decode(tf.io.read_file(os.path.join(images_dir, p))),
+                                     size).numpy() for p in manifest["path"][:n]]).astype(np.float32)
+
+
+def _model_with_a_spread(backbone="mobilenet_v2"):
+    """The demo's model (stand-in backbone, 64 px) with a random head that spreads ages over
+    decades (random backbone weights give every face nearly the same features)."""
+    keras.backend.clear_session()
+    model = models.build_model(models.ModelConfig(backbone=backbone, image_size=SIZE,
+                                                  weights="standin", tune="head"))
+    layer = model.get_layer("age")
+    kernel, bias = layer.get_weights()
+    rng = np.random.default_rng(0)
+    layer.set_weights([rng.normal(0, 20 / np.sqrt(kernel.shape[0]), kernel.shape).astype("float32"),
+                       bias + 0.4])
+    return model
+
+
+@pytest.mark.parametrize("backbone", sorted(models.BACKBONES))
+def test_float32_tflite_serves_what_the_saved_model_serves(backbone, prepared, tmp_path):
+    model = _model_with_a_spread(backbone)
+    calibration = {"coverage": 0.9, "edges": [20.0, 40.0], "half_widths": [3.0, 5.0, 9.0],
+                   "counts": [1, 1, 1]}
+    saved = export.export_saved_model(model, SIZE, str(tmp_path / "export"), calibration)
+    path = tmp_path / "m.tflite"
+    path.write_bytes(export.tflite_bytes(saved))
+    faces = _faces(prepared)
+    want, got = AgeModel(saved)(faces), AgeModel(str(path))(faces)
+    assert np.ptp(want["age"]) > 1  # ages that differ, so agreement means something
+    for key in ("age", "age_low", "age_high"):
+        np.testing.assert_allclose(got[key], want[key], atol=0.01)  # years
+
+
+def test_int8_tflite_runs_and_stays_near_float(prepared, tmp_path):
+    model = _model_with_a_spread()
+    saved = export.export_saved_model(model, SIZE, str(tmp_path / "export"))
+    faces = _faces(prepared, 16)
+
+    def representative():
+        for face in faces[:8]:
+            yield {"images": face[None]}
+
+    path = tmp_path / "m.tflite"
+    path.write_bytes(export.tflite_bytes(saved, "int8", representative))
+    want, got = AgeModel(saved).ages(faces), AgeModel(str(path)).ages(faces)
+    assert np.isfinite(got).all() and np.abs(got - want).max() < 0.2 * np.ptp(want) + 1.0
