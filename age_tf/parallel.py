@@ -3,8 +3,32 @@
 from __future__ import annotations
 
 import concurrent.futures
+import contextlib
 import multiprocessing
+import sys
 from typing import Callable, Iterable
+
+
+@contextlib.contextmanager
+def main_hidden_from_children():
+    """While spawned workers start, the parent's __main__ is hidden from them.
+
+    A spawned worker imports the parent's main module before it runs anything; for a
+    command (age-tf-experiment, or -m age_tf.cli.X) that is the whole command, TensorFlow
+    included: seconds, hundreds of MB and TensorFlow's start-up lines per worker, for
+    functions that need none of it. Hidden, a worker imports only the module of the
+    function it runs.
+    """
+    main = sys.modules.get("__main__")
+    saved = {k: main.__dict__[k] for k in ("__spec__", "__file__") if main and k in main.__dict__}
+    try:
+        if main is not None:
+            main.__spec__ = None
+            main.__dict__.pop("__file__", None)
+        yield
+    finally:
+        if main is not None:
+            main.__dict__.update(saved)
 
 
 def map_in_processes(fn: Callable, items: list, workers: int,
@@ -31,7 +55,8 @@ def map_in_processes(fn: Callable, items: list, workers: int,
         return results
     ctx = multiprocessing.get_context("spawn")
     with concurrent.futures.ProcessPoolExecutor(workers, mp_context=ctx) as pool:
-        futures = {pool.submit(fn, item): i for i, item in enumerate(items)}
+        with main_hidden_from_children():  # workers start at the first submits
+            futures = {pool.submit(fn, item): i for i, item in enumerate(items)}
         for fut in concurrent.futures.as_completed(futures):
             i = futures[fut]
             results[i] = fut.result()
