@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import functools
 import json
 import os
 
@@ -55,7 +56,7 @@ class TrainedRun:
         return pipeline.PipelineConfig(batch_size=batch_size, crop_faces=p["crop_faces"],
                                        face_margin=p["face_margin"])
 
-    @property
+    @functools.cached_property
     def calibration(self) -> dict | None:
         """The run's interval calibration (None for a run trained before intervals)."""
         if not os.path.exists(self.dir.intervals):

@@ -13,6 +13,10 @@ import json
 import os
 import platform
 
+import keras
+import numpy
+import tensorflow
+
 from age_tf import __version__, fileio
 from age_tf.data import pipeline
 from age_tf.standin import weights as standin_weights
@@ -26,10 +30,6 @@ LABEL_RECORDS = {"clean.json": "cleaned", "oracle.json": "oracle (rendered ages)
 
 
 def _versions() -> dict:
-    import keras
-    import numpy
-    import tensorflow
-
     return {"age_tf": __version__, "tensorflow": tensorflow.__version__,
             "keras": keras.__version__, "numpy": numpy.__version__,
             "python": platform.python_version()}
@@ -126,15 +126,33 @@ def build(run: RunDir, calibration: dict | None) -> dict:
 
 
 def write(card: dict, path: str) -> None:
+    # An export written before cards has no assets/ folder.
+    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
     fileio.atomic_write_text(path, json.dumps(card, indent=2, default=str))
 
 
+MAX_CARD_BYTES = 1 << 20  # a card is a few KB; anything larger is not one
+
+
 def read(path: str) -> dict | None:
-    """A card file, or None when there is none (an export older than cards)."""
+    """A card file, or None when there is none (an export older than cards).
+
+    Raises:
+      ValueError: the file is not a card (names it and the fix).
+    """
     if not os.path.exists(path):
         return None
-    with open(path) as f:
-        return json.load(f)
+    fix = "re-export the run (age-tf-export --model_dir=RUN) or remove the file"
+    if os.path.getsize(path) > MAX_CARD_BYTES:
+        raise ValueError(f"{path}: {os.path.getsize(path):,} bytes is not a model card; {fix}")
+    try:
+        with open(path) as f:
+            card = json.load(f)
+    except (OSError, ValueError) as e:
+        raise ValueError(f"{path}: not a readable model card ({e}); {fix}") from e
+    if not isinstance(card, dict) or not isinstance(card.get("preprocessing"), dict):
+        raise ValueError(f"{path}: not a model card (no preprocessing section); {fix}")
+    return card
 
 
 def summary(card: dict) -> dict:
