@@ -15,6 +15,7 @@ that includes another resolves that path relative to itself, not to the current 
 from __future__ import annotations
 
 import dataclasses
+import math
 import os
 import sys
 import types
@@ -27,16 +28,21 @@ CONFIGS_DIR = os.path.join(os.path.dirname(os.path.abspath(__file__)), "configs"
 
 
 def field(default: Any = dataclasses.MISSING, help: str = "", *, choices=None,
-          default_factory: Any = dataclasses.MISSING, flag: bool = True):
-    """A dataclass field with its flag help (and choices) in metadata.
+          default_factory: Any = dataclasses.MISSING, flag: bool = True,
+          low: float | None = None, high: float | None = None, low_open: bool = False,
+          high_open: bool = False):
+    """A dataclass field with its flag help (and choices, and range) in metadata.
 
     Args:
       default / default_factory: as in dataclasses.field.
       help: the flag's help text.
       choices: allowed values (an enum flag).
       flag: False keeps the field out of the command line (set by code only).
+      low, high: the range of a numeric field (inclusive unless low_open / high_open);
+        check_values enforces it, and that a float is finite, for every command.
     """
-    meta = {"help": help, "choices": choices, "flag": flag}
+    meta = {"help": help, "choices": choices, "flag": flag, "low": low, "high": high,
+            "low_open": low_open, "high_open": high_open}
     if default_factory is not dataclasses.MISSING:
         return dataclasses.field(default_factory=default_factory, metadata=meta)
     return dataclasses.field(default=default, metadata=meta)
@@ -181,7 +187,49 @@ def from_flags(cls, flag_values=flags.FLAGS, exclude: tuple[str, ...] = (), **ov
         return c(**kwargs)
 
     cfg = build(cls, ())
-    return dataclasses.replace(cfg, **overrides) if overrides else cfg
+    cfg = dataclasses.replace(cfg, **overrides) if overrides else cfg
+    check_values(cfg)  # every command: no NaN, no value outside its field's range
+    return cfg
+
+
+def _range_text(meta) -> str:
+    low, high = meta.get("low"), meta.get("high")
+    if low is not None and high is not None:
+        return (f"in {'(' if meta['low_open'] else '['}{low:g}, {high:g}"
+                f"{')' if meta['high_open'] else ']'}")
+    if low is not None:
+        return f"{'>' if meta['low_open'] else '>='} {low:g}"
+    return f"{'<' if meta['high_open'] else '<='} {high:g}"
+
+
+def _in_range(value, meta) -> bool:
+    low, high = meta.get("low"), meta.get("high")
+    if low is not None and (value <= low if meta["low_open"] else value < low):
+        return False
+    return not (high is not None and (value >= high if meta["high_open"] else value > high))
+
+
+def check_values(cfg) -> None:
+    """Every numeric field of cfg (nested configs too) finite and in its declared range.
+
+    Raises:
+      ValueError: naming the flag, its value and the range.
+    """
+    for f in dataclasses.fields(cfg):
+        value = getattr(cfg, f.name)
+        if dataclasses.is_dataclass(value):
+            check_values(value)
+            continue
+        values = value if isinstance(value, tuple) else (value,)
+        for v in values:
+            if isinstance(v, bool) or not isinstance(v, (int, float)):
+                continue
+            if isinstance(v, float) and not math.isfinite(v):
+                raise ValueError(f"--{f.name}={value}: must be a finite number")
+            if (f.metadata.get("low") is not None or f.metadata.get("high") is not None) \
+                    and not _in_range(v, f.metadata):
+                shown = ",".join(map(str, values)) if isinstance(value, tuple) else value
+                raise ValueError(f"--{f.name}={shown}: must be {_range_text(f.metadata)}")
 
 
 def resolve_config(name: str) -> str:

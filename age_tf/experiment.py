@@ -14,7 +14,8 @@ from absl import logging
 from age_tf import config, fileio
 from age_tf.config import field
 from age_tf.data import input_figures, pipeline, prepare
-from age_tf.evaluate import audit, baselines, clean, evaluation, metrics, report
+from age_tf.evaluate import (audit, baselines, clean, evaluation, ground_truth, metrics,
+                             report)
 from age_tf.synthetic import synth
 from age_tf.standin import weights as standin_weights
 from age_tf.train import train_config, training
@@ -39,25 +40,25 @@ class ExperimentConfig:
     mat: str | None = field(None, "Real imdb.mat / wiki.mat; without it, synthetic data is "
                             "generated.")
     images_dir: str | None = field(None, "The crops folder of --mat.")
-    num_images: int = field(6000, "Synthetic rows to generate (6,000: ~475 test faces, PLCC "
+    num_images: int = field(6000, low=100, help="Synthetic rows to generate (6,000: ~475 test faces, PLCC "
                             "intervals about +-0.06).")
-    sample_fraction: float = field(0.5, "Share of filtered images kept (the study: half).")
+    sample_fraction: float = field(0.5, low=0, high=1, low_open=True, help="Share of filtered images kept (the study: half).")
     runs: tuple[str, ...] = field(STUDY_RUNS, "Run configs (shipped names or paths): each sets "
                                   "a few training flags over the base.")
     feature_cache_for_head: bool = field(True, "Head-mode runs train from cached features.")
     # A trained head first, then every layer: better rows in fewer epochs on the demo
     # (measured in docs/measurements.md).
-    full_from_head_epochs: int = field(2, "Full-tuning runs start from the same backbone's "
+    full_from_head_epochs: int = field(2, low=0, help="Full-tuning runs start from the same backbone's "
                                        "head-only run in --runs (a trained head, then every "
                                        "layer: Keras' transfer-learning recipe, --init_from) and "
                                        "train this many epochs; 0: from a random head for "
                                        "--epochs, as the study did.")
-    bootstrap: int = field(1000, "Bootstrap resamples for the intervals.")
+    bootstrap: int = field(1000, low=0, help="Bootstrap resamples for the intervals.")
     audit_run: str | None = field(None, "Run to audit (default: the first head-mode run).")
     cleaning: bool = field(True, "Synthetic data: Table 3, the audit run retrained on cleaned "
                            "labels (dropped / relabelled suspects) and on the rendered ages, "
                            "all scored against the rendered test ages.")
-    clean_sigmas: float = field(3.0, "Cleaning threshold (see age-tf-clean --sigmas).")
+    clean_sigmas: float = field(3.0, low=0, low_open=True, help="Cleaning threshold (see age-tf-clean --sigmas).")
     train: train_config.TrainConfig = field(default_factory=train_config.TrainConfig)
 
     def validate(self) -> None:
@@ -159,7 +160,7 @@ def _prepare_data(cfg: ExperimentConfig, raw: str, data: str, progress: _Progres
 def label_ceiling_note(data: str, truth: str) -> str:
     """How well a perfect model could score against the noisy test labels."""
     test, _ = pipeline.load_manifest(data, "test")
-    rendered = pd.read_csv(truth).set_index("row").loc[test["row"], "rendered_age"].to_numpy(float)
+    rendered = ground_truth.for_rows(truth, test)["rendered_age"].to_numpy(float)
     labels = test["age"].to_numpy(float)
     wrong = float((abs(labels - rendered) >= 20).mean())
     return (f"The test labels carry the planted errors ({wrong:.1%} of them are 20+ years off): "

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import contextlib
+import errno
 import os
+import shutil
 
 
 @contextlib.contextmanager
@@ -31,3 +33,43 @@ def atomic_write_text(path: str, text: str) -> None:
             f.write(text)
             f.flush()
             os.fsync(f.fileno())
+
+
+def check_writable_dir(path: str, flag: str) -> None:
+    """Refuses, before any work, a folder that cannot be made or written.
+
+    Raises:
+      ValueError: naming --flag: the path is a file, or the folder (or the nearest existing
+        parent it would be made in) is not writable.
+    """
+    if os.path.exists(path) and not os.path.isdir(path):
+        raise ValueError(f"--{flag}={path!r} is a file, not a folder; give a folder")
+    existing = os.path.abspath(path)
+    while not os.path.exists(existing):
+        existing = os.path.dirname(existing)
+    if not os.access(existing, os.W_OK | os.X_OK):
+        raise ValueError(f"--{flag}={path!r}: {existing} is not writable; choose a folder you "
+                         "can write")
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except OSError as e:
+        return e.errno == errno.EPERM  # alive, another user's
+    return True
+
+
+def remove_stale_temp_dirs(folder: str, prefix: str) -> list[str]:
+    """Deletes `<prefix><pid>-*` folders in `folder` whose process is gone (a kill -9 in the
+    middle of a write); a live process's folder is left alone. Returns what it removed."""
+    removed = []
+    for name in os.listdir(folder):
+        if not name.startswith(prefix):
+            continue
+        pid = name[len(prefix):].split("-", 1)[0]
+        if pid.isdigit() and _pid_alive(int(pid)):
+            continue
+        shutil.rmtree(os.path.join(folder, name), ignore_errors=True)
+        removed.append(name)
+    return removed

@@ -6,6 +6,10 @@ units; everything shown to people is converted back to years.
 
 AGE_SCALE = 100.0
 
+# The ages a manifest may hold (years): wider than any dataset's labels (UTKFace goes to 116),
+# narrow enough that a typo (250, -40) is refused, not trained on.
+MIN_AGE, MAX_AGE = 0, 150
+
 
 def to_label(age_years):
     """Years -> the regression target (works on floats, numpy arrays and tensors)."""

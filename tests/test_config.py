@@ -182,3 +182,51 @@ def test_the_wheel_ships_the_configs_and_standin_weights(tmp_path):
     data = lambda name: name.endswith((".npz", ".json"))  # noqa: E731
     weights = sorted(n.split("/")[-1] for n in names if n.startswith("age_tf/standin/") and data(n))
     assert weights == sorted(filter(data, os.listdir(standin_weights.STANDIN_DIR))) and weights
+
+
+# Hostile-input items 3 and 12: every numeric flag finite and in its field's range, named.
+@pytest.mark.parametrize("field, value, message", [
+    ("learning_rate", float("nan"), "--learning_rate=nan: must be a finite number"),
+    ("learning_rate", float("inf"), "--learning_rate=inf: must be a finite number"),
+    ("learning_rate", 0.0, "--learning_rate=0.0: must be > 0"),
+    ("steps_per_epoch", -5, "--steps_per_epoch=-5: must be >= 0"),
+    ("min_lr_ratio", -2.0, r"--min_lr_ratio=-2.0: must be in \[0, 1\]"),
+    ("warmup_epochs", float("nan"), "--warmup_epochs=nan"),
+    ("early_stopping_patience", -1, "--early_stopping_patience=-1: must be >= 0"),
+    ("interval_coverage", 1.0, r"--interval_coverage=1.0: must be in \(0, 1\)"),
+])
+def test_bad_numbers_are_refused_naming_the_flag(field, value, message):
+    cfg = dataclasses.replace(train_config.TrainConfig(data_dir="d", model_dir="m"),
+                              **{field: value})
+    with pytest.raises(ValueError, match=message):
+        config.check_values(cfg)
+
+
+def test_nested_and_list_values_are_checked_too():
+    cfg = train_config.TrainConfig(data_dir="d", model_dir="m",
+                                   model=models.ModelConfig(head_units=(512, 0)))
+    with pytest.raises(ValueError, match="--head_units=512,0: must be >= 1"):
+        config.check_values(cfg)
+    cfg = train_config.TrainConfig(pipeline=pipeline.PipelineConfig(batch_size=0))
+    with pytest.raises(ValueError, match="--batch_size=0"):
+        config.check_values(cfg)
+
+
+def test_every_command_checks_its_numbers_when_flags_are_read():
+    from age_tf.serve import predict
+
+    fv = flags.FlagValues()
+    config.define_flags(predict.PredictConfig, flag_values=fv)
+    for argv, message in ((["--min_confidence=1.5"], r"--min_confidence=1.5: must be in \[0, 1\]"),
+                          (["--face_margin=-0.6"], "--face_margin=-0.6: must be >= 0"),
+                          (["--min_face_size=0"], "--min_face_size=0: must be >= 12"),
+                          (["--batch_size=0"], "--batch_size=0: must be >= 1")):
+        fv.unparse_flags()
+        fv(["predict", "--model=m", *argv])
+        with pytest.raises(ValueError, match=message):
+            config.from_flags(predict.PredictConfig, flag_values=fv)
+
+
+def test_an_unwritable_cache_folder_is_named():
+    with pytest.raises(ValueError, match="--cache='/proc/nope/x'"):
+        pipeline.PipelineConfig(cache="/proc/nope/x").validate()

@@ -75,6 +75,64 @@ def test_rendered_age_scores_the_model_not_the_labels(trained_run, synth_dir, tr
 def test_rendered_age_from_another_set_is_refused(trained_run, tmp_path):
     model_dir, data_dir = trained_run
     other = tmp_path / "gt.csv"
-    pd.DataFrame({"row": [10**9], "rendered_age": [3]}).to_csv(other, index=False)
-    with pytest.raises(ValueError, match="gt.csv: no rendered age for some rows"):
+    pd.DataFrame({"row": [10**9], "full_path": ["x.jpg"], "rendered_age": [3]}).to_csv(other, index=False)
+    with pytest.raises(ValueError, match="gt.csv: no truth for .* rows"):
         evaluation.evaluate(_cfg(model_dir, data_dir, bootstrap=0, ground_truth=str(other)))
+
+
+def test_ground_truth_of_another_release_is_refused_not_matched_by_row(trained_run, synth_dir,
+                                                                       tmp_path):
+    # Hostile-input item 8: rows of another release were matched by number (PLCC 0.012).
+    model_dir, data_dir = trained_run
+    truth = pd.read_csv(os.path.join(synth_dir, "ground_truth.csv"))
+    truth["full_path"] = truth["full_path"].sample(frac=1.0, random_state=0).to_numpy()
+    other = tmp_path / "ground_truth.csv"
+    truth.to_csv(other, index=False)
+    with pytest.raises(ValueError, match=r"ground_truth.csv: row \d+ is .* there but .* in the "
+                                         "data .* the ground truth of another release"):
+        evaluation.evaluate(_cfg(model_dir, data_dir, bootstrap=0, ground_truth=str(other)))
+
+
+def _other_data(data_dir, path, seen=7):
+    """A prepared folder whose test split holds `seen` of data_dir's training images."""
+    import shutil
+
+    shutil.copytree(data_dir, path, ignore=shutil.ignore_patterns("*.png", "*.npz"))
+    test, train = (pd.read_csv(os.path.join(data_dir, f"{s}.csv")) for s in ("test", "train"))
+    pd.concat([test, train.head(seen)]).to_csv(os.path.join(path, "test.csv"), index=False)
+    train.iloc[seen:].to_csv(os.path.join(path, "train.csv"), index=False)
+    return str(path)
+
+
+def test_another_data_folder_is_refused_or_evaluated_apart_with_a_warning(trained_run, tmp_path,
+                                                                           caplog):
+    # Hostile-input item 8: no warning although test images were training images, and the
+    # run's own eval/ overwritten.
+    model_dir, data_dir = trained_run
+    other = _other_data(data_dir, tmp_path / "other")
+    evaluation.evaluate(_cfg(model_dir, data_dir, bootstrap=0))
+    own = open(os.path.join(model_dir, "eval", "metrics.json")).read()
+    with pytest.raises(ValueError, match=r"not the run's own data .* 7 of its \d+ test images "
+                                         r"were this run's training .*--other_data"):
+        evaluation.evaluate(_cfg(model_dir, other, bootstrap=0))
+    m = evaluation.evaluate(_cfg(model_dir, other, bootstrap=0, other_data=True))
+    assert m["seen_in_training"] == 7 and not m["own_data"]
+    assert m["out_dir"].startswith(os.path.join(model_dir, "eval", "other", "other-"))
+    assert os.path.exists(os.path.join(m["out_dir"], "predictions.csv"))
+    assert open(os.path.join(model_dir, "eval", "metrics.json")).read() == own
+    assert any("7 of the" in r.getMessage() and "inflated" in r.getMessage() for r in caplog.records)
+
+
+def test_a_config_written_by_another_training_is_refused(trained_run, tmp_path):
+    # Hostile-input item 7: a replaced config.json labelled old weights as another backbone.
+    import shutil
+
+    model_dir = str(tmp_path / "run")
+    shutil.copytree(trained_run[0], model_dir)
+    config = json.load(open(os.path.join(model_dir, "config.json")))
+    config["model"]["backbone"] = "efficientnet_b3"
+    with open(os.path.join(model_dir, "config.json"), "w") as f:
+        json.dump(config, f, indent=2)
+    with pytest.raises(ValueError, match="config.json is not the configuration its model.keras "
+                                         "was trained with"):
+        evaluation.evaluate(_cfg(model_dir, trained_run[1], bootstrap=0))

@@ -120,3 +120,10 @@ def test_real_wiki_parses(real_wiki):
     assert df["full_path"].iloc[0] == "17/10000217_1981-05-05_2009.jpg"
     assert df["age"].iloc[0] == 28  # born 1981-05-05, photo 2009
     assert df["identity"].str.startswith("name:").sum() == 62328 - 124  # 124 empty names
+
+
+def test_text_where_numbers_belong_is_refused_naming_the_field(tmp_path):
+    # Hostile-input item 12: a dob of strings gave numpy's "could not convert string".
+    p = _write_mat(tmp_path / "x.mat", dob=_cells(["1980-01-01", "x", "y"]))
+    with pytest.raises(DataError, match=r"x.mat: field 'dob' must hold numbers"):
+        metadata.load_metadata(p)

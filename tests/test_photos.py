@@ -7,6 +7,7 @@ import sys
 
 import numpy as np
 import pytest
+import tensorflow as tf
 from matplotlib import cbook
 from PIL import Image
 
@@ -146,3 +147,73 @@ def test_cli_text_gives_the_interval_and_warns_once_of_synthetic_training(traine
     assert r.returncode == 0, r.stderr[-2000:]
     assert "% interval " in r.stdout and " years (" in r.stdout
     assert r.stderr.count("trained on synthetic faces: ages of real photos are not meaningful") == 1
+
+
+def test_a_crop_cut_from_its_region_equals_the_crop_from_the_whole_photo(grace):
+    # Hostile-input item 13: crops no longer copy the whole photo to float; same pixels.
+    rng = np.random.default_rng(0)
+    h, w = grace.shape[:2]
+    for box in [(182, 116, 349, 331), (0, 0, 80, 90), (430, 500, 511, 599), (-20, 300, 60, 420)]:
+        margin = float(rng.uniform(0.2, 0.6))
+        x1, y1, x2, y2 = box
+        whole = pipeline.resize(tf.constant(grace), 64,
+                                tf.constant([x1 + 1, y1 + 1, x2 + 1, y2 + 1], tf.float32),
+                                margin).numpy()
+        region = photos.crop_face(grace, box, margin, 64)
+        assert np.abs(region.astype(int) - whole).max() <= 1, box
+
+
+def test_downscaled_is_the_mean_of_whole_blocks():
+    image = np.arange(40 * 60 * 3, dtype=np.uint8).reshape(40, 60, 3)
+    small, scale = photos.downscaled(image, 20, strip_rows=3)
+    assert scale == 1 / 3 and small.shape == (13, 20, 3)
+    expect = image[:39, :60].astype(float).reshape(13, 3, 20, 3, 3).mean(axis=(1, 3)).round()
+    assert np.array_equal(small, expect.astype(np.uint8))
+    assert photos.downscaled(image, 60)[0] is image  # small enough: the photo itself
+
+
+def test_faces_are_found_on_a_small_copy_and_given_in_the_photos_pixels(grace, detector, monkeypatch):
+    seen = []
+    small = photos.FaceDetector(detect_side=256)
+    real = small._mtcnn.detect_faces
+    monkeypatch.setattr(small._mtcnn, "detect_faces",
+                        lambda image, **kw: seen.append(image.shape) or real(image, **kw))
+    (box, _, marks), = small(grace)
+    (full_box, _, full_marks), = detector(grace)
+    assert max(seen[0][:2]) <= 256  # the detector never saw the full photo
+    size = full_box[2] - full_box[0]
+    assert np.abs(np.subtract(box, full_box)).max() < 0.1 * size
+    assert abs(marks["nose"][0] - full_marks["nose"][0]) < 0.1 * size
+
+
+def _png_header(width: int, height: int) -> bytes:
+    """A PNG that declares width x height and holds almost nothing (a decompression bomb's
+    header)."""
+    import struct
+    import zlib
+
+    def chunk(kind, data):
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+
+    ihdr = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)
+    return (b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr) + chunk(b"IDAT", zlib.compress(b"\0" * 64))
+            + chunk(b"IEND", b""))
+
+
+def test_a_photo_over_the_pixel_budget_is_refused_before_decoding(tmp_path):
+    bomb = tmp_path / "bomb.png"
+    bomb.write_bytes(_png_header(30000, 30000))
+    with pytest.raises(ValueError, match=r"30000x30000 is 900 megapixels, over --max_megapixels=180"):
+        photos.read_photo(str(bomb))
+    with pytest.raises(ValueError, match="--max_megapixels=0.25"):  # 512 x 600 = 0.31 MP
+        photos.read_photo(cbook.get_sample_data("grace_hopper.jpg", asfileobj=False), 0.25)
+
+
+def test_damaged_and_foreign_files_are_told_apart(tmp_path):
+    data = open(cbook.get_sample_data("grace_hopper.jpg", asfileobj=False), "rb").read()
+    (tmp_path / "cut.jpg").write_bytes(data[:len(data) // 3])
+    (tmp_path / "text.jpg").write_text("not an image")
+    with pytest.raises(ValueError, match="a damaged JPEG file"):
+        photos.read_photo(str(tmp_path / "cut.jpg"))
+    with pytest.raises(ValueError, match="not a JPEG or PNG image"):
+        photos.read_photo(str(tmp_path / "text.jpg"))

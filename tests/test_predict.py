@@ -36,7 +36,9 @@ def test_predict_good_and_bad_files(photos):
 
     model_dir, good, text_file, missing = photos
     results = predict_files(AgeModel(model_dir), [good[0], text_file, missing, good[1]])
-    assert [r["error"] for r in results] == ["", "not a JPEG or PNG image", "file not found", ""]
+    errors = [r["error"] for r in results]
+    assert errors[0] == errors[3] == "" and errors[2] == "file not found"
+    assert errors[1].startswith("not a JPEG or PNG image")
     # Same number as the Keras model through the pipeline.
     import keras
     import tensorflow as tf
@@ -62,3 +64,63 @@ def test_predict_cli_text_and_csv(photos):
 def test_predict_cli_bad_model(tmp_path):
     r = _cli(f"--model={tmp_path}", "x.jpg")
     assert r.returncode == 2 and "no SavedModel here" in r.stderr
+
+
+def test_annotated_copies_never_replace_a_photo_or_each_other(tmp_path):
+    # Hostile-input item 1: --annotate=a a/photo.jpg replaced the photo; two photo.jpg kept one.
+    from age_tf.serve.predict import annotation_paths
+
+    for d in ("a", "b", "out"):
+        (tmp_path / d).mkdir()
+    a, b = str(tmp_path / "a" / "photo.jpg"), str(tmp_path / "b" / "photo.jpg")
+    (tmp_path / "out" / "photo-2.jpg").write_text("someone's file")
+    got = annotation_paths([a, b, str(tmp_path / "noext")], str(tmp_path / "a"))
+    assert got[a] == str(tmp_path / "a" / "photo-2.jpg") and got[b] == str(tmp_path / "a" / "photo-3.jpg")
+    assert got[str(tmp_path / "noext")] == str(tmp_path / "a" / "noext.jpg")
+    got = annotation_paths([a, b], str(tmp_path / "out"))
+    assert got == {a: str(tmp_path / "out" / "photo.jpg"), b: str(tmp_path / "out" / "photo-3.jpg")}
+
+
+def test_annotating_keeps_every_input_and_every_prediction(photos, tmp_path):
+    from age_tf.serve import predict
+
+    model_dir, good, _, _ = photos
+    a = tmp_path / "a"
+    a.mkdir()
+    import shutil
+
+    shutil.copy(good[0], a / "photo.jpg")
+    shutil.copy(good[1], tmp_path / "noext")
+    before = (a / "photo.jpg").read_bytes()
+    cfg = predict.PredictConfig(model=model_dir, annotate=str(a))
+    out, err, code = predict.run(cfg, [str(a / "photo.jpg"), str(tmp_path / "noext")])
+    assert (a / "photo.jpg").read_bytes() == before
+    assert sorted(os.listdir(a)) == ["noext.jpg", "photo-2.jpg", "photo.jpg"]
+    assert out.count("\n") == 2 and code == 0, err
+
+
+def test_given_mode_says_it_does_not_check_and_flags_what_is_no_face_crop(photos, tmp_path):
+    # Hostile-input item 5: a 1x1 image or a landscape got an age without a word.
+    from PIL import Image
+
+    from age_tf.serve import predict
+
+    model_dir, good, _, _ = photos
+    Image.new("RGB", (1, 1)).save(tmp_path / "dot.png")
+    Image.new("RGB", (900, 300), (40, 90, 30)).save(tmp_path / "land.jpg")
+    paths = [str(tmp_path / "dot.png"), str(tmp_path / "land.jpg"), good[0]]
+    out, err, code = predict.run(predict.PredictConfig(model=model_dir, faces="given"), paths)
+    assert predict.GIVEN_NOTE in err and code == 0
+    assert "dot.png: warning: 1x1 px is too small to show a face" in err
+    assert "land.jpg: warning: 900x300 px is not the shape of a face crop" in err
+    assert good[0] + ": warning" not in err and out.count("\n") == 3
+
+
+def test_the_image_signature_refuses_another_size(trained_run):
+    # Hostile-input item 4: 256 px faces into a 32 px signature gave 53.5 years, not an error.
+    import tensorflow as tf
+
+    serve = tf.saved_model.load(os.path.join(trained_run[0], "export")).signatures["serving_default"]
+    assert serve(images=tf.zeros([2, 32, 32, 3]))["age"].shape == (2,)
+    with pytest.raises(tf.errors.InvalidArgumentError, match=r"images must be \[N, 32, 32, 3\]"):
+        serve(images=tf.zeros([1, 64, 64, 3]))

@@ -223,3 +223,11 @@ def test_fingerprints_written_once_and_reused_unless_the_file_changed(prepared, 
     Image.open(changed).transpose(Image.Transpose.FLIP_LEFT_RIGHT).save(changed, quality=95)
     ok, dhash, _ = images.fingerprints(paths, root, stored, workers=1)
     assert ok[0] and dhash[0] == images.check_image(changed, 1).dhash != fresh[1][0]
+
+
+def test_an_out_dir_that_is_a_file_is_refused_before_any_work(tmp_path):
+    # Hostile-input item 11: FileExistsError after all the work.
+    (tmp_path / "out").write_text("x")
+    cfg = prepare.PrepareConfig(mat=str(tmp_path / "imdb.mat"), out_dir=str(tmp_path / "out"))
+    with pytest.raises(ValueError, match="--out_dir='.*out' is a file, not a folder"):
+        cfg.validate()

@@ -2,6 +2,7 @@
 
 import json
 
+import pandas as pd
 import pytest
 
 from age_tf.evaluate import report
@@ -57,3 +58,23 @@ def test_error_by_age_and_interval_sections_with_baselines(tmp_path):
     assert (tmp_path / "error_by_decade.png").stat().st_size > 10_000
     assert "## Age intervals" in text
     assert "| mobilenet_v2, new head only | labels | 0.894 | 21.3 | 0.85 (n=60) | 0.93 (n=80) |" in text
+
+
+def test_the_data_section_must_describe_the_data_table_2_came_from(trained_run, tmp_path):
+    # Hostile-input item 8: --data_dir=<another folder> was described as the runs' data.
+    import shutil
+
+    from age_tf.evaluate import evaluation
+
+    model_dir, data_dir = trained_run
+    evaluation.evaluate(evaluation.EvaluateConfig(model_dir=model_dir, data_dir=data_dir,
+                                                  bootstrap=0))
+    other = tmp_path / "other"
+    shutil.copytree(data_dir, other)
+    test = pd.read_csv(other / "test.csv")
+    test.iloc[1:].to_csv(other / "test.csv", index=False)
+    (other / "train.csv").write_text((other / "train.csv").read_text() + "\n")
+    with pytest.raises(ValueError, match=rf"--data_dir={other} is not the data {model_dir} was"):
+        report.write_report([model_dir], str(tmp_path / "r.md"), str(other), table1="| t |\n")
+    assert "## Data" in report.write_report([model_dir], str(tmp_path / "r.md"), data_dir,
+                                            table1="| t |\n")

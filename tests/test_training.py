@@ -254,7 +254,42 @@ REFUSALS = {
                                  2, ["--backbone: 'mobilenet_v2' there, 'efficientnet_b3' here"]),
     "init_from_unfinished_run": (["--init_from={empty}"], "new", 2,
                                  ["is not a finished age-tf-train run"]),
+    # Hostile-input items 3, 11, 12: bad numbers and bad manifests, named, before training.
+    "learning_rate_nan": (["--learning_rate=nan"], "new", 2, ["--learning_rate=nan: must be a finite"]),
+    "learning_rate_inf": (["--learning_rate=inf"], "new", 2, ["--learning_rate=inf: must be a finite"]),
+    "negative_steps": (["--steps_per_epoch=-5"], "new", 2, ["--steps_per_epoch=-5: must be >= 0"]),
+    "negative_min_lr_ratio": (["--min_lr_ratio=-2"], "new", 2, ["--min_lr_ratio=-2.0: must be in [0, 1]"]),
+    "warmup_nan": (["--warmup_epochs=nan"], "new", 2, ["--warmup_epochs=nan"]),
+    "negative_patience": (["--early_stopping_patience=-1"], "new", 2, ["--early_stopping_patience=-1"]),
+    "cache_nowhere": (["--cache=/proc/nope/x"], "new", 2, ["--cache='/proc/nope/x'"]),
+    "model_dir_a_file": ([], "a_file", 2, ["--model_dir=", "is a file"]),
+    "nan_age": ([], "data:nan_age", 2, ["train.csv: column 'age', line 5: nan is not a number"]),
+    "text_age": ([], "data:text_age", 2, ["train.csv: column 'age', line 5: 'thirty' is not a number"]),
+    "age_250": ([], "data:age_250", 2, ["train.csv: column 'age', line 5: 250 is outside 0-150"]),
+    "age_minus_40": ([], "data:age_minus_40", 2, ["line 5: -40 is outside 0-150"]),
+    "no_age_column": ([], "data:no_age", 2, ["train.csv: no column 'age'"]),
+    "no_path_column": ([], "data:no_path", 2, ["train.csv: no column 'path'"]),
+    "val_is_train": ([], "data:val_is_train", 2, ["val.csv shares", "images with train.csv"]),
 }
+
+
+def _bad_data(data_dir, kind, path):
+    """A copy of data_dir's manifests with one defect."""
+    import shutil
+
+    shutil.copytree(data_dir, path, ignore=shutil.ignore_patterns("*.png", "*.npz"))
+    train = pd.read_csv(os.path.join(data_dir, "train.csv"))
+    if kind == "val_is_train":
+        shutil.copy(os.path.join(data_dir, "train.csv"), os.path.join(path, "val.csv"))
+        return str(path)
+    if kind in ("no_age", "no_path"):
+        train = train.drop(columns=[kind[3:]])
+    else:
+        train["age"] = train["age"].astype(object)
+        train.loc[3, "age"] = {"nan_age": float("nan"), "text_age": "thirty", "age_250": 250,
+                               "age_minus_40": -40}[kind]
+    train.to_csv(os.path.join(path, "train.csv"), index=False)
+    return str(path)
 
 
 @pytest.fixture(scope="module")
@@ -262,9 +297,13 @@ def refusals(data_dir, finished_run, tmp_path_factory):
     tmp = tmp_path_factory.mktemp("refusals")
     (tmp / "empty").mkdir()
     cases = []
+    (tmp / "a_file").write_text("not a folder")
     for name, (extra, where, _, _) in REFUSALS.items():
-        model_dir = finished_run if where == "finished" else str(tmp / name)
+        model_dir = {"finished": finished_run, "a_file": str(tmp / "a_file")}.get(
+            where, str(tmp / name))
         data = str(tmp / "nothing") if where == "no_data" else data_dir
+        if where.startswith("data:"):
+            data = _bad_data(data_dir, where[5:], tmp / f"data_{name}")
         extra = [e.format(finished=finished_run, empty=tmp / "empty") for e in extra]
         cases.append({"argv": _train_cmd(data, model_dir, *extra)[3:]})
     (tmp / "cases.json").write_text(json.dumps(cases))
@@ -281,6 +320,8 @@ def test_refusals_exit_and_name_the_flag(refusals, name):
     assert got["code"] != 0 if code is None else got["code"] == code, got
     for message in messages:
         assert message in got["stderr"], got["stderr"][-2000:]
+    if code == 2:  # a handled error: one line, once, no traceback
+        assert got["stderr"].count("error:") == 1 and "Traceback" not in got["stderr"], got
 
 
 def test_init_from_starts_from_the_runs_selected_weights(data_dir, finished_run, tmp_path):

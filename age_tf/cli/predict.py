@@ -20,8 +20,8 @@ def main(argv):
     if len(argv) < 2:
         raise ValueError("give one or more photo paths after the flags")
     out, err, code = predict.run(config.from_flags(predict.PredictConfig), argv[1:])
-    sys.stdout.write(out)
-    sys.stderr.write(err)
+    common.write(sys.stdout, out)
+    common.write(sys.stderr, err)
     sys.exit(code)
 
 

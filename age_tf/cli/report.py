@@ -5,8 +5,6 @@ Example:
       --out=report.md --data_dir=runs/demo/data
 """
 
-import json
-
 from age_tf import config
 from age_tf.cli import common
 from age_tf.evaluate import baselines, report
@@ -18,7 +16,8 @@ SPECS = config.define_flags(CONFIG, required=("runs", "out"))
 def main(argv):
     common.no_positional_args(argv)
     cfg = config.from_flags(report.ReportConfig)
-    base = json.load(open(cfg.baselines)) if cfg.baselines else None
+    cfg.validate()
+    base = baselines.read(cfg.baselines) if cfg.baselines else None
     report.write_report(list(cfg.runs), cfg.out, cfg.data_dir, baseline_results=base)
     rows = report.table2_rows(list(cfg.runs))
     print(report.table2_markdown(rows, baselines.table_rows(base) if base else None) + f"wrote {cfg.out}")

@@ -19,11 +19,11 @@ class InputsConfig:
 
     data_dir: str = field(None, "Output folder of age-tf-prepare.")
     out_dir: str = field(None, "Where to write figure1_faces.png and figure2_transformed.png.")
-    num: int = field(16, "Faces to show.")
-    image_size: int = field(256, "Network input size in pixels (the study: 256).")
+    num: int = field(16, low=1, help="Faces to show.")
+    image_size: int = field(256, low=8, help="Network input size in pixels (the study: 256).")
     crop_faces: bool = field(False, "Crop the manifest's face box (plus --face_margin) before "
                              "resizing (for full-size release images).")
-    face_margin: float = field(pipeline.RELEASE_MARGIN, "Border around the face box, as a "
+    face_margin: float = field(pipeline.RELEASE_MARGIN, low=0, help="Border around the face box, as a "
                                "share of its size per side (with --crop_faces).")
     seed: int = field(0, "Which faces, and their flips.")
 

@@ -109,6 +109,20 @@ def _vector(struct, field: str, path: str, n: int | None) -> np.ndarray:
     return arr
 
 
+def _numbers(struct, field: str, path: str, n: int, dtype) -> np.ndarray:
+    """A numeric field as `dtype`; a field of text or cells is refused, naming it."""
+    arr = _vector(struct, field, path, n)
+    try:
+        if arr.dtype.kind not in "biuf":
+            raise ValueError(arr.dtype)
+        return arr.astype(dtype)
+    except (ValueError, TypeError) as e:
+        sample = arr[0] if arr.size else None
+        raise DataError(f"{path}: field '{field}' must hold numbers, but holds {arr.dtype} "
+                        f"values (e.g. {sample!r}); the file is not an IMDB-WIKI release "
+                        "metadata file or is damaged") from e
+
+
 def load_metadata(path: str) -> pd.DataFrame:
     """Loads an IMDB-WIKI metadata file.
 
@@ -158,12 +172,16 @@ def load_metadata(path: str) -> pd.DataFrame:
     n = full_path.shape[0]
     # Never trust the stored dtypes: photo_taken is uint16 in the real wiki.mat, and
     # unsigned arithmetic would wrap silently.
-    dob = _vector(struct, "dob", path, n).astype(np.float64)
-    photo_taken = _vector(struct, "photo_taken", path, n).astype(np.int64)
-    gender = _vector(struct, "gender", path, n).astype(np.float64)
+    dob = _numbers(struct, "dob", path, n, np.float64)
+    photo_taken = _numbers(struct, "photo_taken", path, n, np.float64)
+    if not np.isfinite(photo_taken).all():
+        raise DataError(f"{path}: field 'photo_taken' holds NaN or infinite years; the file is "
+                        "damaged")
+    photo_taken = photo_taken.astype(np.int64)
+    gender = _numbers(struct, "gender", path, n, np.float64)
     names = [_cell_str(v) for v in _vector(struct, "name", path, n)]
-    face_score = _vector(struct, "face_score", path, n).astype(np.float64)
-    second = _vector(struct, "second_face_score", path, n).astype(np.float64)
+    face_score = _numbers(struct, "face_score", path, n, np.float64)
+    second = _numbers(struct, "second_face_score", path, n, np.float64)
     locations = _vector(struct, "face_location", path, n)
     boxes = np.full((n, 4), np.nan)
     for i, loc in enumerate(locations):
@@ -176,7 +194,7 @@ def load_metadata(path: str) -> pd.DataFrame:
     ages = [age_at_mid_year(b, y) for b, y in zip(births, photo_taken)]
 
     if "celeb_id" in outer.dtype.names:
-        celeb_id = _vector(struct, "celeb_id", path, n).astype(np.float64)
+        celeb_id = _numbers(struct, "celeb_id", path, n, np.float64)
         identity = [f"celeb:{int(c)}" if np.isfinite(c) else f"path:{p}" for c, p in zip(celeb_id, paths)]
     else:
         identity = [f"name:{nm}" if nm else f"path:{p}" for nm, p in zip(names, paths)]

@@ -21,6 +21,7 @@ from absl import logging
 
 from age_tf import labels
 from age_tf.config import field
+from age_tf.data.metadata import DataError
 
 AUTOTUNE = tf.data.AUTOTUNE
 
@@ -34,11 +35,11 @@ RELEASE_MARGIN = 0.4
 class PipelineConfig:
     """How images are read and fed (the size they are fed at is the model's, ModelConfig)."""
 
-    batch_size: int = field(32, "Global batch size (divisible by the replicas).")
+    batch_size: int = field(32, low=1, help="Global batch size (divisible by the replicas).")
     # Off by default: the release's `*_crop` images already carry a margin around the face.
     crop_faces: bool = field(False, "Crop the manifest's face box (plus --face_margin) before "
                              "resizing (for full-size release images).")
-    face_margin: float = field(RELEASE_MARGIN, "Border around the face box, as a share of its size per side.")
+    face_margin: float = field(RELEASE_MARGIN, low=0, help="Border around the face box, as a share of its size per side.")
     # Cache entries are named by a hash of the manifest, the files' sizes and times and the
     # preprocessing, so a stale or foreign entry is never read.
     cache: str = field("", "'' (none), 'memory', or a folder for a disk cache of the decoded, "
@@ -46,10 +47,29 @@ class PipelineConfig:
     deterministic: bool = field(True, "Reproducible element order (needed for exact resume); "
                                 "slightly slower input.")
 
+    def validate(self) -> None:
+        """Raises ValueError naming --cache when a disk cache folder cannot be made there."""
+        if self.cache in ("", "memory"):
+            return
+        parent = os.path.dirname(os.path.abspath(self.cache))
+        if os.path.exists(self.cache) and not os.path.isdir(self.cache):
+            raise ValueError(f"--cache={self.cache!r} is a file; give '', 'memory' or a folder")
+        existing = self.cache if os.path.isdir(self.cache) else parent
+        if not os.path.isdir(existing) or not os.access(existing, os.W_OK | os.X_OK):
+            raise ValueError(f"--cache={self.cache!r}: cannot write a cache folder there "
+                             f"({existing} is not a writable folder); give '', 'memory' or a "
+                             "writable folder")
+
 
 def full_batches(images: int, batch_size: int) -> int:
     """Full batches in one pass over `images` (training drops the partial last one)."""
     return images // batch_size
+
+
+# A manifest is read whole: beyond this it is not one age-tf-prepare wrote (158k real IMDB
+# faces take ~30 MB), and reading it could take the machine's memory.
+MAX_MANIFEST_BYTES = 1 << 30
+REQUIRED_COLUMNS = ("path", "age")
 
 
 def load_manifest(data_dir: str, split: str) -> tuple[pd.DataFrame, str]:
@@ -60,6 +80,7 @@ def load_manifest(data_dir: str, split: str) -> tuple[pd.DataFrame, str]:
 
     Raises:
       FileNotFoundError: the manifest or report is missing (names the file and the fix).
+      DataError: a column is missing or a value is unusable (names file, column and row).
     """
     path = os.path.join(data_dir, f"{split}.csv")
     report = os.path.join(data_dir, "report.json")
@@ -67,9 +88,55 @@ def load_manifest(data_dir: str, split: str) -> tuple[pd.DataFrame, str]:
         if not os.path.exists(p):
             raise FileNotFoundError(
                 f"{p} not found: --data_dir must be an output folder of age-tf-prepare")
-    with open(report) as f:
-        images_dir = json.load(f)["inputs"]["images_dir"]
-    return pd.read_csv(path), images_dir
+    try:
+        with open(report) as f:
+            images_dir = json.load(f)["inputs"]["images_dir"]
+    except (ValueError, KeyError, TypeError) as e:
+        raise DataError(f"{report}: not an age-tf-prepare report (no inputs.images_dir); "
+                        "prepare the data again") from e
+    return read_manifest(path), images_dir
+
+
+def read_manifest(path: str) -> pd.DataFrame:
+    """One manifest CSV, checked: a path and an age on every row, ages numbers in
+    [labels.MIN_AGE, labels.MAX_AGE], no path twice.
+
+    Raises:
+      DataError: naming the file, the column and the first bad row (its line in the file).
+    """
+    if os.path.getsize(path) > MAX_MANIFEST_BYTES:
+        raise DataError(f"{path}: {os.path.getsize(path) / 2**30:.1f} GiB is too large for a "
+                        "manifest; is it one age-tf-prepare wrote?")
+    try:
+        df = pd.read_csv(path, dtype={"path": str})
+    except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as e:
+        raise DataError(f"{path}: not a readable manifest CSV ({e})") from e
+    missing = [c for c in REQUIRED_COLUMNS if c not in df.columns]
+    if missing:
+        raise DataError(f"{path}: no column {', '.join(map(repr, missing))} (has: "
+                        f"{', '.join(map(str, df.columns))}); manifests come from age-tf-prepare")
+
+    def bad(column: str, mask, what: str):
+        i = int(np.flatnonzero(np.asarray(mask))[0])
+        value = df[column].iloc[i]
+        value = repr(value) if isinstance(value, str) else getattr(value, "item", lambda: value)()
+        n = int(np.sum(mask))
+        raise DataError(f"{path}: column {column!r}, line {i + 2}: {value} {what}"
+                        + (f" ({n} rows in all)" if n > 1 else ""))
+
+    if df["path"].isna().any() or (df["path"].str.strip() == "").any():
+        bad("path", df["path"].isna() | (df["path"].fillna("").str.strip() == ""), "is empty")
+    ages = pd.to_numeric(df["age"], errors="coerce")
+    if ages.isna().any() or not np.isfinite(ages).all():
+        bad("age", ages.isna() | ~np.isfinite(ages.fillna(0)), "is not a number of years")
+    out_of_range = (ages < labels.MIN_AGE) | (ages > labels.MAX_AGE)
+    if out_of_range.any():
+        bad("age", out_of_range, f"is outside {labels.MIN_AGE}-{labels.MAX_AGE} years")
+    twice = df["path"].duplicated()
+    if twice.any():
+        bad("path", twice, "is listed twice")
+    df["age"] = ages
+    return df
 
 
 def decode(data: tf.Tensor) -> tf.Tensor:

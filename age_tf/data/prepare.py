@@ -14,7 +14,7 @@ import numpy as np
 import pandas as pd
 from absl import logging
 
-from age_tf import plots
+from age_tf import fileio, labels, plots
 from age_tf.config import field
 from age_tf.data import dedup, images
 from age_tf.data.dedup import DEFAULT_MAX_DISTANCE, DEFAULT_MIN_CORRELATION
@@ -25,6 +25,7 @@ OUTPUT_FILES = (
     "train.csv", "val.csv", "test.csv", "rejected.csv", "report.json", "age_distribution.png",
     "fingerprints.npz",
 )
+TEMP_PREFIX = ".prepare-"  # + pid: the outputs are written here, then moved in
 MANIFEST_COLUMNS = [
     "path", "age", "identity", "gender", "face_x1", "face_y1", "face_x2", "face_y2",
     "width", "height", "conversion", "row",
@@ -40,33 +41,28 @@ class PrepareConfig:
                             "wiki_crop/ beside --mat, whichever exists).")
     out_dir: str = field(None, "Where to write the manifests, report and figure.")
     min_face_score: float = field(3.0, "Keep faces with face_score >= this.")
-    min_age: int = field(0, "Youngest age kept (years).")
-    max_age: int = field(100, "Oldest age kept (years).")
-    min_size: int = field(32, "Smallest image side kept (pixels).")
+    min_age: int = field(0, low=labels.MIN_AGE, high=labels.MAX_AGE, help="Youngest age kept (years).")
+    max_age: int = field(100, low=labels.MIN_AGE, high=labels.MAX_AGE, help="Oldest age kept (years).")
+    min_size: int = field(32, low=1, help="Smallest image side kept (pixels).")
     check_images: bool = field(True, "Open every image; --nocheck_images filters the metadata "
                                "alone (no dedup).")
     dedup: bool = field(True, "Remove exact and near-duplicate images.")
-    dup_max_distance: int = field(DEFAULT_MAX_DISTANCE, "dHash bits two near duplicates may "
+    dup_max_distance: int = field(DEFAULT_MAX_DISTANCE, low=0, high=15, help="dHash bits two near duplicates may "
                                   "differ in (0 = exact duplicates only).")
-    dup_min_correlation: float = field(DEFAULT_MIN_CORRELATION, "Thumbnail correlation two near "
+    dup_min_correlation: float = field(DEFAULT_MIN_CORRELATION, low=-1, high=1, help="Thumbnail correlation two near "
                                        "duplicates must reach.")
-    sample_fraction: float = field(0.5, "Share of the filtered images kept (the study kept half).")
+    sample_fraction: float = field(0.5, low=0, high=1, low_open=True, help="Share of the filtered images kept (the study kept half).")
     split: tuple[float, ...] = field((0.6, 0.2, 0.2), "train,val,test fractions.")
     identity_disjoint: bool = field(True, "Keep each person in one subset only.")
     seed: int = field(0, "Seed of the sample and the split.")
-    workers: int | None = field(None, "Image-check processes (default: all cores).")
+    workers: int | None = field(None, low=1, help="Image-check processes (default: all cores).")
     overwrite: bool = field(False, "Replace outputs already in --out_dir.")
 
     def validate(self) -> None:
         parse_fractions(",".join(str(x) for x in self.split))  # three, positive, summing to 1
-        if not 0 < self.sample_fraction <= 1:
-            raise ValueError(f"--sample_fraction must be in (0, 1], got {self.sample_fraction}")
-        if not 0 <= self.min_age <= self.max_age:
-            raise ValueError(f"need 0 <= --min_age <= --max_age, got {self.min_age}, {self.max_age}")
-        if self.min_size < 1:
-            raise ValueError(f"--min_size must be >= 1, got {self.min_size}")
-        if not 0 <= self.dup_max_distance <= 15:
-            raise ValueError(f"--dup_max_distance must be in [0, 15], got {self.dup_max_distance}")
+        if self.min_age > self.max_age:
+            raise ValueError(f"need --min_age <= --max_age, got {self.min_age}, {self.max_age}")
+        fileio.check_writable_dir(self.out_dir, "out_dir")  # before the work, not after
 
 
 def default_images_dir(mat: str) -> str:
@@ -328,7 +324,8 @@ def _write_outputs(cfg, manifests, rejected: pd.DataFrame, report: dict, prints)
     reuses instead of reading every image again (empty with --nocheck_images).
     """
     os.makedirs(cfg.out_dir, exist_ok=True)
-    tmp = tempfile.mkdtemp(prefix=".prepare-", dir=cfg.out_dir)
+    fileio.remove_stale_temp_dirs(cfg.out_dir, TEMP_PREFIX)
+    tmp = tempfile.mkdtemp(prefix=f"{TEMP_PREFIX}{os.getpid()}-", dir=cfg.out_dir)
     try:
         for name, m in manifests.items():
             m.to_csv(os.path.join(tmp, f"{name}.csv"), index=False)

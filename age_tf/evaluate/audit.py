@@ -19,7 +19,7 @@ from absl import logging
 from age_tf import fileio, plots
 from age_tf.config import field
 from age_tf.data import dedup, images, pipeline
-from age_tf.evaluate import evaluation, metrics
+from age_tf.evaluate import evaluation, ground_truth, metrics
 from age_tf.train.run_dir import RunDir
 from age_tf.evaluate import ridge as ridge_fit
 from age_tf.train import models
@@ -127,13 +127,13 @@ class AuditConfig:
     model_dir: str = field(None, "A finished age-tf-train run (a head-mode run is best).")
     data_dir: str = field(None, "Output folder of age-tf-prepare.")
     out_dir: str | None = field(None, "Default: <model_dir>/audit.")
-    folds: int = field(5, "Cross-fitting folds (by identity) for held-out predictions.")
-    gallery: int = field(24, "Faces in the suspects gallery.")
+    folds: int = field(5, low=2, help="Cross-fitting folds (by identity) for held-out predictions.")
+    gallery: int = field(24, low=0, help="Faces in the suspects gallery.")
     truth_csv: str | None = field(None, "Synthetic ground_truth.csv: report precision@k.")
-    mislabel_years: float = field(20.0, "A label this far from the true age counts as wrong "
+    mislabel_years: float = field(20.0, low=0, low_open=True, help="A label this far from the true age counts as wrong "
                                   "(with --truth_csv).")
     seed: int = field(0, "Fold assignment.")
-    workers: int | None = field(None, "Image-check processes (default: all cores).")
+    workers: int | None = field(None, low=1, help="Image-check processes (default: all cores).")
 
 
 def audit(cfg: AuditConfig) -> dict:
@@ -147,6 +147,7 @@ def audit(cfg: AuditConfig) -> dict:
       Summary (also written to audit.json).
     """
     out_dir = cfg.out_dir or RunDir(cfg.model_dir).audit
+    fileio.check_writable_dir(out_dir, "out_dir" if cfg.out_dir else "model_dir")
     os.makedirs(out_dir, exist_ok=True)
     suspects, manifest, images_dir = heldout_suspects(cfg.model_dir, cfg.data_dir, SPLITS,
                                                       cfg.folds, cfg.seed)
@@ -170,8 +171,7 @@ def audit(cfg: AuditConfig) -> dict:
                "near_duplicate_pairs_across_splits": int((dups["split_a"] != dups["split_b"]).sum())
                if len(dups) else 0}
     if cfg.truth_csv:
-        truth = pd.read_csv(cfg.truth_csv).set_index("row")
-        merged = truth.loc[suspects["row"]]
+        merged = ground_truth.for_rows(cfg.truth_csv, suspects, ("label_age", "rendered_age"))
         is_bad = ((merged["label_age"] - merged["rendered_age"]).abs() >= cfg.mislabel_years).to_numpy()
         n_bad = int(is_bad.sum())
         ks = sorted({10, 25, 50, 100, n_bad} - {0})

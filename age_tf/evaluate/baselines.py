@@ -17,6 +17,7 @@ import pandas as pd
 
 from age_tf import fileio
 from age_tf.data import pipeline
+from age_tf.data.metadata import DataError
 from age_tf.evaluate import evaluation, metrics, ridge
 
 ALPHAS = (0.01, 0.1, 1.0, 10.0, 100.0, 1000.0)
@@ -35,7 +36,8 @@ def pixel_features(manifest: pd.DataFrame, images_dir: str) -> np.ndarray:
 
 def _frame(manifest: pd.DataFrame, pred: np.ndarray, truth_csv: str | None) -> pd.DataFrame:
     f = pd.DataFrame({"true_age": manifest["age"].to_numpy(float), "predicted_age": pred,
-                      "identity": manifest["identity"].to_numpy(), "row": manifest["row"].to_numpy()})
+                      "identity": manifest["identity"].to_numpy(), "row": manifest["row"].to_numpy(),
+                      "path": manifest["path"].to_numpy()})
     return evaluation.attach_rendered(f, truth_csv) if truth_csv else f
 
 
@@ -77,6 +79,23 @@ def write(data_dir: str, path: str, bootstrap: int = 1000, seed: int = 0,
     result = compute(data_dir, bootstrap, seed, ground_truth)
     os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
     fileio.atomic_write_text(path, json.dumps(result, indent=2, default=float))
+    return result
+
+
+def read(path: str) -> dict:
+    """A baselines.json written by `write`.
+
+    Raises:
+      DataError: unreadable, or not baselines (naming the file).
+    """
+    try:
+        with open(path) as f:
+            result = json.load(f)
+    except (OSError, ValueError) as e:
+        raise DataError(f"--baselines={path}: not a readable baselines.json ({e})") from e
+    if not isinstance(result, dict) or not all(k in NAMES and isinstance(v, dict)
+                                               for k, v in result.items()):
+        raise DataError(f"--baselines={path}: not a baselines.json (keys {sorted(NAMES)})")
     return result
 
 

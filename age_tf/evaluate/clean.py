@@ -21,9 +21,8 @@ import pandas as pd
 
 from age_tf import fileio
 from age_tf.config import field
-from age_tf.data import prepare
-from age_tf.data.metadata import DataError
-from age_tf.evaluate import audit, metrics
+from age_tf.data import pipeline, prepare
+from age_tf.evaluate import audit, ground_truth, metrics
 from age_tf.train.run_dir import RunDir
 
 ACTIONS = ("drop", "relabel")
@@ -44,17 +43,16 @@ class CleanConfig:
     # gap than dropping (MAE: 1.19 vs 0.83 of it), and keeps every image.
     action: str = field("relabel", "What to do with a suspect: drop the image, or relabel it "
                         "with its held-out prediction.", choices=ACTIONS)
-    sigmas: float = field(3.0, "Suspect: |held-out residual| > sigmas x robust std of the "
+    sigmas: float = field(3.0, low=0, low_open=True, help="Suspect: |held-out residual| > sigmas x robust std of the "
                           "residuals.")
-    folds: int = field(5, "Cross-fitting folds (by identity).")
+    folds: int = field(5, low=2, help="Cross-fitting folds (by identity).")
     seed: int = field(0, "Fold assignment.")
     overwrite: bool = field(False, "Replace a cleaned folder already in --out_dir.")
 
     def validate(self) -> None:
         if self.action not in ACTIONS:
             raise ValueError(f"--action must be one of {ACTIONS}, got {self.action!r}")
-        if self.sigmas <= 0:
-            raise ValueError(f"--sigmas must be > 0, got {self.sigmas}")
+        fileio.check_writable_dir(self.out_dir, "out_dir")
         if os.path.abspath(self.out_dir) == os.path.abspath(self.data_dir):
             raise ValueError("--out_dir must differ from --data_dir: cleaning never edits the "
                              "prepared data in place")
@@ -115,13 +113,12 @@ def oracle_labels(data_dir: str, truth_csv: str, out_dir: str) -> None:
     ceiling that cleaning is measured against); test.csv and the rest copied unchanged."""
     if os.path.abspath(out_dir) == os.path.abspath(data_dir):
         raise ValueError("oracle labels need their own folder")
-    truth = pd.read_csv(truth_csv, usecols=["row", "rendered_age"]).set_index("row")["rendered_age"]
+    manifests = {split: pipeline.read_manifest(os.path.join(data_dir, f"{split}.csv"))
+                 for split in CLEANED_SPLITS}
+    truths = {split: ground_truth.for_rows(truth_csv, m) for split, m in manifests.items()}
     prepare.copy_prepared(data_dir, out_dir, skip=CLEANED_FILES)
-    for split in CLEANED_SPLITS:
-        m = pd.read_csv(os.path.join(data_dir, f"{split}.csv"))
-        if not m["row"].isin(truth.index).all():
-            raise DataError(f"{truth_csv}: does not cover every row of {data_dir}/{split}.csv")
-        m["age"] = truth.loc[m["row"]].to_numpy()
+    for split, m in manifests.items():
+        m["age"] = truths[split]["rendered_age"].to_numpy()
         with fileio.atomic_path(os.path.join(out_dir, f"{split}.csv")) as tmp:
             m.to_csv(tmp, index=False)
     # What the model card reports as these labels' source.

@@ -15,9 +15,10 @@ from absl import logging
 from age_tf import fileio, labels, plots
 from age_tf.config import field
 from age_tf.data import pipeline
-from age_tf.evaluate import metrics
+from age_tf.evaluate import ground_truth, metrics
 from age_tf.train import card, intervals
-from age_tf.train.run_dir import RunDir
+from age_tf.data.metadata import DataError
+from age_tf.train.run_dir import DataMatch, RunDir, config_digest, match_data
 
 
 @dataclasses.dataclass
@@ -27,11 +28,15 @@ class EvaluateConfig:
     model_dir: str = field(None, "A finished age-tf-train run directory.")
     data_dir: str = field(None, "Output folder of age-tf-prepare.")
     split: str = field("test", "Which manifest to evaluate.", choices=("train", "val", "test"))
-    bootstrap: int = field(1000, "Bootstrap resamples (over people) for the intervals (0: none).")
-    gallery_max: int = field(24, "Most faces in the large-error gallery.")
+    bootstrap: int = field(1000, low=0, help="Bootstrap resamples (over people) for the intervals (0: none).")
+    gallery_max: int = field(24, low=0, help="Most faces in the large-error gallery.")
     seed: int = field(0, "Seeds the bootstrap and the 15-20 year sample.")
     ground_truth: str | None = field(None, "ground_truth.csv of a synthetic set: also score "
                                      "against the rendered ages (what the faces show).")
+    other_data: bool = field(False, "Evaluate on a prepared folder that is not the run's own "
+                             "(another dataset): written to eval/other/<folder>/, with a "
+                             "warning for each image the run trained on. Without it such a "
+                             "folder is refused.")
 
 
 GALLERY_MIN_ERROR = 40.0  # the study's Figures 5/6
@@ -76,11 +81,20 @@ def load_run(model_dir: str) -> TrainedRun:
       FileNotFoundError: the run has no model.keras / config.json (not trained to the end).
     """
     run = RunDir(model_dir)
-    for p in (run.model_keras, run.config):
+    for p in (run.model_keras, run.config, run.metrics):
         if not os.path.exists(p):
             raise FileNotFoundError(
                 f"{p} not found: --model_dir must be a finished age-tf-train run directory")
-    return TrainedRun(run, keras.models.load_model(run.model_keras), run.read_config())
+    with open(run.config) as f:
+        config_text = f.read()
+    with open(run.metrics) as f:
+        trained_with = json.load(f).get("config_digest")
+    if trained_with is not None and trained_with != config_digest(config_text):
+        raise DataError(
+            f"{run.config} is not the configuration its model.keras was trained with (another "
+            f"training wrote it later into {model_dir}?): its model and files cannot be told "
+            "apart; train again into a new --model_dir")
+    return TrainedRun(run, keras.models.load_model(run.model_keras), json.loads(config_text))
 
 
 def predict(run: TrainedRun, manifest: pd.DataFrame, images_dir: str) -> pd.DataFrame:
@@ -104,11 +118,8 @@ def predict(run: TrainedRun, manifest: pd.DataFrame, images_dir: str) -> pd.Data
 
 def attach_rendered(pred: pd.DataFrame, truth_csv: str) -> pd.DataFrame:
     """Adds the synthetic set's rendered age of each row (column rendered_age)."""
-    truth = pd.read_csv(truth_csv, usecols=["row", "rendered_age"])
-    out = pred.merge(truth, on="row", how="left", validate="one_to_one")
-    if out["rendered_age"].isna().any():
-        raise ValueError(f"{truth_csv}: no rendered age for some rows of the split; is it the "
-                         "ground truth of the set these data were prepared from?")
+    out = pred.copy()
+    out["rendered_age"] = ground_truth.for_rows(truth_csv, pred)["rendered_age"]
     return out
 
 
@@ -213,7 +224,28 @@ def summary(m: dict) -> str:
     if "intervals" in m:
         out["interval_coverage"] = {k: m["intervals"][k] for k in ("calibrated_coverage",
                                                                      "coverage", "mean_width")}
-    return json.dumps(out, indent=2) + f"\nwrote {m['model_dir']}/eval/"
+    return json.dumps(out, indent=2) + f"\nwrote {m.get('out_dir', m['model_dir'] + '/eval')}/"
+
+
+def check_data(run: RunDir, data_dir: str, split: str, other_data: bool = False) -> DataMatch:
+    """The split to score must be the run's own, or (with other_data) is said to be another.
+
+    Raises:
+      DataError: another folder without --other_data (how many images the run saw there).
+    """
+    match = match_data(run, data_dir, split)
+    if match.own:
+        return match
+    if not other_data:
+        raise DataError(f"--data_dir={data_dir}: {match.note}. Scores there would not be this "
+                        "run's test figures; pass --other_data to evaluate on another dataset")
+    if match.seen:
+        logging.warning("WARNING: %d of the %d %s images in %s were this run's training or "
+                        "validation images: its scores there are inflated", match.seen,
+                        match.images, split, data_dir)
+    else:
+        logging.warning("%s: %s", data_dir, match.note)
+    return match
 
 
 def evaluate(cfg: EvaluateConfig) -> dict:
@@ -226,13 +258,15 @@ def evaluate(cfg: EvaluateConfig) -> dict:
       The metrics (with the figure paths under 'figures').
     """
     run = load_run(cfg.model_dir)
+    fileio.check_writable_dir(run.dir.eval, "model_dir")  # before the predictions, not after
+    match = check_data(run.dir, cfg.data_dir, cfg.split, cfg.other_data)
     manifest, images_dir = pipeline.load_manifest(cfg.data_dir, cfg.split)
     pred = predict(run, manifest, images_dir)
     if cfg.ground_truth:
         pred = attach_rendered(pred, cfg.ground_truth)
-    out_dir = run.dir.eval
+    out_dir = run.dir.eval if match.own else run.dir.eval_on(cfg.data_dir)
     os.makedirs(out_dir, exist_ok=True)
-    with fileio.atomic_path(run.dir.eval_predictions) as tmp:
+    with fileio.atomic_path(os.path.join(out_dir, os.path.basename(run.dir.eval_predictions))) as tmp:
         pred.to_csv(tmp, index=False)
     result = compute_metrics(pred, cfg.bootstrap, cfg.seed)
     if "age_low" in pred:
@@ -240,10 +274,12 @@ def evaluate(cfg: EvaluateConfig) -> dict:
     name, split = run.name, cfg.split
     result["figures"] = write_figures(pred, images_dir, out_dir, name, cfg.gallery_max, cfg.seed)
     result.update({"split": split, "model_dir": os.path.abspath(cfg.model_dir),
-                   "data_dir": os.path.abspath(cfg.data_dir),
+                   "data_dir": os.path.abspath(cfg.data_dir), "own_data": match.own,
+                   "seen_in_training": match.seen, "out_dir": out_dir,
                    "backbone": run.config["model"]["backbone"], "tune": run.config["model"]["tune"]})
-    fileio.atomic_write_text(run.dir.eval_metrics, json.dumps(result, indent=2))
-    if split == "test" and os.path.isdir(run.dir.export):
+    fileio.atomic_write_text(os.path.join(out_dir, os.path.basename(run.dir.eval_metrics)),
+                             json.dumps(result, indent=2))
+    if match.own and split == "test" and os.path.isdir(run.dir.export):
         # The served model's card carries its test figures from now on.
         card.write(card.build(run.dir, run.calibration), run.dir.card)
     logging.info("%s on %s: MAE %.2f years, PLCC %.4f, SROCC %.4f", name, split,

@@ -6,13 +6,12 @@ import dataclasses
 import json
 import os
 
-from age_tf import fileio
+from age_tf import fileio, plots
 from age_tf.config import field
-from age_tf import plots
+from age_tf.data.metadata import DataError
 from age_tf.evaluate import baselines
-from age_tf.train import intervals
-from age_tf.train import model_cost
-from age_tf.train.run_dir import RunDir
+from age_tf.train import intervals, model_cost
+from age_tf.train.run_dir import RunDir, match_data
 
 TUNE_LABEL = {"head": "new head only", "full": "all layers"}
 
@@ -139,6 +138,12 @@ class ReportConfig:
     baselines: str | None = field(None, "A baselines.json (age-tf-experiment writes one) to "
                                   "put beside the runs in Table 2.")
 
+    def validate(self) -> None:
+        if os.path.isdir(self.out):
+            raise ValueError(f"--out={self.out!r} is a folder; name the report file, e.g. "
+                             f"{os.path.join(self.out, 'report.md')}")
+        fileio.check_writable_dir(os.path.dirname(os.path.abspath(self.out)), "out")
+
 
 def _by_age_sections(rows: list[dict], baseline_results: dict | None, base: str) -> list[str]:
     """Error by age (table and figure) and the intervals' coverage, for the report."""
@@ -179,6 +184,12 @@ def write_report(run_dirs: list[str], out_path: str, data_dir: str | None = None
     """
     base = os.path.dirname(os.path.abspath(out_path))
     rows = table2_rows(run_dirs)
+    if data_dir:
+        for r in rows:  # the Data section must describe the data Table 2 came from
+            if not match_data(RunDir(r["dir"]), data_dir, "test").own:
+                raise DataError(f"--data_dir={data_dir} is not the data {r['dir']} was trained "
+                                f"and tested on ({r.get('data_dir') or 'see its config.json'}); "
+                                "pass that folder, or leave --data_dir out")
     if table1 is None:
         backbones = sorted({r["backbone"] for r in rows})
         sizes = sorted({RunDir(r["dir"]).read_config()["model"]["image_size"] for r in rows})

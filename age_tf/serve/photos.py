@@ -10,6 +10,8 @@ exported model in batches.
 from __future__ import annotations
 
 import dataclasses
+import math
+import os
 
 import numpy as np
 import tensorflow as tf
@@ -18,6 +20,15 @@ from PIL import Image, ImageDraw, ImageFont
 from age_tf import fileio
 from age_tf.data import pipeline
 from age_tf.serve.served_model import AgeModel
+
+# Twice Pillow's decompression-bomb limit (89.5 MP), where Pillow itself refuses: 180 MP
+# decode to ~0.5 GB of RGB, and a 144 MP (12,000 px) camera panorama still reads.
+MAX_MEGAPIXELS = 180.0
+
+# Faces are found on a copy whose longer side is at most this (MTCNN's time and memory grow
+# with the pixels: a 144 MP photo took 523 s and 13.9 GB at full size); crops are cut from
+# the full-resolution photo.
+DETECT_SIDE = 1600
 
 
 @dataclasses.dataclass
@@ -52,31 +63,67 @@ def crop_face(image: np.ndarray, box, margin: float, size: int) -> np.ndarray:
     full-size release images and crops of detected faces cannot diverge.
     """
     x1, y1, x2, y2 = (float(v) for v in box)
+    # Only the widened box (one pixel more for bilinear neighbours) goes to TensorFlow: the
+    # same samples as from the whole photo, without a float copy of a large one.
+    h, w = image.shape[:2]
+    mx, my = (x2 - x1) * margin, (y2 - y1) * margin
+    top, left = max(0, math.floor(y1 - my) - 1), max(0, math.floor(x1 - mx) - 1)
+    bottom, right = min(h, math.ceil(y2 + my) + 2), min(w, math.ceil(x2 + mx) + 2)
+    if bottom - top < 2 or right - left < 2:  # a box off the photo: all black, as before
+        top, left, bottom, right = 0, 0, h, w
+    region = image[top:bottom, left:right]
     # pipeline.face_box takes the release's 1-based MATLAB coordinates.
-    release_box = tf.constant([x1 + 1, y1 + 1, x2 + 1, y2 + 1], tf.float32)
-    return pipeline.resize(tf.constant(image), size, release_box, margin).numpy()
+    release_box = tf.constant([x1 - left + 1, y1 - top + 1, x2 - left + 1, y2 - top + 1],
+                              tf.float32)
+    return pipeline.resize(tf.constant(region), size, release_box, margin).numpy()
 
 
 class FaceDetector:
     """MTCNN with the thresholds of this tool; built once, reused for every photo."""
 
-    def __init__(self, min_face_size: int = 20, min_confidence: float = 0.9):
+    def __init__(self, min_face_size: int = 20, min_confidence: float = 0.9,
+                 detect_side: int = DETECT_SIDE):
         from mtcnn import MTCNN  # heavy, and only detection needs it (not --faces=given)
 
         self.min_face_size, self.min_confidence = min_face_size, min_confidence
+        self.detect_side = detect_side
         self._mtcnn = MTCNN()
 
     def __call__(self, image: np.ndarray) -> list[tuple[tuple, float, dict]]:
-        """(box x1,y1,x2,y2, confidence, landmarks) of each face, left to right."""
-        found = self._mtcnn.detect_faces(image, box_format="xyxy", min_face_size=self.min_face_size)
+        """(box x1,y1,x2,y2, confidence, landmarks) of each face, left to right, in the
+        photo's own pixels (found on a copy of at most detect_side pixels a side)."""
+        small, scale = downscaled(image, self.detect_side)
+        # MTCNN's window is 12 px: a smaller minimum would upsample the photo.
+        min_size = max(12, round(self.min_face_size * scale))
+        found = self._mtcnn.detect_faces(small, box_format="xyxy", min_face_size=min_size)
         faces = []
         for f in found:
             if float(f["confidence"]) < self.min_confidence:
                 continue
-            box = tuple(float(v) for v in f["box"])
-            marks = {k: (float(v[0]), float(v[1])) for k, v in f.get("keypoints", {}).items()}
+            box = tuple(float(v) / scale for v in f["box"])
+            marks = {k: (float(v[0]) / scale, float(v[1]) / scale)
+                     for k, v in f.get("keypoints", {}).items()}
             faces.append((box, float(f["confidence"]), marks))
         return sorted(faces, key=lambda f: f[0][0])
+
+
+def downscaled(image: np.ndarray, side: int, strip_rows: int = 64) -> tuple[np.ndarray, float]:
+    """(copy with its longer side at most `side`, its scale); the photo itself if small.
+
+    Shrinks by a whole factor k, each output pixel the mean of a k x k block (antialiased),
+    a strip of rows at a time: a float copy of a 144 MP photo would take 1.7 GB.
+    """
+    h, w = image.shape[:2]
+    k = math.ceil(max(h, w) / side)
+    if k <= 1:
+        return image, 1.0
+    oh, ow = h // k, w // k
+    out = np.empty((oh, ow, 3), np.uint8)
+    for r in range(0, oh, strip_rows):
+        n = min(strip_rows, oh - r)
+        block = image[r * k:(r + n) * k, :ow * k].astype(np.float32)
+        out[r:r + n] = block.reshape(n, k, ow, k, 3).mean(axis=(1, 3)).round()
+    return out, 1.0 / k
 
 
 def estimate_many(photos: list[tuple[str, np.ndarray]], model: AgeModel, detector: FaceDetector,
@@ -115,19 +162,52 @@ def estimate(image: np.ndarray, model: AgeModel | str, detector: FaceDetector | 
     return estimate_many([("image", image)], model, detector or FaceDetector(), margin)
 
 
-def read_photo(path: str) -> np.ndarray:
-    """A JPEG/PNG file -> uint8 RGB array (grayscale/CMYK converted), as the pipeline decodes.
+def photo_size(path: str, max_megapixels: float = MAX_MEGAPIXELS) -> tuple[int, int, str]:
+    """(width, height, format) from the file's header, checked against the pixel budget
+    before anything is decoded.
 
     Raises:
       FileNotFoundError: no such file.
-      ValueError: not a JPEG or PNG image.
+      ValueError: not an image, or over the budget (naming --max_megapixels).
     """
+    limit = Image.MAX_IMAGE_PIXELS
+    Image.MAX_IMAGE_PIXELS = None  # this function's budget applies, not Pillow's global one
+    try:
+        with Image.open(path) as im:
+            (width, height), fmt = im.size, im.format or "unknown"
+    except (Image.UnidentifiedImageError, SyntaxError) as e:
+        raise ValueError("not a JPEG or PNG image (no image format recognized)") from e
+    finally:
+        Image.MAX_IMAGE_PIXELS = limit
+    megapixels = width * height / 1e6
+    if megapixels > max_megapixels:
+        raise ValueError(f"{width}x{height} is {megapixels:,.0f} megapixels, over "
+                         f"--max_megapixels={max_megapixels:g} (decoding needs "
+                         f"~{3 * megapixels / 1000:.1f} GB); raise it to read this photo")
+    if os.path.getsize(path) > 4 * width * height + (1 << 20):
+        raise ValueError(f"{os.path.getsize(path):,} bytes is more than a {width}x{height} "
+                         "image can hold; not an image file")
+    return width, height, fmt
+
+
+def read_photo(path: str, max_megapixels: float = MAX_MEGAPIXELS) -> np.ndarray:
+    """A JPEG/PNG file -> uint8 RGB array (grayscale/CMYK converted), as the pipeline decodes,
+    within the pixel budget.
+
+    Raises:
+      FileNotFoundError: no such file.
+      ValueError: not an image, a damaged one (truncated, corrupt), or over the budget.
+    """
+    _, _, fmt = photo_size(path, max_megapixels)
     with open(path, "rb") as f:
         data = f.read()
     try:
         return pipeline.decode(tf.constant(data)).numpy()
     except tf.errors.InvalidArgumentError as e:
-        raise ValueError("not a JPEG or PNG image") from e
+        if fmt in ("JPEG", "PNG", "GIF", "BMP"):
+            raise ValueError(f"a damaged {fmt} file (truncated or corrupt: it does not "
+                             "decode)") from e
+        raise ValueError(f"not a JPEG or PNG image ({fmt})") from e
 
 
 def annotate(image: np.ndarray, faces: list[Face], path: str) -> None:

@@ -29,14 +29,34 @@ class PredictConfig:
                        "file is already a face crop.", choices=("detect", "given"))
     output: str = field("text", "Human-readable lines, CSV or JSON (JSON adds the model "
                         "card's summary).", choices=("text", "csv", "json"))
-    batch_size: int = field(32, "Faces per call of the model.")
-    min_face_size: int = field(20, "Smallest face the detector looks for (pixels).")
-    min_confidence: float = field(0.9, "Faces the detector is less sure of are left out.")
-    face_margin: float | None = field(None, "Crop margin around a detected face, as a share of "
+    batch_size: int = field(32, low=1, help="Faces per call of the model.")
+    min_face_size: int = field(20, low=12, help="Smallest face the detector looks for (pixels; "
+                            "12 is its network's window).")
+    min_confidence: float = field(0.9, low=0, high=1, help="Faces the detector is less sure of are left out.")
+    face_margin: float | None = field(None, low=0, help="Crop margin around a detected face, as a share of "
                                       "its size per side. Default: the margin the model's card "
                                       "says its training faces had (0.4 without a card).")
     annotate: str | None = field(None, "Folder for copies of the photos with boxes and ages "
-                                 "drawn (detect mode).")
+                                 "drawn (detect mode). A copy never replaces a photo given, "
+                                 "nor another copy: a name taken gets -2, -3, ...")
+    max_megapixels: float = field(photos.MAX_MEGAPIXELS, low=0, low_open=True,
+                                  help="Larger photos are refused before decoding (a "
+                                  "decompression bomb must not take the memory); raise it "
+                                  "for a trusted photo.")
+    detect_side: int = field(photos.DETECT_SIDE, low=64, help="Faces are found on a copy of "
+                             "each photo at most this many pixels a side, and cropped from "
+                             "the photo itself.")
+
+    def validate(self) -> None:
+        if self.annotate and os.path.exists(self.annotate) and not os.path.isdir(self.annotate):
+            raise ValueError(f"--annotate={self.annotate!r} is a file; give a folder")
+
+
+# --faces=given trusts the files: said once, and the shapes no face crop has are flagged.
+GIVEN_NOTE = ("note: --faces=given predicts every file as one face crop; it does not check "
+              "that a file shows a face (use the default --faces=detect for photos)")
+MIN_CROP_SIDE = 24  # px: smaller than any face crop the models were trained on
+MAX_CROP_ASPECT = 2.0  # a face box plus margin is about square
 
 
 def run(cfg: PredictConfig, paths: list[str]) -> tuple[str, str, int]:
@@ -46,17 +66,18 @@ def run(cfg: PredictConfig, paths: list[str]) -> tuple[str, str, int]:
     photo with no face is reported, not an error. What the user must know about the model
     (trained on synthetic faces; no card) comes first on stderr, once.
     """
+    cfg.validate()
     model = AgeModel(cfg.model)
     notes = "".join(line + "\n" for line in model.notes())
     if cfg.faces == "given":
-        results = predict_files(model, paths, cfg.batch_size)
+        results = predict_files(model, paths, cfg.batch_size, cfg.max_megapixels)
         out, err = format_results(results, cfg.output, model)
-        return out, notes + err, 1 if any(r["error"] for r in results) else 0
-    detector = photos.FaceDetector(cfg.min_face_size, cfg.min_confidence)
+        return out, notes + GIVEN_NOTE + "\n" + err, 1 if any(r["error"] for r in results) else 0
+    detector = photos.FaceDetector(cfg.min_face_size, cfg.min_confidence, cfg.detect_side)
     images, errors = {}, {}
     for path in paths:
         try:
-            images[path] = photos.read_photo(path)
+            images[path] = photos.read_photo(path, cfg.max_megapixels)
         except FileNotFoundError:
             errors[path] = "file not found"
         except (OSError, ValueError) as e:
@@ -64,12 +85,47 @@ def run(cfg: PredictConfig, paths: list[str]) -> tuple[str, str, int]:
     faces = photos.estimate_many(list(images.items()), model, detector, cfg.face_margin,
                                  cfg.batch_size)
     if cfg.annotate:
-        os.makedirs(cfg.annotate, exist_ok=True)
-        for path, image in images.items():
-            photos.annotate(image, [f for f in faces if f.file == path],
-                            os.path.join(cfg.annotate, os.path.basename(path)))
+        errors.update(write_annotations(images, faces, paths, cfg.annotate))
     out, err = format_faces(paths, faces, errors, cfg.output, model)
     return out, notes + err, 1 if errors else 0
+
+
+def annotation_paths(paths: list[str], folder: str) -> dict[str, str]:
+    """Where each photo's annotated copy goes: its name in `folder`, unless that is one of
+    the photos given or another copy's name (then name-2, name-3, ..., skipping files that
+    exist). A name without a JPEG/PNG extension gets .jpg (the copy is a JPEG)."""
+    inputs = {os.path.realpath(p) for p in paths}
+    taken: set[str] = set()
+
+    def free(candidate: str, plain: bool) -> bool:
+        real = os.path.realpath(candidate)
+        return real not in inputs and real not in taken and (plain or not os.path.exists(real))
+
+    out = {}
+    for path in dict.fromkeys(paths):
+        stem, ext = os.path.splitext(os.path.basename(path))
+        if ext.lower() not in (".jpg", ".jpeg", ".png"):
+            stem, ext = stem + ext, ".jpg"
+        candidate, n = os.path.join(folder, stem + ext), 2
+        while not free(candidate, plain=n == 2):
+            candidate, n = os.path.join(folder, f"{stem}-{n}{ext}"), n + 1
+        taken.add(os.path.realpath(candidate))
+        out[path] = candidate
+    return out
+
+
+def write_annotations(images: dict, faces, paths: list[str], folder: str) -> dict[str, str]:
+    """Writes each readable photo's annotated copy; returns {photo: error} for copies that
+    could not be written (the predictions stand)."""
+    os.makedirs(folder, exist_ok=True)
+    targets = annotation_paths(paths, folder)
+    errors = {}
+    for path, image in images.items():
+        try:
+            photos.annotate(image, [f for f in faces if f.file == path], targets[path])
+        except (OSError, ValueError) as e:
+            errors[path] = f"annotated copy not written to {targets[path]}: {e}"
+    return errors
 
 
 FACE_COLUMNS = ["file", "face", "x1", "y1", "x2", "y2", "confidence", "age", "age_low",
@@ -136,24 +192,35 @@ def _csv(rows: list[dict], columns: list[str]) -> str:
     return buf.getvalue()
 
 
-def predict_files(model: AgeModel, paths: list[str], batch_size: int = 32) -> list[dict]:
+def crop_warning(height: int, width: int) -> str:
+    """Why an image is unlike a face crop ('' when its shape is like one)."""
+    if min(height, width) < MIN_CROP_SIDE:
+        return f"{width}x{height} px is too small to show a face"
+    if max(height, width) / min(height, width) > MAX_CROP_ASPECT:
+        return f"{width}x{height} px is not the shape of a face crop (is it a whole photo?)"
+    return ""
+
+
+def predict_files(model: AgeModel, paths: list[str], batch_size: int = 32,
+                  max_megapixels: float = photos.MAX_MEGAPIXELS) -> list[dict]:
     """Predicts every readable face crop, decoded and resized as the input pipeline does; a
-    bad file gets an error entry, the others still run."""
+    bad file gets an error entry, the others still run; a file unlike a face crop gets a
+    warning."""
     results, good = [], []
     for path in paths:
-        entry = {"path": path, "age": None, "age_low": None, "age_high": None, "error": ""}
+        entry = {"path": path, "age": None, "age_low": None, "age_high": None, "error": "",
+                 "warning": ""}
         results.append(entry)
         try:
-            with open(path, "rb") as f:
-                data = f.read()
-            image = pipeline.resize(pipeline.decode(tf.constant(data)), model.image_size)
+            decoded = photos.read_photo(path, max_megapixels)
         except FileNotFoundError:
             entry["error"] = "file not found"
             continue
-        except (OSError, tf.errors.InvalidArgumentError) as e:
-            entry["error"] = ("not a JPEG or PNG image" if isinstance(e, tf.errors.InvalidArgumentError)
-                              else str(e))
+        except (OSError, ValueError) as e:
+            entry["error"] = str(e)
             continue
+        entry["warning"] = crop_warning(*decoded.shape[:2])
+        image = pipeline.resize(tf.constant(decoded), model.image_size)
         good.append((entry, image.numpy()))
     if good:
         out = model(np.stack([image for _, image in good]).astype(np.float32), batch_size)
@@ -167,10 +234,11 @@ def predict_files(model: AgeModel, paths: list[str], batch_size: int = 32) -> li
 def format_results(results: list[dict], output: str, model: AgeModel) -> tuple[str, str]:
     """(stdout text, stderr text) of --faces=given results as `output`."""
     err = "".join(f"{r['path']}: error: {r['error']}\n" for r in results if r["error"])
+    err += "".join(f"{r['path']}: warning: {r['warning']}\n" for r in results if r["warning"])
     if output == "csv":
         rows = [{**r, **{k: "" if r[k] is None else f"{r[k]:.3f}" for k in ("age", "age_low", "age_high")}}
                 for r in results]
-        return _csv(rows, ["path", "age", "age_low", "age_high", "error"]), err
+        return _csv(rows, ["path", "age", "age_low", "age_high", "error", "warning"]), err
     if output == "json":
         return json.dumps({"model": _model_summary(model), "results": results}, indent=2) + "\n", err
     out = "".join(f"{r['path']}: " + _interval_text(r["age"], r["age_low"], r["age_high"],

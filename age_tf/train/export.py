@@ -79,6 +79,12 @@ def export_saved_model(model: keras.Model, image_size: int, export_dir: str,
 
     @tf.function(input_signature=[tf.TensorSpec([None, size, size, 3], tf.float32, name="images")])
     def serve_images(images):
+        # A loaded signature does not enforce its declared shape: without this, faces of
+        # another size are answered with ages of nothing in particular.
+        tf.debugging.assert_equal(
+            tf.shape(images)[1:], tf.constant([size, size, 3]),
+            message=f"images must be [N, {size}, {size}, 3] float pixels: resize the face "
+                    f"crops to {size} px, or send encoded images to {BYTES_SIGNATURE}")
         return years(images)
 
     @tf.function(input_signature=[tf.TensorSpec([None], tf.string, name="image_bytes")])
@@ -126,7 +132,7 @@ class ExportConfig:
                           choices=QUANTIZATIONS)
     out: str | None = field(None, "The .tflite file (default <model_dir>/model[_<quantize>]"
                             ".tflite).")
-    calibration_images: int = field(200, "Training images that calibrate int8 activations.")
+    calibration_images: int = field(200, low=1, help="Training images that calibrate int8 activations.")
 
     def validate(self) -> None:
         run = RunDir(self.model_dir)
@@ -136,8 +142,6 @@ class ExportConfig:
         if self.format == "savedmodel" and (self.out or self.quantize != "none"):
             raise ValueError("--out and --quantize are for --format=tflite; a SavedModel is "
                              "written to <model_dir>/export")
-        if self.calibration_images < 1:
-            raise ValueError(f"--calibration_images must be >= 1, got {self.calibration_images}")
         if self.out and not self.out.endswith(".tflite"):
             raise ValueError(f"--out={self.out!r}: name the file *.tflite")
 

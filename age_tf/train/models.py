@@ -11,6 +11,7 @@ import numpy as np
 import tensorflow as tf
 from absl import logging
 
+from age_tf import config
 from age_tf.config import field
 from age_tf.standin import weights as standin_weights
 
@@ -98,18 +99,18 @@ class ModelConfig:
     """Architecture and fine-tuning mode (the model flags of `age-tf-train`)."""
 
     backbone: str = field("mobilenet_v2", "Registered backbone.", choices=sorted(BACKBONES))
-    image_size: int = field(256, "Network input size in pixels (the study: 256).")
+    image_size: int = field(256, low=32, help="Network input size in pixels (the study: 256).")
     weights: str = field("imagenet", "'imagenet' (Keras' loader and cache), 'standin' (the "
                          "shipped backbone pretrained on synthetic faces, for offline demos), "
                          "'none' (random), or a path to a weights file of the backbone.")
     tune: str = field("head", "head: backbone frozen, only the new head trains; full: "
                       "everything trains.", choices=TUNE_MODES)
-    head_units: tuple[int, ...] = field((512, 128), "Hidden units of the GELU head.")
-    dropout: float = field(0.0, "Dropout after each hidden head layer.")
+    head_units: tuple[int, ...] = field((512, 128), low=1, help="Hidden units of the GELU head.")
+    dropout: float = field(0.0, low=0, high=1, high_open=True, help="Dropout after each hidden head layer.")
     # None keeps Keras' (0.999 for MobileNetV2, 0.99 for EfficientNet), right for ImageNet
     # weights. Training from scratch on a short run needs ~0.9, or the moving statistics
     # are still near their initial values when validating.
-    bn_momentum: float | None = field(None, "Backbone BatchNorm momentum (default: Keras'; "
+    bn_momentum: float | None = field(None, low=0, high=1, low_open=True, high_open=True, help="Backbone BatchNorm momentum (default: Keras'; "
                                       "~0.9 when training from scratch).")
     # All-reduce of batch statistics across replicas while BatchNorm trains ('full' mode):
     # every replica then applies the same moving-average update, so multi-worker copies stay
@@ -125,17 +126,12 @@ class ModelConfig:
                                    "fixed, inference mode while training).")
 
     def validate(self) -> None:
+        config.check_values(self)
         if self.backbone not in BACKBONES:
             raise ValueError(
                 f"--backbone={self.backbone!r} is not registered; choose one of {sorted(BACKBONES)}")
         if self.tune not in TUNE_MODES:
             raise ValueError(f"--tune must be one of {TUNE_MODES}, got {self.tune!r}")
-        if self.image_size < 32:
-            raise ValueError(f"--image_size must be >= 32, got {self.image_size}")
-        if self.bn_momentum is not None and not 0 < self.bn_momentum < 1:
-            raise ValueError(f"--bn_momentum must be in (0, 1), got {self.bn_momentum}")
-        if not 0 <= self.dropout < 1:
-            raise ValueError(f"--dropout must be in [0, 1), got {self.dropout}")
         if self.weights not in WEIGHT_CHOICES and not os.path.isfile(self.weights):
             raise ValueError(f"--weights={self.weights!r}: not one of {WEIGHT_CHOICES} or an "
                              "existing weights file")

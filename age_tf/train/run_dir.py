@@ -6,13 +6,21 @@ its files through `RunDir`, so a file's place is written once.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import enum
+import fcntl
+import glob
 import hashlib
 import json
 import os
+import re
+import shutil
+import socket
+import time
 
 import numpy as np
+import pandas as pd
 import tensorflow as tf
 
 
@@ -85,6 +93,13 @@ class RunDir:
     def eval_predictions(self) -> str:  # one row per evaluated image
         return self._("eval", "predictions.csv")
 
+    def eval_on(self, data_dir: str) -> str:
+        """age-tf-evaluate's outputs for a prepared folder that is not the run's own (named
+        by the folder, so evaluations on different sets never overwrite each other)."""
+        name = os.path.basename(os.path.abspath(data_dir)) or "data"
+        tag = hashlib.sha256(os.path.abspath(data_dir).encode()).hexdigest()[:6]
+        return self._("eval", "other", f"{name}-{tag}")
+
     @property
     def audit(self) -> str:  # age-tf-audit's outputs
         return self._("audit")
@@ -107,7 +122,72 @@ class RunDir:
             return json.load(f)
 
     def latest_checkpoint(self) -> str | None:
-        return tf.train.latest_checkpoint(self.checkpoints)
+        """The newest checkpoint whose state can be read (see checkpoint_paths)."""
+        for path in self.checkpoint_paths():
+            try:
+                read_state(path)
+                return path
+            except (tf.errors.OpError, ValueError, IndexError):
+                continue
+        return None
+
+    def checkpoint_paths(self) -> list[str]:
+        """Every checkpoint in the folder, newest first, from the files themselves: a
+        damaged `checkpoint` index file cannot hide them (and restart the run at epoch 1)."""
+        found = []
+        for index in glob.glob(os.path.join(glob.escape(self.checkpoints), "ckpt-*.index")):
+            m = re.fullmatch(r"ckpt-(\d+)\.index", os.path.basename(index))
+            if m:
+                found.append((int(m.group(1)), index[:-len(".index")]))
+        return [path for _, path in sorted(found, reverse=True)]
+
+    def remove_partial_writes(self) -> list[str]:
+        """Deletes what an interrupted save leaves (a checkpoint's `_temp` folder, a half
+        export); returns what it removed. Only at the start of a run that holds the lock."""
+        removed = []
+        for path in (glob.glob(os.path.join(glob.escape(self.checkpoints), "*_temp*"))
+                     + [self._("export.tmp")]):
+            if os.path.exists(path):
+                shutil.rmtree(path) if os.path.isdir(path) else os.remove(path)
+                removed.append(path)
+        return removed
+
+    @contextlib.contextmanager
+    def lock(self):
+        """Holds the run folder for one training process; a second one is refused.
+
+        An flock: the kernel releases it when the process ends, also by kill -9, so a crashed
+        run never leaves the folder locked.
+
+        Raises:
+          RunLocked: another process holds it (its pid, host and start are named).
+        """
+        os.makedirs(self.root, exist_ok=True)
+        fd = os.open(self._(".lock"), os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                holder = os.pread(fd, 300, 0).decode(errors="replace").strip() or "unknown"
+                raise RunLocked(f"--model_dir={self.root} is being trained by another process "
+                                f"({holder}); wait for it to end, or use another --model_dir") from None
+            os.ftruncate(fd, 0)
+            os.pwrite(fd, f"pid {os.getpid()} on {socket.gethostname()}, since "
+                          f"{time.strftime('%Y-%m-%d %H:%M:%S')}".encode(), 0)
+            yield
+        finally:
+            os.close(fd)
+
+
+class RunLocked(ValueError):
+    """The run folder is held by another training process."""
+
+
+def read_state(checkpoint_path: str) -> dict:
+    """The RunState values stored in one checkpoint (ints), read without building a model."""
+    reader = tf.train.load_checkpoint(checkpoint_path)
+    return {name: int(reader.get_tensor(f"state/{name}/.ATTRIBUTES/VARIABLE_VALUE"))
+            for name in ("epoch", "finished", "best_epoch")}
 
 
 class StopReason(enum.IntEnum):
@@ -147,16 +227,77 @@ def run_status(run: RunDir) -> dict:
     path = run.latest_checkpoint()
     if not path:
         return {"epoch": 0, "finished": False, "reason": StopReason.RUNNING.text, "best_epoch": -1}
-    reader = tf.train.load_checkpoint(path)
-    value = lambda name: int(reader.get_tensor(f"state/{name}/.ATTRIBUTES/VARIABLE_VALUE"))  # noqa: E731
-    code = StopReason(value("finished"))
-    return {"epoch": value("epoch"), "finished": code != StopReason.RUNNING, "reason": code.text,
-            "best_epoch": value("best_epoch")}
+    state = read_state(path)
+    code = StopReason(state["finished"])
+    return {"epoch": state["epoch"], "finished": code != StopReason.RUNNING, "reason": code.text,
+            "best_epoch": state["best_epoch"]}
 
 
 def is_done(run: RunDir) -> bool:
     """Finished (all epochs or stopped early) and its final files written."""
     return run_status(run)["finished"] and os.path.exists(run.metrics)
+
+
+def config_digest(text: str) -> str:
+    """What metrics.json records of the config.json its run wrote: a replaced config.json
+    (another training into the same folder) no longer matches the model beside it."""
+    return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+
+@dataclasses.dataclass(frozen=True)
+class DataMatch:
+    """How a prepared folder's split relates to what a run trained on.
+
+    Attributes:
+      own: the run's own data (its train/val manifests, or the very split file it had).
+      images: rows in the split.
+      seen: how many of them the run trained or validated on (None: its data is gone).
+      note: one sentence for the user.
+    """
+
+    own: bool
+    images: int
+    seen: int | None
+    note: str
+
+
+def _paths(csv: str) -> set[str]:
+    return set(pd.read_csv(csv, usecols=["path"], dtype={"path": str})["path"])
+
+
+def match_data(run: RunDir, data_dir: str, split: str) -> DataMatch:
+    """The one place that decides whether `data_dir`'s split is the run's own data.
+
+    Own: the same train/val manifests as the run's (its data fingerprint), or a split file
+    byte-equal to the one in the run's data folder (a cleaned copy keeps test.csv). Other:
+    counts the split's images that the run trained or validated on, by their path.
+    """
+    config = run.read_config()
+    split_csv = os.path.join(data_dir, f"{split}.csv")
+    if not os.path.exists(split_csv):
+        raise FileNotFoundError(f"{split_csv} not found: --data_dir must be an output folder "
+                                "of age-tf-prepare")
+    paths = _paths(split_csv)
+    try:
+        same = config.get("data_fingerprint") == data_fingerprint(data_dir)
+    except OSError:
+        same = False
+    own_dir = config.get("data_dir") or ""
+    own_split = os.path.join(own_dir, f"{split}.csv")
+    if not same and os.path.exists(own_split):
+        with open(own_split, "rb") as a, open(split_csv, "rb") as b:
+            same = a.read() == b.read()
+    if same:
+        return DataMatch(True, len(paths), 0 if split == "test" else None, "the run's own data")
+    trained = [os.path.join(own_dir, f"{s}.csv") for s in ("train", "val")]
+    if not all(os.path.exists(t) for t in trained):
+        return DataMatch(False, len(paths), None,
+                         f"not the run's own data, and its data folder {own_dir} is gone: "
+                         "whether it trained on these images cannot be checked")
+    seen = len(paths & (_paths(trained[0]) | _paths(trained[1])))
+    return DataMatch(False, len(paths), seen,
+                     f"not the run's own data ({own_dir}); {seen} of its {len(paths)} "
+                     f"{split} images were this run's training or validation images")
 
 
 def data_fingerprint(data_dir: str) -> str:

@@ -6,6 +6,7 @@ import dataclasses
 import json
 import os
 
+from age_tf import config, fileio
 from age_tf.config import field
 from age_tf.data import pipeline
 from age_tf.train import distribution, models
@@ -24,24 +25,24 @@ class TrainConfig:
     model_dir: str = field(None, "Run directory: checkpoints, logs, export (resumed if present).")
     model: models.ModelConfig = field(default_factory=models.ModelConfig)
     pipeline: pipeline.PipelineConfig = field(default_factory=pipeline.PipelineConfig)
-    epochs: int = field(10, "Epochs to train in all (a resumed run continues).")
-    learning_rate: float = field(1e-3, "Peak Adam learning rate.")
+    epochs: int = field(10, low=1, help="Epochs to train in all (a resumed run continues).")
+    learning_rate: float = field(1e-3, low=0, low_open=True, help="Peak Adam learning rate.")
     lr_schedule: str = field("cosine", "Learning-rate decay.", choices=LR_SCHEDULES)
-    lr_decay_rate: float = field(0.9, "Per-epoch factor for --lr_schedule=exponential.")
-    min_lr_ratio: float = field(0.01, "Cosine decay ends at --learning_rate times this.")
-    warmup_epochs: float = field(0.0, "Linear warmup length (epochs).")
+    lr_decay_rate: float = field(0.9, low=0, high=1, low_open=True, help="Per-epoch factor for --lr_schedule=exponential.")
+    min_lr_ratio: float = field(0.01, low=0, high=1, help="Cosine decay ends at --learning_rate times this.")
+    warmup_epochs: float = field(0.0, low=0, help="Linear warmup length (epochs).")
     monitor: str = field("val_srocc", "Validation metric for the best model and early "
                          "stopping.", choices=sorted(MONITORS))
-    early_stopping_patience: int = field(0, "Stop after this many epochs without improvement "
+    early_stopping_patience: int = field(0, low=0, help="Stop after this many epochs without improvement "
                                          "(0: never).")
-    early_stopping_min_delta: float = field(0.0, "A change of the monitor smaller than this is "
+    early_stopping_min_delta: float = field(0.0, low=0, help="A change of the monitor smaller than this is "
                                             "no improvement (early stopping).")
-    steps_per_epoch: int = field(0, "Cap on steps per epoch (0: the whole training split).")
+    steps_per_epoch: int = field(0, low=0, help="Cap on steps per epoch (0: the whole training split).")
     precision: str = field("float32", "Keras dtype policy.", choices=PRECISIONS)
     jit_compile: bool = field(False, "XLA for the gradient step (GPUs; ~8x slower on CPU).")
     strategy: str = field("auto", "tf.distribute strategy.", choices=distribution.STRATEGIES)
-    num_cpu_devices: int = field(1, "Split the CPU into this many logical devices (testing).")
-    log_every: int = field(50, "Log the running loss every N steps (0: never).")
+    num_cpu_devices: int = field(1, low=1, help="Split the CPU into this many logical devices (testing).")
+    log_every: int = field(50, low=0, help="Log the running loss every N steps (0: never).")
     export: bool = field(True, "Write the SavedModel and model.keras at the end.")
     # Same batches and flip draws as running the backbone every epoch (feature_cache.py).
     feature_cache: bool = field(False, "Head mode: compute backbone features once (both "
@@ -52,38 +53,27 @@ class TrainConfig:
                                   "(backbone and head; its --model_dir), e.g. a head-only run "
                                   "before tuning every layer. Same backbone, size, weights "
                                   "source and head.")
-    interval_coverage: float = field(0.9, "Coverage of the age intervals served with each "
+    interval_coverage: float = field(0.9, low=0, high=1, low_open=True, high_open=True, help="Coverage of the age intervals served with each "
                                      "prediction (calibrated on the validation split).")
     seed: int = field(0, "Seeds weights, data order and flips.")
     flags_text: str = field("", flag=False)  # the resolved flags, for flags.txt / TensorBoard
 
     def validate(self) -> None:
         """Raises ValueError naming the flag at fault."""
+        config.check_values(self)  # every number finite and in its field's range
         self.model.validate()
+        self.pipeline.validate()
         if not os.path.isdir(self.data_dir):
             raise ValueError(f"--data_dir={self.data_dir!r} is not a folder; run age-tf-prepare first")
         for split in ("train", "val"):
             path = os.path.join(self.data_dir, f"{split}.csv")
             if not os.path.exists(path):
                 raise ValueError(f"--data_dir: {path} not found; is it an age-tf-prepare output folder?")
-        if self.epochs < 1:
-            raise ValueError(f"--epochs must be >= 1, got {self.epochs}")
-        if self.learning_rate <= 0:
-            raise ValueError(f"--learning_rate must be > 0, got {self.learning_rate}")
-        if self.lr_schedule not in LR_SCHEDULES:
-            raise ValueError(f"--lr_schedule must be one of {LR_SCHEDULES}, got {self.lr_schedule!r}")
-        if self.monitor not in MONITORS:
-            raise ValueError(f"--monitor must be one of {sorted(MONITORS)}, got {self.monitor!r}")
-        if self.precision not in PRECISIONS:
-            raise ValueError(f"--precision must be one of {PRECISIONS}, got {self.precision!r}")
-        if self.pipeline.batch_size < 1:
-            raise ValueError(f"--batch_size must be >= 1, got {self.pipeline.batch_size}")
+        fileio.check_writable_dir(self.model_dir, "model_dir")
         if self.feature_cache and self.model.tune != "head":
             raise ValueError("--feature_cache needs --tune=head (a trainable backbone changes its features)")
-        if self.warmup_epochs < 0 or self.warmup_epochs >= self.epochs:
+        if self.warmup_epochs >= self.epochs:
             raise ValueError(f"--warmup_epochs must be in [0, --epochs), got {self.warmup_epochs}")
-        if not 0 < self.interval_coverage < 1:
-            raise ValueError(f"--interval_coverage must be in (0, 1), got {self.interval_coverage}")
         if self.init_from:
             init_weights(self)  # checks the run without loading anything
 

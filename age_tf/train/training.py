@@ -13,6 +13,7 @@ The steps, in call order: `train_and_evaluate` checks the configuration and the 
 from __future__ import annotations
 
 import dataclasses
+import errno
 import hashlib
 import json
 import os
@@ -27,9 +28,10 @@ from absl import logging
 
 from age_tf import fileio, labels
 from age_tf.data import pipeline
+from age_tf.data.metadata import DataError
 from age_tf.train import callbacks as cb
 from age_tf.train import card, distribution, export, feature_cache, intervals, models
-from age_tf.train.run_dir import (RunDir, RunState, StopReason, check_resumable,
+from age_tf.train.run_dir import (RunDir, RunState, StopReason, check_resumable, config_digest,
                                   data_fingerprint, run_status)
 from age_tf.train.schedules import make_schedule
 from age_tf.train.train_config import MONITORS, TrainConfig, init_weights
@@ -78,6 +80,15 @@ def train_and_evaluate(cfg: TrainConfig, strategy: tf.distribute.Strategy | None
     strategy = strategy or distribution.get_strategy(cfg.strategy)
     _check_batch(cfg, strategy)
     run_dir = RunDir(cfg.model_dir)
+    if not distribution.is_chief(strategy):
+        return _train(cfg, strategy, run_dir)
+    with run_dir.lock():  # one training process per run folder
+        for path in run_dir.remove_partial_writes():
+            logging.info("removed %s (left by an interrupted write)", path)
+        return _train(cfg, strategy, run_dir)
+
+
+def _train(cfg: TrainConfig, strategy, run_dir: RunDir) -> dict:
     fingerprint = data_fingerprint(cfg.data_dir)
     check_resumable(run_dir, dataclasses.asdict(cfg), fingerprint)
     status = run_status(run_dir)
@@ -87,7 +98,7 @@ def train_and_evaluate(cfg: TrainConfig, strategy: tf.distribute.Strategy | None
             return json.load(f)
     chief = distribution.is_chief(strategy)
     if chief:
-        _write_config(cfg, run_dir, fingerprint)
+        _write_config(cfg, run_dir)
     keras.utils.set_random_seed(cfg.seed)  # same initial head weights on every worker
     previous_policy = keras.mixed_precision.global_policy().name
     keras.mixed_precision.set_global_policy(cfg.precision)
@@ -129,10 +140,15 @@ def _check_batch(cfg: TrainConfig, strategy) -> None:
             "all-reduce inside an XLA-compiled step is not allowed); pass --nosync_batchnorm")
 
 
-def _write_config(cfg: TrainConfig, run_dir: RunDir, fingerprint: str) -> None:
+def _config_text(cfg: TrainConfig) -> str:
+    """config.json of the run: its configuration and the data it trains on."""
+    config = {**dataclasses.asdict(cfg), "data_fingerprint": data_fingerprint(cfg.data_dir)}
+    return json.dumps(config, indent=2, default=str)
+
+
+def _write_config(cfg: TrainConfig, run_dir: RunDir) -> None:
     os.makedirs(run_dir.root, exist_ok=True)
-    config = {**dataclasses.asdict(cfg), "data_fingerprint": fingerprint}
-    fileio.atomic_write_text(run_dir.config, json.dumps(config, indent=2, default=str))
+    fileio.atomic_write_text(run_dir.config, _config_text(cfg))
     if cfg.flags_text:
         fileio.atomic_write_text(run_dir.flags, cfg.flags_text)
 
@@ -141,6 +157,7 @@ def create_run(cfg: TrainConfig, strategy, chief: bool, run_dir: RunDir) -> Run:
     """Inputs, model, optimizer and state of the run, restored from its last checkpoint."""
     train_df, images_dir = pipeline.load_manifest(cfg.data_dir, "train")
     val_df, _ = pipeline.load_manifest(cfg.data_dir, "val")
+    check_disjoint(cfg.data_dir, train_df, val_df)
     write_dir = run_dir if chief else run_dir.worker(distribution.worker_id(strategy))
     if cfg.feature_cache:
         # Features need every image (extract_features raises otherwise).
@@ -160,6 +177,47 @@ def create_run(cfg: TrainConfig, strategy, chief: bool, run_dir: RunDir) -> Run:
     _log_setup(cfg, strategy, inputs, len(train_df), len(val_df))
     return Run(cfg, strategy, chief, write_dir, model, train_model, optimizer, state, manager,
                inputs)
+
+
+def check_disjoint(data_dir: str, train_df: pd.DataFrame, val_df: pd.DataFrame) -> None:
+    """Refuses a validation split that shares images with the training split: its scores,
+    the best epoch and the intervals would all be measured on seen faces.
+
+    Raises:
+      DataError: naming both files, how many images they share, and one of them.
+    """
+    shared = set(train_df["path"]) & set(val_df["path"])
+    if shared:
+        raise DataError(
+            f"{os.path.join(data_dir, 'val.csv')} shares {len(shared)} of its {len(val_df)} "
+            f"images with train.csv (e.g. {min(shared)}): validation must be held out; "
+            "split the data with age-tf-prepare")
+
+
+class TrainingDiverged(ValueError):
+    """The training loss became NaN or infinite."""
+
+
+def _check_finite(loss: float, epoch: int, step: int, cfg: TrainConfig) -> None:
+    if not np.isfinite(loss):
+        raise TrainingDiverged(
+            f"epoch {epoch + 1}, step {step}: the training loss is {loss} (training diverged); "
+            f"nothing of this epoch was saved, the checkpoint of epoch {epoch} is kept. Train "
+            f"in a new --model_dir with a lower --learning_rate (this run: "
+            f"{cfg.learning_rate:g}), and check the ages in {cfg.data_dir}/train.csv")
+
+
+def _save_checkpoint(run: Run, epoch: int) -> None:
+    """The epoch's checkpoint; a full disk is said in one line, and its partial files go."""
+    try:
+        run.manager.save(checkpoint_number=epoch + 1)
+    except (tf.errors.ResourceExhaustedError, OSError) as e:
+        run.dir.remove_partial_writes()
+        if isinstance(e, OSError) and e.errno != errno.ENOSPC:
+            raise
+        raise OSError(errno.ENOSPC, f"no space left writing the checkpoint of epoch {epoch + 1} "
+                      f"to {run.dir.checkpoints}; the checkpoint of epoch {epoch} is intact: "
+                      "free space and run the same command again to resume") from None
 
 
 def steps_per_epoch(cfg: TrainConfig, served: int) -> int:
@@ -192,14 +250,43 @@ def create_or_restore_state(cfg: TrainConfig, strategy, steps: int, write_dir: R
         state = RunState()
     checkpoint = tf.train.Checkpoint(model=model, optimizer=optimizer, state=state)
     os.makedirs(write_dir.root, exist_ok=True)
+    restored = restore_newest_readable(checkpoint, write_dir)
     manager = tf.train.CheckpointManager(checkpoint, write_dir.checkpoints, max_to_keep=2)
-    if manager.latest_checkpoint:  # a resumed run continues from its own weights
-        checkpoint.restore(manager.latest_checkpoint).assert_existing_objects_matched()
-        logging.info("resumed from %s at epoch %d", manager.latest_checkpoint, int(state.epoch.numpy()))
+    if restored:  # a resumed run continues from its own weights
+        logging.info("resumed from %s at epoch %d", restored, int(state.epoch.numpy()))
     elif cfg.init_from:
         model.load_weights(init_weights(cfg))
         logging.info("started from %s (weights %s)", cfg.init_from, weights_fingerprint(model))
     return model, optimizer, state, manager
+
+
+def restore_newest_readable(checkpoint: tf.train.Checkpoint, run: RunDir) -> str | None:
+    """Restores the newest checkpoint that reads back whole; returns its path (None: none).
+
+    A damaged one (bad bytes, cut short, or a garbled `checkpoint` index) is named in one
+    log line and the one before it is used; the index is rewritten to what was restored, so
+    the next save and its pruning start from there.
+
+    Raises:
+      ValueError: checkpoints exist but none can be read (naming the folder).
+    """
+    paths = run.checkpoint_paths()
+    for i, path in enumerate(paths):
+        try:
+            checkpoint.restore(path).assert_existing_objects_matched()
+        except (tf.errors.OpError, ValueError, IndexError, AssertionError) as e:
+            reason = str(getattr(e, "message", e)).strip().splitlines()[0][:200]
+            logging.warning("checkpoint %s cannot be read (%s: %s); trying the one before it",
+                            path, type(e).__name__, reason)
+            continue
+        if tf.train.latest_checkpoint(run.checkpoints) != path:
+            tf.compat.v1.train.update_checkpoint_state(
+                run.checkpoints, path, all_model_checkpoint_paths=paths[i:][::-1])
+        return path
+    if paths:
+        raise ValueError(f"no checkpoint in {run.checkpoints} can be read (all {len(paths)} are "
+                         "damaged); delete that folder to train the run again from the start")
+    return None
 
 
 def _log_setup(cfg, strategy, inputs: Inputs, n_train: int, n_val: int) -> None:
@@ -240,13 +327,15 @@ def train_loop(run: Run) -> None:
     callback_list.on_train_begin()
     for epoch in range(int(state.epoch.numpy()), cfg.epochs):
         callback_list.on_epoch_begin(epoch)
-        logs = callback_list.on_epoch_end(epoch, run_epoch(run, train_step, epoch))
+        epoch_logs = run_epoch(run, train_step, epoch)
+        _check_finite(epoch_logs["loss"], epoch, run.inputs.steps_per_epoch, cfg)
+        logs = callback_list.on_epoch_end(epoch, epoch_logs)
         state.epoch.assign(epoch + 1)
         if model.stop_training:
             state.finished.assign(int(StopReason.EARLY_STOPPING))
         elif epoch + 1 == cfg.epochs:
             state.finished.assign(int(StopReason.ALL_EPOCHS))
-        run.manager.save(checkpoint_number=epoch + 1)
+        _save_checkpoint(run, epoch)
         if run.chief:
             cb.BestWeights.prune(run.dir.best, int(state.best_epoch.numpy()))
         logging.info(
@@ -272,6 +361,7 @@ def run_epoch(run: Run, train_step, epoch: int) -> dict:
     for step in range(steps):
         total += train_step(iterator)
         if cfg.log_every and (step + 1) % cfg.log_every == 0:
+            _check_finite(float(total), epoch, step + 1, cfg)  # stop early, not at epoch end
             logging.info("epoch %d step %d/%d: loss %.4f", epoch + 1, step + 1, steps,
                          float(total) / (step + 1))
     loss = float(total) / steps
@@ -382,6 +472,7 @@ def finish(run: Run, run_dir: RunDir) -> dict:
         "stopped_by": StopReason(int(state.finished.numpy())).text,
         "val": {k[4:]: float(v) for k, v in row.items() if k.startswith("val_")},
         "train_loss": float(row["loss"]),
+        "config_digest": config_digest(_config_text(cfg)),  # the config.json that trained
     }
     calibration = calibrate_intervals(cfg, model)
     fileio.atomic_write_text(run_dir.intervals, json.dumps(calibration, indent=2))
