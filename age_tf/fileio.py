@@ -35,21 +35,25 @@ def atomic_write_text(path: str, text: str) -> None:
             os.fsync(f.fileno())
 
 
-def check_writable_dir(path: str, flag: str) -> None:
+def check_writable_dir(path: str, flag: str, flag_value: str | None = None) -> None:
     """Refuses, before any work, a folder that cannot be made or written.
 
+    Args:
+      flag, flag_value: the flag the folder comes from, and its value when the folder is
+        derived from it (e.g. <model_dir>/eval); named in the error.
+
     Raises:
-      ValueError: naming --flag: the path is a file, or the folder (or the nearest existing
-        parent it would be made in) is not writable.
+      ValueError: the path is a file, or the folder (or the nearest existing parent it would
+        be made in) is not writable.
     """
+    shown = f"--{flag}={path!r}" if flag_value is None else f"--{flag}={flag_value!r}"
     if os.path.exists(path) and not os.path.isdir(path):
-        raise ValueError(f"--{flag}={path!r} is a file, not a folder; give a folder")
+        raise ValueError(f"{shown}: {path} is a file, not a folder; give a folder")
     existing = os.path.abspath(path)
     while not os.path.exists(existing):
         existing = os.path.dirname(existing)
     if not os.access(existing, os.W_OK | os.X_OK):
-        raise ValueError(f"--{flag}={path!r}: {existing} is not writable; choose a folder you "
-                         "can write")
+        raise ValueError(f"{shown}: {existing} is not writable; choose a folder you can write")
 
 
 def _pid_alive(pid: int) -> bool:

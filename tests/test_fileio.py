@@ -11,7 +11,7 @@ from age_tf import fileio
 
 def test_a_file_or_an_unwritable_folder_is_refused_naming_the_flag(tmp_path, monkeypatch):
     (tmp_path / "afile").write_text("x")
-    with pytest.raises(ValueError, match="--out_dir='.*afile' is a file"):
+    with pytest.raises(ValueError, match="--out_dir='.*afile': .*afile is a file"):
         fileio.check_writable_dir(str(tmp_path / "afile"), "out_dir")
     fileio.check_writable_dir(str(tmp_path / "new" / "deeper"), "out_dir")  # can be made
     # Root writes anywhere by permission; a read-only mount is what refuses it.

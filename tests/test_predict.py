@@ -57,8 +57,8 @@ def test_predict_cli_text_and_csv(photos):
     r = _cli(f"--model={model_dir}", "--faces=given", "--output=csv", good[0], missing, text_file)
     assert r.returncode == 1  # some files failed
     lines = r.stdout.strip().splitlines()
-    assert lines[0] == "path,age,age_low,age_high,error" and len(lines) == 4
-    assert lines[2].endswith(",,,,file not found")
+    assert lines[0] == "path,age,age_low,age_high,error,warning" and len(lines) == 4
+    assert lines[2].endswith(",,,,file not found,")
 
 
 def test_predict_cli_bad_model(tmp_path):

@@ -168,7 +168,7 @@ def test_cli_synth_then_prepare(tmp_path):
 @pytest.mark.integration
 @pytest.mark.parametrize("flag, message", [
     ("--split=0.5,0.5", "--split must be three"),
-    ("--sample_fraction=0", "--sample_fraction must be in"),
+    ("--sample_fraction=0", "--sample_fraction=0.0: must be in (0, 1]"),
     ("--mat=/nonexistent/imdb.mat", "/nonexistent/imdb.mat: metadata file not found"),
 ])
 def test_cli_bad_flags(tmp_path, flag, message):
@@ -229,5 +229,5 @@ def test_an_out_dir_that_is_a_file_is_refused_before_any_work(tmp_path):
     # Hostile-input item 11: FileExistsError after all the work.
     (tmp_path / "out").write_text("x")
     cfg = prepare.PrepareConfig(mat=str(tmp_path / "imdb.mat"), out_dir=str(tmp_path / "out"))
-    with pytest.raises(ValueError, match="--out_dir='.*out' is a file, not a folder"):
+    with pytest.raises(ValueError, match="--out_dir='.*out': .*out is a file, not a folder"):
         cfg.validate()

@@ -28,7 +28,7 @@ def message(e: BaseException) -> str:
     file or flag), plus what to do when an operating-system error does not say it."""
     if isinstance(e, PermissionError):
         return f"{e} (no permission: make it writable, or choose another folder)"
-    if isinstance(e, OSError) and e.errno == errno.ENOSPC:
+    if isinstance(e, OSError) and e.errno == errno.ENOSPC and "free space" not in str(e):
         return f"{e} (the disk is full: free space and run the same command again)"
     if isinstance(e, OSError) and e.errno == errno.EROFS:
         return f"{e} (a read-only file system: choose a folder you can write)"

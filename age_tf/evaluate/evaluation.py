@@ -258,7 +258,7 @@ def evaluate(cfg: EvaluateConfig) -> dict:
       The metrics (with the figure paths under 'figures').
     """
     run = load_run(cfg.model_dir)
-    fileio.check_writable_dir(run.dir.eval, "model_dir")  # before the predictions, not after
+    fileio.check_writable_dir(run.dir.eval, "model_dir", cfg.model_dir)  # before the predictions, not after
     match = check_data(run.dir, cfg.data_dir, cfg.split, cfg.other_data)
     manifest, images_dir = pipeline.load_manifest(cfg.data_dir, cfg.split)
     pred = predict(run, manifest, images_dir)

@@ -142,7 +142,7 @@ class ReportConfig:
         if os.path.isdir(self.out):
             raise ValueError(f"--out={self.out!r} is a folder; name the report file, e.g. "
                              f"{os.path.join(self.out, 'report.md')}")
-        fileio.check_writable_dir(os.path.dirname(os.path.abspath(self.out)), "out")
+        fileio.check_writable_dir(os.path.dirname(os.path.abspath(self.out)), "out", self.out)
 
 
 def _by_age_sections(rows: list[dict], baseline_results: dict | None, base: str) -> list[str]:

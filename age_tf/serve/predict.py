@@ -11,6 +11,7 @@ import os
 import numpy as np
 import tensorflow as tf
 
+from age_tf import fileio
 from age_tf.config import field
 from age_tf.data import pipeline
 from age_tf.serve import photos
@@ -48,8 +49,8 @@ class PredictConfig:
                              "the photo itself.")
 
     def validate(self) -> None:
-        if self.annotate and os.path.exists(self.annotate) and not os.path.isdir(self.annotate):
-            raise ValueError(f"--annotate={self.annotate!r} is a file; give a folder")
+        if self.annotate:
+            fileio.check_writable_dir(self.annotate, "annotate")
 
 
 # --faces=given trusts the files: said once, and the shapes no face crop has are flagged.
