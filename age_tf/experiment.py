@@ -235,9 +235,11 @@ def _table3(cfg: ExperimentConfig, rc: train_config.TrainConfig, name: str, data
                 c = clean.clean(clean.CleanConfig(model_dir=rc.model_dir, data_dir=data,
                                                   out_dir=vdata, action=variant,
                                                   sigmas=cfg.clean_sigmas, seed=cfg.train.seed))
+                low, high = c["threshold_years"]
                 progress.step(f"cleaned labels ({variant}): {c['changed']} of "
                               f"{c['judged_images']} train/val images beyond "
-                              f"{c['threshold_years']:.1f} years")
+                              f"{cfg.clean_sigmas:g} local deviations ({low:.1f}-{high:.1f} "
+                              "years by predicted age)")
         # Measurement-only runs: evaluation reads model.keras; nobody serves them, so no
         # SavedModel export (its tracing is a few seconds of the demo per run).
         vrc = dataclasses.replace(rc, data_dir=vdata, export=False,

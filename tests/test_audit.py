@@ -95,6 +95,46 @@ def test_audit_end_to_end_with_ground_truth(trained_run, synth_dir, tmp_path):
         assert os.path.exists(tmp_path / f)
     gt = summary["ground_truth"]
     assert gt["mislabelled_in_prepared_data"] > 0 and 10 in gt["precision_at_k"]
+    assert [r["sigmas"] for r in gt["cleaning_thresholds"]] == list(audit.CLEAN_THRESHOLDS)
     ranked = pd.read_csv(tmp_path / "suspected_mislabels.csv")
     assert ranked["suspicion"].is_monotonic_decreasing
     assert len(ranked) == sum(len(pd.read_csv(os.path.join(data_dir, f"{s}.csv"))) for s in audit.SPLITS)
+
+
+def test_the_refit_without_suspects_finds_what_one_pass_misses():
+    # Issue 25: wrong labels pull a single cross-fitted pass towards themselves; refitting
+    # without the suspects and judging each residual by its local scale ranks them higher.
+    rng = np.random.default_rng(0)
+    n, d = 1500, 20
+    x = rng.normal(size=(n, d))
+    true = 40 + x @ rng.normal(size=d) * 4
+    noise = rng.normal(size=n) * (2 + np.clip(true, 0, None) / 10)  # errors grow with age
+    labels = true + noise
+    wrong = rng.choice(n, 120, replace=False)
+    labels[wrong] += rng.choice([-1, 1], 120) * rng.uniform(20, 35, 120)
+    groups = np.arange(n) // 2
+    is_wrong = np.zeros(n, bool)
+    is_wrong[wrong] = True
+    one = np.abs(audit.out_of_fold_predictions(x, labels, groups, ridge=1.0) - labels)
+    pred, scale, left_out = audit.robust_heldout(x, labels, groups)
+    robust = np.abs(pred - labels) / scale
+    at = lambda score: is_wrong[np.argsort(-score)[:120]].mean()  # noqa: E731
+    assert at(robust) > at(one)
+    assert left_out[wrong].mean() > 0.7 and left_out[~is_wrong].mean() < 0.05
+
+
+def test_local_scale_follows_the_error_by_predicted_age():
+    rng = np.random.default_rng(1)
+    pred = np.r_[np.full(500, 10.0), np.full(500, 70.0)]
+    res = np.r_[rng.normal(0, 2, 500), rng.normal(0, 10, 500)]
+    scale = audit.local_scale(pred, res, np.ones(1000, bool), bins=2)
+    assert scale[0] == pytest.approx(2, rel=0.15) and scale[-1] == pytest.approx(10, rel=0.15)
+
+
+def test_the_cleaning_thresholds_trade_precision_for_recall_on_train_and_val_only():
+    suspicion = np.array([5.0, 4.0, 3.2, 2.7, 2.2, 1.0, 6.0])
+    is_bad = np.array([True, True, False, True, False, False, True])
+    cleaned = np.array([True, True, True, True, True, True, False])  # the last is a test row
+    rows = {r["sigmas"]: r for r in audit.threshold_tradeoff(suspicion, is_bad, cleaned)}
+    assert rows[3.0] == {"sigmas": 3.0, "flagged": 3, "precision": 2 / 3, "recall": 2 / 3}
+    assert rows[2.0]["recall"] == 1.0 and rows[4.0]["flagged"] == 1

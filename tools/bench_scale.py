@@ -10,7 +10,8 @@ stage runs in its own process, so that its peak RSS is its own:
   prepare           metadata, decode check + fingerprints of every image, dedup, split, write;
   audit_duplicates  the audit's near-duplicate search (10 bits), on prepare's fingerprints;
   audit_features    the audit's CNN features of every prepared image (MobileNetV2 stand-in at
-                    64 px) and its identity-cross-fitted held-out predictions.
+                    64 px) and its identity-cross-fitted held-out predictions, refitted
+                    without the suspects (audit.robust_heldout).
 Reported per stage and size: wall seconds, images/s per core, peak RSS (the process and its
 worker processes), and the growth exponent between consecutive sizes (log time ratio /
 log size ratio: 1.0 is linear). Dedup precision/recall against the injected duplicates.
@@ -97,8 +98,8 @@ def run_stage(stage: str, root: str) -> dict:
         cfg = pipeline.PipelineConfig(batch_size=256)
         feats = pipeline.map_images(lambda x: extractor(x, training=False), manifest,
                                     images_dir, cfg, 64)
-        pred = audit.out_of_fold_predictions(feats, manifest["age"].to_numpy(float),
-                                             manifest["identity"].to_numpy())
+        pred, _, _ = audit.robust_heldout(feats, manifest["age"].to_numpy(float),
+                                          manifest["identity"].to_numpy())
         out.update(images=len(manifest), heldout_mae_years=metrics.mae(
             manifest["age"].to_numpy(float), pred))
     else:

@@ -5,9 +5,10 @@ The suspects are judged as the audit judges them (features of a run's backbone, 
 cross-fitted by identity), but fitted on the training and validation images only: no test
 label helps decide which training label is wrong.
 
-A label is suspect when its held-out residual is more than `sigmas` robust standard
-deviations (1.4826 x the median absolute residual) from zero: the threshold follows how
-well the model predicts on that data, so it carries over from the synthetic demo to IMDB.
+A label is suspect when its held-out residual is more than `sigmas` local robust standard
+deviations from zero (audit.robust_heldout: 1.4826 x the median absolute residual among
+images predicted at a similar age): the threshold follows how well the model predicts on
+that data and at that age, so it carries over from the synthetic demo to IMDB.
 """
 
 from __future__ import annotations
@@ -43,8 +44,8 @@ class CleanConfig:
     # gap than dropping (MAE: 1.19 vs 0.83 of it), and keeps every image.
     action: str = field("relabel", "What to do with a suspect: drop the image, or relabel it "
                         "with its held-out prediction.", choices=ACTIONS)
-    sigmas: float = field(3.0, low=0, low_open=True, help="Suspect: |held-out residual| > sigmas x robust std of the "
-                          "residuals.")
+    sigmas: float = field(3.0, low=0, low_open=True, help="Suspect: |held-out residual| > "
+                          "sigmas x the robust std of the residuals at that predicted age.")
     folds: int = field(5, low=2, help="Cross-fitting folds (by identity).")
     seed: int = field(0, "Fold assignment.")
     overwrite: bool = field(False, "Replace a cleaned folder already in --out_dir.")
@@ -56,11 +57,6 @@ class CleanConfig:
         if os.path.abspath(self.out_dir) == os.path.abspath(self.data_dir):
             raise ValueError("--out_dir must differ from --data_dir: cleaning never edits the "
                              "prepared data in place")
-
-
-def robust_threshold(residuals: np.ndarray, sigmas: float) -> float:
-    """sigmas x 1.4826 x median |residual| (a standard deviation that mislabels cannot inflate)."""
-    return float(sigmas * 1.4826 * np.median(np.abs(residuals)))
 
 
 def clean(cfg: CleanConfig) -> dict:
@@ -77,8 +73,7 @@ def clean(cfg: CleanConfig) -> dict:
     prepare.check_output_dir(cfg.out_dir, cfg.overwrite)
     suspects, _, _ = audit.heldout_suspects(cfg.model_dir, cfg.data_dir, CLEANED_SPLITS,
                                             cfg.folds, cfg.seed)
-    limit = robust_threshold(suspects["residual"].to_numpy(), cfg.sigmas)
-    flagged = suspects[suspects["suspicion"] > limit].copy()
+    flagged = suspects[suspects["suspicion"] > cfg.sigmas].copy()  # in local deviations
     flagged["action"] = cfg.action
     flagged["new_age"] = (np.clip(np.round(flagged["heldout_prediction"]), 0, 100).astype(int)
                           if cfg.action == "relabel" else -1)
@@ -99,8 +94,10 @@ def clean(cfg: CleanConfig) -> dict:
             "new_age"]
     with fileio.atomic_path(os.path.join(cfg.out_dir, "changes.csv")) as tmp:
         flagged[cols].rename(columns={"age": "label"}).to_csv(tmp, index=False)
-    summary = {"action": cfg.action, "sigmas": cfg.sigmas, "threshold_years": limit,
-               "heldout_mae_years": float(suspects["suspicion"].mean()),
+    limits = cfg.sigmas * suspects["residual_scale"]
+    summary = {"action": cfg.action, "sigmas": cfg.sigmas,
+               "threshold_years": [float(limits.min()), float(limits.max())],
+               "heldout_mae_years": float(suspects["residual"].abs().mean()),
                "judged_images": int(len(suspects)), "changed": int(len(flagged)),
                "splits": counts, "model_dir": os.path.abspath(cfg.model_dir),
                "source_data_dir": os.path.abspath(cfg.data_dir)}

@@ -145,6 +145,18 @@ class ReportConfig:
         fileio.check_writable_dir(os.path.dirname(os.path.abspath(self.out)), "out", self.out)
 
 
+def _threshold_table(rows: list | None) -> str:
+    """What age-tf-clean's --sigmas trades on the train + val rows, against the truth."""
+    if not rows:
+        return ""
+    lines = ["\n\nage-tf-clean's rule (suspicion > --sigmas local deviations) on the train + "
+             "val images, against the planted truth:\n\n| --sigmas | flagged | precision | "
+             "recall |\n|---|---|---|---|"]
+    lines += [f"| {r['sigmas']:g} | {r['flagged']} | {r['precision']:.2f} | {r['recall']:.2f} |"
+              for r in rows]
+    return "\n".join(lines) + "\n"
+
+
 def _by_age_sections(rows: list[dict], baseline_results: dict | None, base: str) -> list[str]:
     """Error by age (table and figure) and the intervals' coverage, for the report."""
     base_rows = baselines.table_rows(baseline_results) if baseline_results else []
@@ -228,6 +240,7 @@ def write_report(run_dirs: list[str], out_path: str, data_dir: str | None = None
                 p = ", ".join(f"P@{k} {v:.2f}" for k, v in a["ground_truth"]["precision_at_k"].items())
                 parts.append(f" Against the synthetic ground truth (prevalence "
                              f"{a['ground_truth']['prevalence']:.3f}): {p}.")
+                parts.append(_threshold_table(a["ground_truth"].get("cleaning_thresholds")))
             parts += ["\n\n", _link(os.path.join(audit_dir, "suspected_mislabels.png"), base,
                                     "suspected mislabels"), "\n"]
     text = "".join(parts)
