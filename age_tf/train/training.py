@@ -276,7 +276,7 @@ def restore_newest_readable(checkpoint: tf.train.Checkpoint, run: RunDir) -> str
         try:
             checkpoint.restore(path).assert_existing_objects_matched()
         except (tf.errors.OpError, ValueError, IndexError, AssertionError) as e:
-            reason = str(getattr(e, "message", e)).strip().splitlines()[0]
+            reason = (str(getattr(e, "message", e)).strip().splitlines() or [""])[0]
             reason = re.sub(r"\{\{[^}]*\}\}\s*", "", reason)[:200]  # TF's op names say nothing
             logging.warning("checkpoint %s cannot be read (%s: %s); trying the one before it",
                             path, type(e).__name__, reason)
