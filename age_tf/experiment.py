@@ -40,25 +40,29 @@ class ExperimentConfig:
     mat: str | None = field(None, "Real imdb.mat / wiki.mat; without it, synthetic data is "
                             "generated.")
     images_dir: str | None = field(None, "The crops folder of --mat.")
-    num_images: int = field(6000, low=100, help="Synthetic rows to generate (6,000: ~475 test faces, PLCC "
-                            "intervals about +-0.06).")
-    sample_fraction: float = field(0.5, low=0, high=1, low_open=True, help="Share of filtered images kept (the study: half).")
+    num_images: int = field(6000, low=100,
+                            help="Synthetic rows to generate (6,000: ~475 test faces, PLCC "
+                                 "intervals about +-0.06).")
+    sample_fraction: float = field(0.5, low=0, high=1, low_open=True,
+                                   help="Share of filtered images kept (the study: half).")
     runs: tuple[str, ...] = field(STUDY_RUNS, "Run configs (shipped names or paths): each sets "
                                   "a few training flags over the base.")
     feature_cache_for_head: bool = field(True, "Head-mode runs train from cached features.")
     # A trained head first, then every layer: better rows in fewer epochs on the demo
     # (measured in docs/measurements.md).
-    full_from_head_epochs: int = field(2, low=0, help="Full-tuning runs start from the same backbone's "
-                                       "head-only run in --runs (a trained head, then every "
-                                       "layer: Keras' transfer-learning recipe, --init_from) and "
-                                       "train this many epochs; 0: from a random head for "
-                                       "--epochs, as the study did.")
+    full_from_head_epochs: int = field(2, low=0,
+                                       help="Full-tuning runs start from the same backbone's "
+                                            "head-only run in --runs (a trained head, then every "
+                                            "layer: Keras' transfer-learning recipe, --init_from) "
+                                            "and train this many epochs; 0: from a random head for "
+                                            "--epochs, as the study did.")
     bootstrap: int = field(1000, low=0, help="Bootstrap resamples for the intervals.")
     audit_run: str | None = field(None, "Run to audit (default: the first head-mode run).")
     cleaning: bool = field(True, "Synthetic data: Table 3, the audit run retrained on cleaned "
                            "labels (dropped / relabelled suspects) and on the rendered ages, "
                            "all scored against the rendered test ages.")
-    clean_sigmas: float = field(3.0, low=0, low_open=True, help="Cleaning threshold (see age-tf-clean --sigmas).")
+    clean_sigmas: float = field(3.0, low=0, low_open=True,
+                                help="Cleaning threshold (see age-tf-clean --sigmas).")
     train: train_config.TrainConfig = field(default_factory=train_config.TrainConfig)
 
     def validate(self) -> None:

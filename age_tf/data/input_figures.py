@@ -23,8 +23,9 @@ class InputsConfig:
     image_size: int = field(256, low=8, help="Network input size in pixels (the study: 256).")
     crop_faces: bool = field(False, "Crop the manifest's face box (plus --face_margin) before "
                              "resizing (for full-size release images).")
-    face_margin: float = field(pipeline.RELEASE_MARGIN, low=0, help="Border around the face box, as a "
-                               "share of its size per side (with --crop_faces).")
+    face_margin: float = field(pipeline.RELEASE_MARGIN, low=0,
+                               help="Border around the face box, as a share of its size per side "
+                                    "(with --crop_faces).")
     seed: int = field(0, "Which faces, and their flips.")
 
 

@@ -39,7 +39,8 @@ class PipelineConfig:
     # Off by default: the release's `*_crop` images already carry a margin around the face.
     crop_faces: bool = field(False, "Crop the manifest's face box (plus --face_margin) before "
                              "resizing (for full-size release images).")
-    face_margin: float = field(RELEASE_MARGIN, low=0, help="Border around the face box, as a share of its size per side.")
+    face_margin: float = field(RELEASE_MARGIN, low=0,
+                               help="Border around the face box, as a share of its size per side.")
     # Cache entries are named by a hash of the manifest, the files' sizes and times and the
     # preprocessing, so a stale or foreign entry is never read.
     cache: str = field("", "'' (none), 'memory', or a folder for a disk cache of the decoded, "

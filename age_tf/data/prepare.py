@@ -41,17 +41,21 @@ class PrepareConfig:
                             "wiki_crop/ beside --mat, whichever exists).")
     out_dir: str = field(None, "Where to write the manifests, report and figure.")
     min_face_score: float = field(3.0, "Keep faces with face_score >= this.")
-    min_age: int = field(0, low=labels.MIN_AGE, high=labels.MAX_AGE, help="Youngest age kept (years).")
-    max_age: int = field(100, low=labels.MIN_AGE, high=labels.MAX_AGE, help="Oldest age kept (years).")
+    min_age: int = field(0, low=labels.MIN_AGE, high=labels.MAX_AGE,
+                         help="Youngest age kept (years).")
+    max_age: int = field(100, low=labels.MIN_AGE, high=labels.MAX_AGE,
+                         help="Oldest age kept (years).")
     min_size: int = field(32, low=1, help="Smallest image side kept (pixels).")
     check_images: bool = field(True, "Open every image; --nocheck_images filters the metadata "
                                "alone (no dedup).")
     dedup: bool = field(True, "Remove exact and near-duplicate images.")
-    dup_max_distance: int = field(DEFAULT_MAX_DISTANCE, low=0, high=15, help="dHash bits two near duplicates may "
-                                  "differ in (0 = exact duplicates only).")
-    dup_min_correlation: float = field(DEFAULT_MIN_CORRELATION, low=-1, high=1, help="Thumbnail correlation two near "
-                                       "duplicates must reach.")
-    sample_fraction: float = field(0.5, low=0, high=1, low_open=True, help="Share of the filtered images kept (the study kept half).")
+    dup_max_distance: int = field(DEFAULT_MAX_DISTANCE, low=0, high=15,
+                                  help="dHash bits two near duplicates may differ in (0 = exact "
+                                       "duplicates only).")
+    dup_min_correlation: float = field(DEFAULT_MIN_CORRELATION, low=-1, high=1,
+                                       help="Thumbnail correlation two near duplicates must reach.")
+    sample_fraction: float = field(0.5, low=0, high=1, low_open=True,
+                                   help="Share of the filtered images kept (the study kept half).")
     split: tuple[float, ...] = field((0.6, 0.2, 0.2), "train,val,test fractions.")
     identity_disjoint: bool = field(True, "Keep each person in one subset only.")
     seed: int = field(0, "Seed of the sample and the split.")

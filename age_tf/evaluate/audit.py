@@ -214,8 +214,9 @@ class AuditConfig:
     folds: int = field(5, low=2, help="Cross-fitting folds (by identity) for held-out predictions.")
     gallery: int = field(24, low=0, help="Faces in the suspects gallery.")
     truth_csv: str | None = field(None, "Synthetic ground_truth.csv: report precision@k.")
-    mislabel_years: float = field(20.0, low=0, low_open=True, help="A label this far from the true age counts as wrong "
-                                  "(with --truth_csv).")
+    mislabel_years: float = field(20.0, low=0, low_open=True,
+                                  help="A label this far from the true age counts as wrong (with "
+                                       "--truth_csv).")
     seed: int = field(0, "Fold assignment.")
     workers: int | None = field(None, low=1, help="Image-check processes (default: all cores).")
 
@@ -231,7 +232,10 @@ def audit(cfg: AuditConfig) -> dict:
       Summary (also written to audit.json).
     """
     out_dir = cfg.out_dir or RunDir(cfg.model_dir).audit
-    fileio.check_writable_dir(out_dir, *(("out_dir",) if cfg.out_dir else ("model_dir", cfg.model_dir)))
+    if cfg.out_dir:
+        fileio.check_writable_dir(out_dir, "out_dir")
+    else:
+        fileio.check_writable_dir(out_dir, "model_dir", cfg.model_dir)
     os.makedirs(out_dir, exist_ok=True)
     suspects, manifest, images_dir = heldout_suspects(cfg.model_dir, cfg.data_dir, SPLITS,
                                                       cfg.folds, cfg.seed)

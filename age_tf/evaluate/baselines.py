@@ -36,8 +36,8 @@ def pixel_features(manifest: pd.DataFrame, images_dir: str) -> np.ndarray:
 
 def _frame(manifest: pd.DataFrame, pred: np.ndarray, truth_csv: str | None) -> pd.DataFrame:
     f = pd.DataFrame({"true_age": manifest["age"].to_numpy(float), "predicted_age": pred,
-                      "identity": manifest["identity"].to_numpy(), "row": manifest["row"].to_numpy(),
-                      "path": manifest["path"].to_numpy()})
+                      "identity": manifest["identity"].to_numpy(),
+                      "row": manifest["row"].to_numpy(), "path": manifest["path"].to_numpy()})
     return evaluation.attach_rendered(f, truth_csv) if truth_csv else f
 
 

@@ -28,7 +28,8 @@ class EvaluateConfig:
     model_dir: str = field(None, "A finished age-tf-train run directory.")
     data_dir: str = field(None, "Output folder of age-tf-prepare.")
     split: str = field("test", "Which manifest to evaluate.", choices=("train", "val", "test"))
-    bootstrap: int = field(1000, low=0, help="Bootstrap resamples (over people) for the intervals (0: none).")
+    bootstrap: int = field(1000, low=0,
+                           help="Bootstrap resamples (over people) for the intervals (0: none).")
     gallery_max: int = field(24, low=0, help="Most faces in the large-error gallery.")
     seed: int = field(0, "Seeds the bootstrap and the 15-20 year sample.")
     ground_truth: str | None = field(None, "ground_truth.csv of a synthetic set: also score "
@@ -258,7 +259,7 @@ def evaluate(cfg: EvaluateConfig) -> dict:
       The metrics (with the figure paths under 'figures').
     """
     run = load_run(cfg.model_dir)
-    fileio.check_writable_dir(run.dir.eval, "model_dir", cfg.model_dir)  # before the predictions, not after
+    fileio.check_writable_dir(run.dir.eval, "model_dir", cfg.model_dir)  # before the work
     match = check_data(run.dir, cfg.data_dir, cfg.split, cfg.other_data)
     manifest, images_dir = pipeline.load_manifest(cfg.data_dir, cfg.split)
     pred = predict(run, manifest, images_dir)
@@ -266,7 +267,8 @@ def evaluate(cfg: EvaluateConfig) -> dict:
         pred = attach_rendered(pred, cfg.ground_truth)
     out_dir = run.dir.eval if match.own else run.dir.eval_on(cfg.data_dir)
     os.makedirs(out_dir, exist_ok=True)
-    with fileio.atomic_path(os.path.join(out_dir, os.path.basename(run.dir.eval_predictions))) as tmp:
+    predictions_csv = os.path.join(out_dir, os.path.basename(run.dir.eval_predictions))
+    with fileio.atomic_path(predictions_csv) as tmp:
         pred.to_csv(tmp, index=False)
     result = compute_metrics(pred, cfg.bootstrap, cfg.seed)
     if "age_low" in pred:

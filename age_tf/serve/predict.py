@@ -33,10 +33,12 @@ class PredictConfig:
     batch_size: int = field(32, low=1, help="Faces per call of the model.")
     min_face_size: int = field(20, low=12, help="Smallest face the detector looks for (pixels; "
                             "12 is its network's window).")
-    min_confidence: float = field(0.9, low=0, high=1, help="Faces the detector is less sure of are left out.")
-    face_margin: float | None = field(None, low=0, help="Crop margin around a detected face, as a share of "
-                                      "its size per side. Default: the margin the model's card "
-                                      "says its training faces had (0.4 without a card).")
+    min_confidence: float = field(0.9, low=0, high=1,
+                                  help="Faces the detector is less sure of are left out.")
+    face_margin: float | None = field(None, low=0,
+                                      help="Crop margin around a detected face, as a share of its "
+                                           "size per side. Default: the margin the model's card "
+                                           "says its training faces had (0.4 without a card).")
     annotate: str | None = field(None, "Folder for copies of the photos with boxes and ages "
                                  "drawn (detect mode). A copy never replaces a photo given, "
                                  "nor another copy: a name taken gets -2, -3, ...")

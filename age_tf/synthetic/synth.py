@@ -56,17 +56,26 @@ class SynthConfig:
     images_per_identity: float = field(4.0, low=1, help="Mean photos per person.")
     min_size: int = field(96, low=16, help="Smallest crop side in pixels.")
     max_size: int = field(192, low=16, help="Largest crop side in pixels.")
-    duplicate_rate: float = field(0.05, low=0, high=1, help="Share of rows that copy another row's photo.")
-    cross_identity_duplicate_share: float = field(0.3, low=0, high=1, help="Share of the duplicates filed under "
-                                                  "another person.")
-    mislabel_rate: float = field(0.05, low=0, high=1, help="Share of rows whose age label is wrong by 20+ years.")
-    bad_age_rate: float = field(0.01, low=0, high=1, help="Share of rows with an age outside 0-100.")
-    no_face_rate: float = field(0.03, low=0, high=1, help="Share of rows without a face (face_score -inf).")
+    duplicate_rate: float = field(0.05, low=0, high=1,
+                                  help="Share of rows that copy another row's photo.")
+    cross_identity_duplicate_share: float = field(0.3, low=0, high=1,
+                                                  help="Share of the duplicates filed under another"
+                                                       " person.")
+    mislabel_rate: float = field(0.05, low=0, high=1,
+                                 help="Share of rows whose age label is wrong by 20+ years.")
+    bad_age_rate: float = field(0.01, low=0, high=1,
+                                help="Share of rows with an age outside 0-100.")
+    no_face_rate: float = field(0.03, low=0, high=1,
+                                help="Share of rows without a face (face_score -inf).")
     two_faces_rate: float = field(0.03, low=0, high=1, help="Share of rows with a second face.")
-    placeholder_rate: float = field(0.01, low=0, high=1, help="Share of rows whose image is a 1x1 placeholder.")
-    truncated_rate: float = field(0.01, low=0, high=1, help="Share of rows whose JPEG is cut short.")
-    grayscale_rate: float = field(0.02, low=0, high=1, help="Share of rows saved as grayscale JPEG (usable).")
-    png_rate: float = field(0.01, low=0, high=1, help="Share of rows saved as PNG bytes in a .jpg (usable).")
+    placeholder_rate: float = field(0.01, low=0, high=1,
+                                    help="Share of rows whose image is a 1x1 placeholder.")
+    truncated_rate: float = field(0.01, low=0, high=1,
+                                  help="Share of rows whose JPEG is cut short.")
+    grayscale_rate: float = field(0.02, low=0, high=1,
+                                  help="Share of rows saved as grayscale JPEG (usable).")
+    png_rate: float = field(0.01, low=0, high=1,
+                            help="Share of rows saved as PNG bytes in a .jpg (usable).")
     cmyk_rate: float = field(0.01, low=0, high=1, help="Share of rows saved as CMYK JPEG (usable).")
     missing_rate: float = field(0.005, low=0, high=1, help="Share of rows listed without a file.")
     workers: int | None = field(None, low=1, help="Rendering processes (default: all cores).")

@@ -132,7 +132,8 @@ class ExportConfig:
                           choices=QUANTIZATIONS)
     out: str | None = field(None, "The .tflite file (default <model_dir>/model[_<quantize>]"
                             ".tflite).")
-    calibration_images: int = field(200, low=1, help="Training images that calibrate int8 activations.")
+    calibration_images: int = field(200, low=1,
+                                    help="Training images that calibrate int8 activations.")
 
     def validate(self) -> None:
         run = RunDir(self.model_dir)

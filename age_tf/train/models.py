@@ -106,12 +106,14 @@ class ModelConfig:
     tune: str = field("head", "head: backbone frozen, only the new head trains; full: "
                       "everything trains.", choices=TUNE_MODES)
     head_units: tuple[int, ...] = field((512, 128), low=1, help="Hidden units of the GELU head.")
-    dropout: float = field(0.0, low=0, high=1, high_open=True, help="Dropout after each hidden head layer.")
+    dropout: float = field(0.0, low=0, high=1, high_open=True,
+                           help="Dropout after each hidden head layer.")
     # None keeps Keras' (0.999 for MobileNetV2, 0.99 for EfficientNet), right for ImageNet
     # weights. Training from scratch on a short run needs ~0.9, or the moving statistics
     # are still near their initial values when validating.
-    bn_momentum: float | None = field(None, low=0, high=1, low_open=True, high_open=True, help="Backbone BatchNorm momentum (default: Keras'; "
-                                      "~0.9 when training from scratch).")
+    bn_momentum: float | None = field(None, low=0, high=1, low_open=True, high_open=True,
+                                      help="Backbone BatchNorm momentum (default: Keras'; ~0.9 when"
+                                           " training from scratch).")
     # All-reduce of batch statistics across replicas while BatchNorm trains ('full' mode):
     # every replica then applies the same moving-average update, so multi-worker copies stay
     # identical and results match one device with the global batch. Costs one small

@@ -170,7 +170,8 @@ class RunDir:
             except BlockingIOError:
                 holder = os.pread(fd, 300, 0).decode(errors="replace").strip() or "unknown"
                 raise RunLocked(f"--model_dir={self.root} is being trained by another process "
-                                f"({holder}); wait for it to end, or use another --model_dir") from None
+                                f"({holder}); wait for it to end, or use another "
+                                "--model_dir") from None
             os.ftruncate(fd, 0)
             os.pwrite(fd, f"pid {os.getpid()} on {socket.gethostname()}, since "
                           f"{time.strftime('%Y-%m-%d %H:%M:%S')}".encode(), 0)

@@ -28,20 +28,26 @@ class TrainConfig:
     epochs: int = field(10, low=1, help="Epochs to train in all (a resumed run continues).")
     learning_rate: float = field(1e-3, low=0, low_open=True, help="Peak Adam learning rate.")
     lr_schedule: str = field("cosine", "Learning-rate decay.", choices=LR_SCHEDULES)
-    lr_decay_rate: float = field(0.9, low=0, high=1, low_open=True, help="Per-epoch factor for --lr_schedule=exponential.")
-    min_lr_ratio: float = field(0.01, low=0, high=1, help="Cosine decay ends at --learning_rate times this.")
+    lr_decay_rate: float = field(0.9, low=0, high=1, low_open=True,
+                                 help="Per-epoch factor for --lr_schedule=exponential.")
+    min_lr_ratio: float = field(0.01, low=0, high=1,
+                                help="Cosine decay ends at --learning_rate times this.")
     warmup_epochs: float = field(0.0, low=0, help="Linear warmup length (epochs).")
     monitor: str = field("val_srocc", "Validation metric for the best model and early "
                          "stopping.", choices=sorted(MONITORS))
-    early_stopping_patience: int = field(0, low=0, help="Stop after this many epochs without improvement "
-                                         "(0: never).")
-    early_stopping_min_delta: float = field(0.0, low=0, help="A change of the monitor smaller than this is "
-                                            "no improvement (early stopping).")
-    steps_per_epoch: int = field(0, low=0, help="Cap on steps per epoch (0: the whole training split).")
+    early_stopping_patience: int = field(0, low=0,
+                                         help="Stop after this many epochs without improvement (0: "
+                                              "never).")
+    early_stopping_min_delta: float = field(0.0, low=0,
+                                            help="A change of the monitor smaller than this is no "
+                                                 "improvement (early stopping).")
+    steps_per_epoch: int = field(0, low=0,
+                                 help="Cap on steps per epoch (0: the whole training split).")
     precision: str = field("float32", "Keras dtype policy.", choices=PRECISIONS)
     jit_compile: bool = field(False, "XLA for the gradient step (GPUs; ~8x slower on CPU).")
     strategy: str = field("auto", "tf.distribute strategy.", choices=distribution.STRATEGIES)
-    num_cpu_devices: int = field(1, low=1, help="Split the CPU into this many logical devices (testing).")
+    num_cpu_devices: int = field(1, low=1,
+                                 help="Split the CPU into this many logical devices (testing).")
     log_every: int = field(50, low=0, help="Log the running loss every N steps (0: never).")
     export: bool = field(True, "Write the SavedModel and model.keras at the end.")
     # Same batches and flip draws as running the backbone every epoch (feature_cache.py).
@@ -53,8 +59,9 @@ class TrainConfig:
                                   "(backbone and head; its --model_dir), e.g. a head-only run "
                                   "before tuning every layer. Same backbone, size, weights "
                                   "source and head.")
-    interval_coverage: float = field(0.9, low=0, high=1, low_open=True, high_open=True, help="Coverage of the age intervals served with each "
-                                     "prediction (calibrated on the validation split).")
+    interval_coverage: float = field(0.9, low=0, high=1, low_open=True, high_open=True,
+                                     help="Coverage of the age intervals served with each "
+                                          "prediction (calibrated on the validation split).")
     seed: int = field(0, "Seeds weights, data order and flips.")
     flags_text: str = field("", flag=False)  # the resolved flags, for flags.txt / TensorBoard
 
