@@ -46,6 +46,11 @@ DUPLICATE_VARIANTS = ("exact", "reencode", "resize")
 CROP_MARGIN = 0.65
 
 
+def _share(default: float, help: str):
+    """A config field holding a share of rows, in [0, 1]."""
+    return field(default, low=0, high=1, help=help)
+
+
 @dataclasses.dataclass
 class SynthConfig:
     """How much and what kind of data to write; rates are fractions of all rows."""
@@ -56,28 +61,19 @@ class SynthConfig:
     images_per_identity: float = field(4.0, low=1, help="Mean photos per person.")
     min_size: int = field(96, low=16, help="Smallest crop side in pixels.")
     max_size: int = field(192, low=16, help="Largest crop side in pixels.")
-    duplicate_rate: float = field(0.05, low=0, high=1,
-                                  help="Share of rows that copy another row's photo.")
-    cross_identity_duplicate_share: float = field(0.3, low=0, high=1,
-                                                  help="Share of the duplicates filed under another"
+    duplicate_rate: float = _share(0.05, "Share of rows that copy another row's photo.")
+    cross_identity_duplicate_share: float = _share(0.3, "Share of the duplicates filed under another"
                                                        " person.")
-    mislabel_rate: float = field(0.05, low=0, high=1,
-                                 help="Share of rows whose age label is wrong by 20+ years.")
-    bad_age_rate: float = field(0.01, low=0, high=1,
-                                help="Share of rows with an age outside 0-100.")
-    no_face_rate: float = field(0.03, low=0, high=1,
-                                help="Share of rows without a face (face_score -inf).")
-    two_faces_rate: float = field(0.03, low=0, high=1, help="Share of rows with a second face.")
-    placeholder_rate: float = field(0.01, low=0, high=1,
-                                    help="Share of rows whose image is a 1x1 placeholder.")
-    truncated_rate: float = field(0.01, low=0, high=1,
-                                  help="Share of rows whose JPEG is cut short.")
-    grayscale_rate: float = field(0.02, low=0, high=1,
-                                  help="Share of rows saved as grayscale JPEG (usable).")
-    png_rate: float = field(0.01, low=0, high=1,
-                            help="Share of rows saved as PNG bytes in a .jpg (usable).")
-    cmyk_rate: float = field(0.01, low=0, high=1, help="Share of rows saved as CMYK JPEG (usable).")
-    missing_rate: float = field(0.005, low=0, high=1, help="Share of rows listed without a file.")
+    mislabel_rate: float = _share(0.05, "Share of rows whose age label is wrong by 20+ years.")
+    bad_age_rate: float = _share(0.01, "Share of rows with an age outside 0-100.")
+    no_face_rate: float = _share(0.03, "Share of rows without a face (face_score -inf).")
+    two_faces_rate: float = _share(0.03, "Share of rows with a second face.")
+    placeholder_rate: float = _share(0.01, "Share of rows whose image is a 1x1 placeholder.")
+    truncated_rate: float = _share(0.01, "Share of rows whose JPEG is cut short.")
+    grayscale_rate: float = _share(0.02, "Share of rows saved as grayscale JPEG (usable).")
+    png_rate: float = _share(0.01, "Share of rows saved as PNG bytes in a .jpg (usable).")
+    cmyk_rate: float = _share(0.01, "Share of rows saved as CMYK JPEG (usable).")
+    missing_rate: float = _share(0.005, "Share of rows listed without a file.")
     workers: int | None = field(None, low=1, help="Rendering processes (default: all cores).")
     overwrite: bool = field(False, "Replace a dataset already in --out_dir.")
 
