@@ -84,8 +84,10 @@ def run_configs(cfg: ExperimentConfig) -> dict[str, train_config.TrainConfig]:
     """
     runs = {os.path.basename(n).removesuffix(".cfg"): run_config(cfg, n) for n in cfg.runs}
     if cfg.feature_cache_for_head:
-        runs = {n: dataclasses.replace(rc, feature_cache=True) if rc.model.tune == "head" else rc
-                for n, rc in runs.items()}
+        # One store for the whole experiment: the audit, the cleaning and Table 3's retrains
+        # see the audited head run's images through the same frozen backbone.
+        runs = {n: dataclasses.replace(rc, feature_cache=True, feature_store=feature_store(cfg))
+                if rc.model.tune == "head" else rc for n, rc in runs.items()}
     if cfg.full_from_head_epochs <= 0:
         return runs
     heads: dict[str, train_config.TrainConfig] = {}
@@ -106,6 +108,11 @@ def run_configs(cfg: ExperimentConfig) -> dict[str, train_config.TrainConfig]:
             flags_text=rc.flags_text + f"# --full_from_head_epochs\n--init_from={head.model_dir}\n"
             f"--epochs={cfg.full_from_head_epochs}\n")
     return runs
+
+
+def feature_store(cfg: ExperimentConfig) -> str:
+    """The experiment's backbone feature store ('' without --feature_cache_for_head)."""
+    return os.path.join(cfg.out_dir, "features") if cfg.feature_cache_for_head else ""
 
 
 def run_config(cfg: ExperimentConfig, name: str) -> train_config.TrainConfig:
@@ -238,7 +245,8 @@ def _table3(cfg: ExperimentConfig, rc: train_config.TrainConfig, name: str, data
                 keras.backend.clear_session()
                 c = clean.clean(clean.CleanConfig(model_dir=rc.model_dir, data_dir=data,
                                                   out_dir=vdata, action=variant,
-                                                  sigmas=cfg.clean_sigmas, seed=cfg.train.seed))
+                                                  sigmas=cfg.clean_sigmas, seed=cfg.train.seed,
+                                                  feature_store=feature_store(cfg)))
                 low, high = c["threshold_years"]
                 progress.step(f"cleaned labels ({variant}): {c['changed']} of "
                               f"{c['judged_images']} train/val images beyond "
@@ -312,7 +320,8 @@ def run_experiment(cfg: ExperimentConfig, strategy) -> dict:
     audit_name = cfg.audit_run or next((n for n in names if run_cfgs[n].model.tune == "head"), names[0])
     keras.backend.clear_session()
     a = audit.audit(audit.AuditConfig(model_dir=run_cfgs[audit_name].model_dir, data_dir=data,
-                                      truth_csv=truth, seed=cfg.train.seed))
+                                      truth_csv=truth, seed=cfg.train.seed,
+                                      feature_store=feature_store(cfg)))
     progress.step(f"audited labels with {audit_name}: " + (
         ", ".join(f"P@{k} {v:.2f}" for k, v in a["ground_truth"]["precision_at_k"].items())
         if "ground_truth" in a else f"held-out MAE {a['heldout_mae_years']:.2f}"))

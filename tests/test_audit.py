@@ -62,7 +62,8 @@ def test_surviving_duplicates_lists_cross_split_pair(prepared, truth):
     import json
 
     images_dir = json.load(open(os.path.join(out, "report.json")))["inputs"]["images_dir"]
-    pairs = audit.surviving_duplicates(man, images_dir, workers=1)
+    pairs, counts = audit.surviving_duplicates(man, images_dir, workers=1)
+    assert counts["found"] == counts["listed"] == len(pairs)
     # Pairs this close that survived prepare (its dHash limit is 8 bits, the audit's 10) must
     # be injected duplicates that prepare missed, never two different photos.
     group = dict(zip(truth["full_path"], truth["duplicate_of"].fillna("").where(
@@ -76,12 +77,18 @@ def test_surviving_duplicates_lists_cross_split_pair(prepared, truth):
     shutil.copy(os.path.join(images_dir, src["path"]), os.path.join(images_dir, new_path))
     try:
         planted["path"], planted["split"] = new_path, "test"
-        pairs = audit.surviving_duplicates(pd.concat([man, planted], ignore_index=True), images_dir,
-                                           workers=1)
+        pairs, counts = audit.surviving_duplicates(pd.concat([man, planted], ignore_index=True),
+                                                   images_dir, workers=1)
         hit = pairs[(pairs["path_a"].isin([src["path"], new_path])) &
                     (pairs["path_b"].isin([src["path"], new_path]))]
         assert len(hit) == 1 and hit["correlation"].iloc[0] == pytest.approx(1.0)
         assert set(hit[["split_a", "split_b"]].iloc[0]) == {"train", "test"}
+        assert counts["across_splits"] == int((pairs["split_a"] != pairs["split_b"]).sum()) >= 1
+        # A bounded list keeps the most similar pairs and still counts them all.
+        top, top_counts = audit.surviving_duplicates(
+            pd.concat([man, planted], ignore_index=True), images_dir, workers=1, max_pairs=1)
+        assert len(top) == 1 and top["correlation"].iloc[0] == pairs["correlation"].max()
+        assert top_counts == {**counts, "listed": 1}
     finally:
         os.remove(os.path.join(images_dir, new_path))
 

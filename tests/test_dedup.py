@@ -48,6 +48,24 @@ def test_near_pairs_keep_pairs_at_the_correlation_edge():
     assert len(got) == want >= 1
 
 
+@pytest.mark.parametrize("k", [0, 1, 25, 10_000])
+def test_most_similar_pairs_are_the_brute_force_top_k_and_all_are_counted(k, monkeypatch):
+    monkeypatch.setattr(dedup, "VERIFY_CHUNK", 97)  # many chunks: the running top-k merges
+    hashes, x = _planted(np.random.default_rng(3))
+    labels = np.arange(len(hashes)) % 3
+    got = dedup.most_similar_pairs(hashes, x, 10, 0.9, k, labels=labels)
+    dist = np.bitwise_count(hashes[:, None] ^ hashes[None, :])
+    corr = x @ x.T
+    ii, jj = np.nonzero(np.triu((dist <= 10) & (corr >= 0.9), k=1))
+    assert got.total == len(ii) > 25
+    assert got.total_across == int((labels[ii] != labels[jj]).sum())
+    best = np.sort(corr[ii, jj])[::-1][:k]
+    assert len(got.pairs) == len(got.correlation) == min(k, len(ii))
+    np.testing.assert_allclose(got.correlation, best, rtol=1e-6)
+    np.testing.assert_allclose(corr[got.pairs[:, 0], got.pairs[:, 1]], got.correlation, rtol=1e-6)
+    assert (got.pairs[:, 0] < got.pairs[:, 1]).all()
+
+
 def test_near_pairs_refuse_bad_thresholds():
     hashes, x = _planted(np.random.default_rng(2), n=10)
     with pytest.raises(ValueError, match="max_distance"):

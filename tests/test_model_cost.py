@@ -17,3 +17,17 @@ def test_model_cost_rows():
     assert r["trainable_full"] > r["trainable_head"]
     assert abs(r["gflops"] - 2 * r["gmacs"]) < 1e-9
     assert "| mobilenet_v2 | 64 |" in model_cost.model_cost_markdown(rows)
+
+
+def test_rows_derived_from_one_model_equal_the_models_they_stand_for():
+    """Table 1 builds only the full-tuning model: its head-mode and classifier columns must
+    equal those of the head-mode model and the Keras classifier, built here."""
+    import keras
+
+    r = model_cost.model_cost(["mobilenet_v2"], [32])[0]
+    head = models.build_model(models.ModelConfig(image_size=32, weights="none", tune="head"))
+    assert r["trainable_head"] == models.count_params(head)[0]
+    classifier = keras.applications.MobileNetV2(input_shape=(32, 32, 3), include_top=True,
+                                                weights=None, classes=1000)
+    assert r["imagenet_classifier_params"] == classifier.count_params()
+    assert r["classifier_gmacs"] * 1e9 == model_cost.count_macs(classifier)

@@ -16,7 +16,7 @@ import tensorflow as tf
 
 from age_tf import labels
 from age_tf.data import pipeline
-from age_tf.train import models, training
+from age_tf.train import feature_cache, models, training
 
 pytestmark = pytest.mark.integration  # trains models or runs the commands
 
@@ -335,9 +335,9 @@ def test_init_from_starts_from_the_runs_selected_weights(data_dir, finished_run,
     cfg = json.load(open(os.path.join(finished_run, "config.json")))
     model = models.build_model(models.ModelConfig(**{
         **cfg["model"], "head_units": tuple(cfg["model"]["head_units"])}))
-    fresh = training.weights_fingerprint(model)
+    fresh = feature_cache.weights_fingerprint(model)
     model.load_weights(os.path.join(finished_run, "best.weights.h5"))
-    assert started == [training.weights_fingerprint(model)] and started[0] != fresh
+    assert started == [feature_cache.weights_fingerprint(model)] and started[0] != fresh
     config = json.load(open(tmp_path / "next" / "config.json"))
     assert config["init_from"] == finished_run  # the run records where it started
 
@@ -407,4 +407,4 @@ def test_no_valid_monitor_value_exports_the_last_epoch_and_says_so(data_dir, tmp
     assert m["selected"].startswith("last epoch") and m["best_epoch"] == 2
     # What was exported is the trained model of the last epoch, not a fresh one.
     saved = keras.models.load_model(os.path.join(model_dir, "model.keras"))
-    assert training.weights_fingerprint(saved) == result["weights_fingerprint"]
+    assert feature_cache.weights_fingerprint(saved) == result["weights_fingerprint"]

@@ -82,9 +82,10 @@ def run_stage(stage: str, root: str) -> dict:
 
         start = time.monotonic()
         manifest, images_dir = _manifest(data)
-        dups = audit.surviving_duplicates(manifest, images_dir,
-                                          stored=os.path.join(data, "fingerprints.npz"))
-        out.update(images=len(manifest), pairs=len(dups))
+        dups, counts = audit.surviving_duplicates(manifest, images_dir,
+                                                  stored=os.path.join(data, "fingerprints.npz"))
+        out.update(images=len(manifest), pairs=counts["found"], listed=counts["listed"],
+                   pairs_across_splits=counts["across_splits"])
     elif stage == "audit_features":
         from age_tf.data import pipeline
         from age_tf.evaluate import audit, metrics

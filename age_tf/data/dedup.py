@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 import numpy as np
 import pandas as pd
 import scipy.sparse
@@ -49,17 +51,52 @@ def exact_pairs(digests) -> np.ndarray:
     return np.stack([first[dup], dup], axis=1).astype(np.int64)
 
 
-def near_duplicate_pairs(hashes: np.ndarray, x: np.ndarray, max_distance: int,
-                         min_correlation: float) -> np.ndarray:
-    """All pairs (i < j) with dHashes within max_distance bits and thumbnails correlating at
-    min_correlation or more.
+def _check_thresholds(max_distance: int, min_correlation: float) -> None:
+    if not 0 <= max_distance <= 15:
+        raise ValueError(f"max_distance must be in [0, 15], got {max_distance}")
+    if not 0 < min_correlation <= 1:
+        raise ValueError(f"min_correlation must be in (0, 1], got {min_correlation}")
+
+
+def _verified_chunks(hashes: np.ndarray, x: np.ndarray, max_distance: int,
+                     min_correlation: float):
+    """Yields ((P, 2) pairs i < j, (P,) correlations) chunk by chunk: every pair with dHashes
+    within max_distance bits and thumbnails correlating at min_correlation or more, each once.
 
     Both tests must pass, so candidates can come from either. They come from the thumbnails:
     correlation c between unit rows is distance sqrt(2 - 2c), a fixed-radius search that a
     k-d tree on a few principal axes answers in about n log n plus the candidates it
     returns. (Bucketing dHashes by chunks, the earlier method, compared crowded buckets
     exhaustively: face dHashes are skewed, one bucket held 22% of 50k crops, and its time
-    grew as n^2: 147 s for the audit at 119k images, against 9 s for this.)
+    grew as n^2.)
+    """
+    hashes = np.asarray(hashes, dtype=np.uint64)
+    _check_thresholds(max_distance, min_correlation)
+    n = len(hashes)
+    if n < 2:
+        return
+    # Principal axes from at most ~20k rows: any orthonormal axes keep the search exact;
+    # good ones only make it selective.
+    sample = x[:: max(1, n // 20_000)]
+    _, axes = np.linalg.eigh(np.cov(sample, rowvar=False))
+    y = x @ axes[:, ::-1][:, :PROJECTION_AXES].astype(np.float32)
+    # A small margin over sqrt(2 - 2c) so float32 round-off cannot drop a pair at the edge.
+    radius = np.sqrt(2.0 - 2.0 * min_correlation) * 1.001 + 1e-4
+    candidates = scipy.spatial.cKDTree(y).query_pairs(radius, output_type="ndarray")
+    for c in range(0, len(candidates), VERIFY_CHUNK):
+        a, b = candidates[c : c + VERIFY_CHUNK].T
+        near = np.bitwise_count(hashes[a] ^ hashes[b]) <= max_distance  # cheap test first
+        a, b = a[near], b[near]
+        corr = np.einsum("ij,ij->i", x[a], x[b])
+        alike = corr >= min_correlation
+        pairs = np.stack([np.minimum(a, b), np.maximum(a, b)], axis=1)[alike].astype(np.int64)
+        yield pairs, corr[alike]
+
+
+def near_duplicate_pairs(hashes: np.ndarray, x: np.ndarray, max_distance: int,
+                         min_correlation: float) -> np.ndarray:
+    """All pairs (i < j) with dHashes within max_distance bits and thumbnails correlating at
+    min_correlation or more (prepare's dedup, which must join every pair).
 
     Args:
       hashes: uint64 dHash per image.
@@ -70,32 +107,49 @@ def near_duplicate_pairs(hashes: np.ndarray, x: np.ndarray, max_distance: int,
     Returns:
       int64 array of shape (P, 2), unique pairs sorted by (i, j).
     """
-    hashes = np.asarray(hashes, dtype=np.uint64)
-    if not 0 <= max_distance <= 15:
-        raise ValueError(f"max_distance must be in [0, 15], got {max_distance}")
-    if not 0 < min_correlation <= 1:
-        raise ValueError(f"min_correlation must be in (0, 1], got {min_correlation}")
-    n = len(hashes)
-    if n < 2:
-        return np.zeros((0, 2), dtype=np.int64)
-    # Principal axes from at most ~20k rows: any orthonormal axes keep the search exact;
-    # good ones only make it selective.
-    sample = x[:: max(1, n // 20_000)]
-    _, axes = np.linalg.eigh(np.cov(sample, rowvar=False))
-    y = x @ axes[:, ::-1][:, :PROJECTION_AXES].astype(np.float32)
-    # A small margin over sqrt(2 - 2c) so float32 round-off cannot drop a pair at the edge.
-    radius = np.sqrt(2.0 - 2.0 * min_correlation) * 1.001 + 1e-4
-    candidates = scipy.spatial.cKDTree(y).query_pairs(radius, output_type="ndarray")
-    found = []
-    for c in range(0, len(candidates), VERIFY_CHUNK):
-        a, b = candidates[c : c + VERIFY_CHUNK].T
-        near = np.bitwise_count(hashes[a] ^ hashes[b]) <= max_distance  # cheap test first
-        a, b = a[near], b[near]
-        alike = np.einsum("ij,ij->i", x[a], x[b]) >= min_correlation
-        found.append(np.stack([np.minimum(a, b), np.maximum(a, b)], axis=1)[alike])
+    found = [pairs for pairs, _ in _verified_chunks(hashes, x, max_distance, min_correlation)]
     if not found:
         return np.zeros((0, 2), dtype=np.int64)
-    return np.unique(np.concatenate(found).astype(np.int64), axis=0)
+    return np.unique(np.concatenate(found), axis=0)
+
+
+@dataclasses.dataclass
+class RankedPairs:
+    """The most similar near-duplicate pairs and how many were found in all."""
+
+    pairs: np.ndarray  # (K, 2) int64, i < j, most correlated first
+    correlation: np.ndarray  # (K,) float32
+    total: int  # pairs found, listed or not
+    total_across: int  # of those, pairs whose two images carry different labels
+
+
+def most_similar_pairs(hashes: np.ndarray, x: np.ndarray, max_distance: int,
+                       min_correlation: float, k: int,
+                       labels: np.ndarray | None = None) -> RankedPairs:
+    """The k most correlated pairs passing near_duplicate_pairs' two tests, and the count of
+    all of them (the audit's list, for a person to look at).
+
+    The pairs above a fixed similarity grow as n^2 among look-alike faces, so the search is
+    complete but only k are kept: memory is bounded by k and one verified chunk, whatever n.
+
+    Args:
+      labels: optional per-image labels (e.g. split codes); pairs across labels are counted.
+    """
+    keep_p = np.zeros((0, 2), np.int64)
+    keep_c = np.zeros(0, np.float32)
+    total = across = 0
+    for pairs, corr in _verified_chunks(hashes, x, max_distance, min_correlation):
+        total += len(pairs)
+        if labels is not None:
+            across += int((labels[pairs[:, 0]] != labels[pairs[:, 1]]).sum())
+        keep_p = np.concatenate([keep_p, pairs])
+        keep_c = np.concatenate([keep_c, corr.astype(np.float32)])
+        if len(keep_c) > k:
+            top = np.argpartition(-keep_c, k - 1)[:k] if k else np.zeros(0, np.int64)
+            keep_p, keep_c = keep_p[top], keep_c[top]
+    # Most correlated first; ties by (i, j), so the list is the same on every run.
+    order = np.lexsort((keep_p[:, 1], keep_p[:, 0], -keep_c))
+    return RankedPairs(keep_p[order], keep_c[order], total, across)
 
 
 def standardize_thumbnails(thumbs: np.ndarray) -> np.ndarray:

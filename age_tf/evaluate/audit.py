@@ -22,7 +22,7 @@ from age_tf.data import dedup, images, pipeline
 from age_tf.evaluate import evaluation, ground_truth, metrics
 from age_tf.train.run_dir import RunDir
 from age_tf.evaluate import ridge as ridge_fit
-from age_tf.train import models
+from age_tf.train import feature_cache, models
 
 SPLITS = ("train", "val", "test")
 
@@ -129,39 +129,50 @@ def precision_at_k(scores_order_truth: np.ndarray, ks) -> dict:
     return {int(k): float(scores_order_truth[:k].mean()) for k in ks if k <= len(scores_order_truth)}
 
 
+DUPLICATE_COLUMNS = ["path_a", "split_a", "age_a", "path_b", "split_b", "age_b", "hamming",
+                     "correlation"]
+
+
 def surviving_duplicates(manifest: pd.DataFrame, images_dir: str, max_distance: int = 10,
                          min_correlation: float = 0.97, workers: int | None = None,
-                         stored: str | None = None) -> pd.DataFrame:
-    """Near-duplicate pairs among the prepared images, at looser thresholds than prepare's.
+                         stored: str | None = None, max_pairs: int = 1000
+                         ) -> tuple[pd.DataFrame, dict]:
+    """The most similar near-duplicate pairs among the prepared images, at looser thresholds
+    than prepare's, and how many there are in all.
 
     What prepare removed cannot show up here; what is listed are pairs close enough to
-    look at: the same photo edited or cropped differently, or burst shots. Fingerprints come
-    from prepare's fingerprints.npz (`stored`) for every unchanged file.
+    look at: the same photo edited or cropped differently, or burst shots. The search is
+    complete; the list keeps the max_pairs most correlated. Fingerprints come from
+    prepare's fingerprints.npz (`stored`) for every unchanged file.
+
+    Returns:
+      (pairs most correlated first, {"found": all pairs, "across_splits": of those, across
+      splits, "listed": rows of the frame}).
     """
     ok, all_hashes, all_thumbs = images.fingerprints(manifest["path"].tolist(), images_dir,
                                                      stored, workers)
     idx = np.flatnonzero(ok)
-    if len(idx) < 2:
-        return pd.DataFrame(columns=["path_a", "split_a", "path_b", "split_b", "hamming", "correlation"])
     hashes = all_hashes[idx]
     x = dedup.standardize_thumbnails(all_thumbs[idx])
-    pairs = dedup.near_duplicate_pairs(hashes, x, max_distance, min_correlation)
-    rows = []
-    for a, b in pairs:
-        ia, ib = idx[a], idx[b]
-        rows.append({"path_a": manifest["path"].iat[ia], "split_a": manifest["split"].iat[ia],
-                     "age_a": int(manifest["age"].iat[ia]),
-                     "path_b": manifest["path"].iat[ib], "split_b": manifest["split"].iat[ib],
-                     "age_b": int(manifest["age"].iat[ib]),
-                     "hamming": int(np.bitwise_count(hashes[a] ^ hashes[b])),
-                     "correlation": float(x[a] @ x[b])})
-    return pd.DataFrame(rows).sort_values("correlation", ascending=False) if rows else pd.DataFrame(
-        columns=["path_a", "split_a", "age_a", "path_b", "split_b", "age_b", "hamming", "correlation"])
+    splits = manifest["split"].to_numpy()[idx]
+    ranked = dedup.most_similar_pairs(hashes, x, max_distance, min_correlation, max_pairs,
+                                      labels=splits)
+    ia, ib = idx[ranked.pairs[:, 0]], idx[ranked.pairs[:, 1]]
+    path, age = manifest["path"].to_numpy(), manifest["age"].to_numpy()
+    split = manifest["split"].to_numpy()
+    frame = pd.DataFrame({
+        "path_a": path[ia], "split_a": split[ia], "age_a": age[ia].astype(int),
+        "path_b": path[ib], "split_b": split[ib], "age_b": age[ib].astype(int),
+        "hamming": np.bitwise_count(all_hashes[ia] ^ all_hashes[ib]).astype(int),
+        "correlation": ranked.correlation.astype(float)}, columns=DUPLICATE_COLUMNS)
+    return frame, {"found": ranked.total, "across_splits": ranked.total_across,
+                   "listed": len(frame)}
 
 
-def backbone_features(model_dir: str, data_dir: str, splits=SPLITS
+def backbone_features(model_dir: str, data_dir: str, splits=SPLITS, feature_store: str = ""
                       ) -> tuple[np.ndarray, pd.DataFrame, str]:
-    """Features of the run's backbone for every image of `splits`.
+    """Features of the run's backbone for every image of `splits` (read from, and added
+    to, `feature_store` when given: see feature_cache.FeatureStore).
 
     Returns:
       (features [N, D], the manifests of the splits with a `split` column, images folder).
@@ -174,13 +185,18 @@ def backbone_features(model_dir: str, data_dir: str, splits=SPLITS
         frames.append(m.assign(split=split))
     manifest = pd.concat(frames, ignore_index=True)
     extractor = models.feature_extractor(run.model)
-    feats = pipeline.map_images(lambda x: extractor(x, training=False), manifest, images_dir,
-                                run.pipeline_config(), run.image_size)
+    if feature_store:
+        feats = feature_cache.FeatureStore(feature_store).features(
+            extractor, manifest, images_dir, run.pipeline_config(), run.image_size, mirrored=False)
+    else:
+        feats = pipeline.map_images(lambda x: extractor(x, training=False), manifest, images_dir,
+                                    run.pipeline_config(), run.image_size)
     return feats, manifest, images_dir
 
 
 def heldout_suspects(model_dir: str, data_dir: str, splits=SPLITS, folds: int = 5,
-                     seed: int = 0) -> tuple[pd.DataFrame, pd.DataFrame, str]:
+                     seed: int = 0, feature_store: str = ""
+                     ) -> tuple[pd.DataFrame, pd.DataFrame, str]:
     """Held-out predictions of every image of `splits`, most suspicious first.
 
     Features come from the run's backbone; each image's prediction from a ridge fitted on
@@ -192,7 +208,7 @@ def heldout_suspects(model_dir: str, data_dir: str, splits=SPLITS, folds: int = 
        residual_scale, suspicion (|residual| / residual_scale), indexed by manifest
        position; the manifest of the splits; the images folder).
     """
-    feats, manifest, images_dir = backbone_features(model_dir, data_dir, splits)
+    feats, manifest, images_dir = backbone_features(model_dir, data_dir, splits, feature_store)
     ages = manifest["age"].to_numpy(float)
     pred, scale, _ = robust_heldout(feats, ages, manifest["identity"].to_numpy(), folds, seed)
     suspects = manifest[["path", "split", "age", "identity", "row"]].copy()
@@ -202,6 +218,10 @@ def heldout_suspects(model_dir: str, data_dir: str, splits=SPLITS, folds: int = 
     # In local deviations: how unlikely the label is given what the model can tell.
     suspects["suspicion"] = np.abs(suspects["residual"]) / scale
     return suspects.sort_values("suspicion", ascending=False, kind="stable"), manifest, images_dir
+
+
+FEATURE_STORE_HELP = ("A folder of stored backbone features (age-tf-train --feature_store): "
+                      "images already there are not run through the backbone again ('': none).")
 
 
 @dataclasses.dataclass
@@ -219,6 +239,13 @@ class AuditConfig:
                                        "--truth_csv).")
     seed: int = field(0, "Fold assignment.")
     workers: int | None = field(None, low=1, help="Image-check processes (default: all cores).")
+    feature_store: str = field("", FEATURE_STORE_HELP)
+    # Pairs above a fixed similarity grow as n^2 among look-alike faces: the list is for a
+    # person to read, its total is counted whatever its length.
+    max_duplicate_pairs: int = field(1000, low=0,
+                                     help="Near-duplicate pairs listed in near_duplicate_pairs.csv"
+                                          ", the most similar first (all are counted in "
+                                          "audit.json).")
 
 
 def audit(cfg: AuditConfig) -> dict:
@@ -238,7 +265,7 @@ def audit(cfg: AuditConfig) -> dict:
         fileio.check_writable_dir(out_dir, "model_dir", cfg.model_dir)
     os.makedirs(out_dir, exist_ok=True)
     suspects, manifest, images_dir = heldout_suspects(cfg.model_dir, cfg.data_dir, SPLITS,
-                                                      cfg.folds, cfg.seed)
+                                                      cfg.folds, cfg.seed, cfg.feature_store)
     ages = manifest["age"].to_numpy(float)
     pred = suspects.sort_index()["heldout_prediction"].to_numpy()
     suspects = suspects.reset_index(drop=True)
@@ -250,14 +277,15 @@ def audit(cfg: AuditConfig) -> dict:
             faces, [f"label {a} / model {p:.0f}" for a, p in zip(top["age"], top["heldout_prediction"])],
             os.path.join(out_dir, "suspected_mislabels.png"),
             "Strongest disagreement between label and held-out prediction", cols=6)
-    dups = surviving_duplicates(manifest, images_dir, workers=cfg.workers,
-                                stored=os.path.join(cfg.data_dir, "fingerprints.npz"))
+    dups, dup_counts = surviving_duplicates(
+        manifest, images_dir, workers=cfg.workers, max_pairs=cfg.max_duplicate_pairs,
+        stored=os.path.join(cfg.data_dir, "fingerprints.npz"))
     dups.to_csv(os.path.join(out_dir, "near_duplicate_pairs.csv"), index=False)
     oof_mae = metrics.mae(ages, pred)
     summary = {"images": len(manifest), "folds": cfg.folds, "heldout_mae_years": oof_mae,
-               "near_duplicate_pairs": len(dups),
-               "near_duplicate_pairs_across_splits": int((dups["split_a"] != dups["split_b"]).sum())
-               if len(dups) else 0}
+               "near_duplicate_pairs": dup_counts["found"],
+               "near_duplicate_pairs_across_splits": dup_counts["across_splits"],
+               "near_duplicate_pairs_listed": dup_counts["listed"]}
     if cfg.truth_csv:
         merged = ground_truth.for_rows(cfg.truth_csv, suspects, ("label_age", "rendered_age"))
         is_bad = ((merged["label_age"] - merged["rendered_age"]).abs() >= cfg.mislabel_years).to_numpy()

@@ -49,6 +49,7 @@ class CleanConfig:
     folds: int = field(5, low=2, help="Cross-fitting folds (by identity).")
     seed: int = field(0, "Fold assignment.")
     overwrite: bool = field(False, "Replace a cleaned folder already in --out_dir.")
+    feature_store: str = field("", audit.FEATURE_STORE_HELP)
 
     def validate(self) -> None:
         if self.action not in ACTIONS:
@@ -72,7 +73,7 @@ def clean(cfg: CleanConfig) -> dict:
     cfg.validate()
     prepare.check_output_dir(cfg.out_dir, cfg.overwrite)
     suspects, _, _ = audit.heldout_suspects(cfg.model_dir, cfg.data_dir, CLEANED_SPLITS,
-                                            cfg.folds, cfg.seed)
+                                            cfg.folds, cfg.seed, cfg.feature_store)
     flagged = suspects[suspects["suspicion"] > cfg.sigmas].copy()  # in local deviations
     flagged["action"] = cfg.action
     flagged["new_age"] = (np.clip(np.round(flagged["heldout_prediction"]), 0, 100).astype(int)

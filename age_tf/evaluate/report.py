@@ -235,7 +235,10 @@ def write_report(run_dirs: list[str], out_path: str, data_dir: str | None = None
                 a = json.load(f)
             parts.append(f"\nLabel audit: held-out MAE {a['heldout_mae_years']:.2f} years, "
                          f"{a['near_duplicate_pairs']} near-duplicate pair(s) left "
-                         f"({a['near_duplicate_pairs_across_splits']} across subsets).")
+                         f"({a['near_duplicate_pairs_across_splits']} across subsets"
+                         + (f"; the {a['near_duplicate_pairs_listed']} most similar listed"
+                            if a.get("near_duplicate_pairs_listed", a["near_duplicate_pairs"])
+                            < a["near_duplicate_pairs"] else "") + ").")
             if "ground_truth" in a:
                 p = ", ".join(f"P@{k} {v:.2f}" for k, v in a["ground_truth"]["precision_at_k"].items())
                 parts.append(f" Against the synthetic ground truth (prevalence "

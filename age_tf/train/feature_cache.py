@@ -9,6 +9,9 @@ differently), at a fraction of the time per epoch.
 
 from __future__ import annotations
 
+import hashlib
+import json
+import os
 import time
 
 import keras
@@ -17,14 +20,69 @@ import pandas as pd
 import tensorflow as tf
 from absl import logging
 
+from age_tf import fileio
 from age_tf.data import pipeline
 from age_tf.train import models
 
 
+def weights_fingerprint(model: keras.Model) -> str:
+    """A short hash of every weight's bytes: equal across workers when they agree exactly."""
+    h = hashlib.sha256()
+    for w in model.weights:
+        h.update(np.ascontiguousarray(keras.ops.convert_to_numpy(w)).tobytes())
+    return h.hexdigest()[:16]
+
+
+class FeatureStore:
+    """Backbone features on disk, one file per (backbone weights, images folder, input size,
+    framing, flip), rows by image path: whatever reads the same images through the same
+    frozen backbone reads them from here instead of running it again (the experiment's
+    audit, cleaning and Table 3 retrains read what its audited head-only run computed).
+    Rows not in the file yet are computed and added.
+    """
+
+    def __init__(self, folder: str):
+        self.folder = folder
+
+    def _file(self, extractor: keras.Model, images_dir: str, pcfg: pipeline.PipelineConfig,
+              image_size: int, mirrored: bool) -> str:
+        key = {"weights": weights_fingerprint(extractor), "images_dir": os.path.realpath(images_dir),
+               "image_size": image_size, "crop_faces": pcfg.crop_faces,
+               "face_margin": pcfg.face_margin, "mirrored": mirrored}
+        digest = hashlib.sha256(json.dumps(key, sort_keys=True).encode()).hexdigest()[:16]
+        backbone = next(layer for layer in extractor.layers if isinstance(layer, keras.Model))
+        return os.path.join(self.folder, f"{backbone.name}-{digest}.npz")
+
+    def features(self, extractor: keras.Model, manifest: pd.DataFrame, images_dir: str,
+                 pcfg: pipeline.PipelineConfig, image_size: int, mirrored: bool) -> np.ndarray:
+        """(N, D) features of the manifest's images in row order (mirrored: of their mirror
+        images)."""
+        path = self._file(extractor, images_dir, pcfg, image_size, mirrored)
+        paths, feats = np.zeros(0, str), None
+        if os.path.exists(path):
+            with np.load(path, allow_pickle=False) as f:
+                paths, feats = f["paths"], f["features"]
+        known = pd.Index(paths)
+        wanted = manifest["path"].to_numpy(str)
+        missing = manifest[~pd.Index(wanted).isin(known)].drop_duplicates("path")
+        if len(missing):
+            new = extract_features(extractor, missing, images_dir, pcfg, image_size,
+                                   flips=(mirrored,))[:, 0]
+            paths = np.concatenate([paths, missing["path"].to_numpy(str)])
+            feats = new if feats is None else np.concatenate([feats, new])
+            os.makedirs(self.folder, exist_ok=True)
+            with fileio.atomic_path(path) as tmp:
+                np.savez(tmp, paths=paths, features=feats)
+            logging.info("feature store: %d new rows in %s (%d in all)", len(missing), path,
+                         len(paths))
+        return feats[pd.Index(paths).get_indexer(wanted)]
+
+
 def extract_features(extractor: keras.Model, manifest: pd.DataFrame, images_dir: str,
                      pcfg: pipeline.PipelineConfig, image_size: int,
-                     both_flips: bool) -> np.ndarray:
-    """Backbone features of every image: (N, 2, D) as stored and mirrored, or (N, 1, D).
+                     flips=(False, True)) -> np.ndarray:
+    """Backbone features of every image: (N, len(flips), D), as stored (False) and mirrored
+    (True), in the order of `flips`.
 
     Runs locally on each worker (no collectives): every worker needs all features.
 
@@ -33,9 +91,8 @@ def extract_features(extractor: keras.Model, manifest: pd.DataFrame, images_dir:
     """
 
     def features(x):
-        feats = [extractor(x, training=False)]
-        if both_flips:
-            feats.append(extractor(tf.reverse(x, axis=[2]), training=False))
+        feats = [extractor(tf.reverse(x, axis=[2]) if flip else x, training=False)
+                 for flip in flips]
         return tf.stack([tf.cast(f, tf.float32) for f in feats], axis=1)
 
     return pipeline.map_images(features, manifest, images_dir, pcfg, image_size)
@@ -57,8 +114,16 @@ def feature_pipelines(cfg, strategy, model: keras.Model, train_df: pd.DataFrame,
         head = models.head_model(model)
     start = time.monotonic()
     size = cfg.model.image_size
-    train_features = extract_features(extractor, train_df, images_dir, cfg.pipeline, size, True)
-    val_features = extract_features(extractor, val_df, images_dir, cfg.pipeline, size, False)
+    store = FeatureStore(cfg.feature_store) if cfg.feature_store else None
+
+    def table(df: pd.DataFrame, flips: tuple[bool, ...]) -> np.ndarray:
+        if store is None:
+            return extract_features(extractor, df, images_dir, cfg.pipeline, size, flips)
+        return np.stack([store.features(extractor, df, images_dir, cfg.pipeline, size, flip)
+                         for flip in flips], axis=1)
+
+    train_features = table(train_df, (False, True))
+    val_features = table(val_df, (False,))
     logging.info("feature cache: %s train and %s val features in %.1fs",
                  train_features.shape, val_features.shape, time.monotonic() - start)
     train = pipeline.InputPipeline(train_df, images_dir, cfg.pipeline, size, training=True,

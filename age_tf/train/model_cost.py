@@ -63,6 +63,10 @@ class ModelCostConfig:
             raise ValueError(f"--sizes takes integers or 'native', got {list(self.sizes)}") from e
 
 
+# keras.applications' classifier top: global average pooling, dropout, Dense(1000).
+IMAGENET_CLASSES = 1000
+
+
 def model_cost(backbones: list[str], sizes: list[int | None], head_units=(512, 128)) -> list[dict]:
     """Size and cost per backbone and input size (None: its native size): the study's Table 1.
 
@@ -70,29 +74,37 @@ def model_cost(backbones: list[str], sizes: list[int | None], head_units=(512, 1
     counts), params of our regression model, trainable params per tuning mode, and
     multiply-accumulates (GMACs: the study's "GFLOPS" column counts multiply-adds) and
     FLOPs (= 2 x MACs) of our model, computed from the built graph (weights=None).
+
+    One model is built per row (the full-tuning one): the head mode trains exactly its head
+    layers, and the classifier is the same backbone with Dense(1000) on the pooled features,
+    so neither needs a model of its own (tests/test_model_cost.py checks both against built
+    ones).
     """
     rows = []
     for name in backbones:
         spec = models.BACKBONES[name]
         for size in sizes:
             size = size or spec.native_size
-            built = {tune: models.build_model(models.ModelConfig(
-                backbone=name, image_size=size, weights="none", tune=tune,
-                head_units=tuple(head_units))) for tune in models.TUNE_MODES}
-            classifier = spec.constructor(input_shape=(size, size, 3), include_top=True,
-                                          weights=None, classes=1000)
-            macs = count_macs(built["full"])
+            model = models.build_model(models.ModelConfig(
+                backbone=name, image_size=size, weights="none", tune="full",
+                head_units=tuple(head_units)))
+            backbone = next(layer for layer in model.layers if isinstance(layer, keras.Model))
+            features = backbone.output.shape[-1]
+            top = features * IMAGENET_CLASSES + IMAGENET_CLASSES
+            backbone_macs = count_macs(backbone)
+            macs = count_macs(model)
             rows.append({
                 "backbone": name,
                 "input": size,
                 "expects": spec.expects,
-                "imagenet_classifier_params": classifier.count_params(),
-                "params": built["full"].count_params(),
-                "trainable_head": models.count_params(built["head"])[0],
-                "trainable_full": models.count_params(built["full"])[0],
+                "imagenet_classifier_params": backbone.count_params() + top,
+                "params": model.count_params(),
+                "trainable_head": sum(models.count_params(layer)[0] for layer in model.layers
+                                      if models.is_head_layer(layer)),
+                "trainable_full": models.count_params(model)[0],
                 "gmacs": macs / 1e9,
                 "gflops": 2 * macs / 1e9,
-                "classifier_gmacs": count_macs(classifier) / 1e9,
+                "classifier_gmacs": (backbone_macs + features * IMAGENET_CLASSES) / 1e9,
             })
             keras.backend.clear_session()
     return rows

@@ -226,7 +226,8 @@ def build_model(cfg: ModelConfig) -> keras.Model:
     return model
 
 
-def _is_head(layer) -> bool:
+def is_head_layer(layer) -> bool:
+    """A layer of the regression head (what head-mode tuning trains)."""
     return layer.name.startswith("head_") or layer.name in ("age", "age_scaled")
 
 
@@ -235,7 +236,7 @@ def feature_extractor(model: keras.Model) -> keras.Model:
     inputs = keras.Input(model.input_shape[1:], name="image")
     x = inputs
     for layer in model.layers[1:]:
-        if _is_head(layer):
+        if is_head_layer(layer):
             break
         x = layer(x, training=False)
     return keras.Model(inputs, x, name="features")
@@ -243,11 +244,11 @@ def feature_extractor(model: keras.Model) -> keras.Model:
 
 def head_model(model: keras.Model) -> keras.Model:
     """Pooled features -> age, sharing the model's head layers (training it trains them)."""
-    first = next(layer for layer in model.layers if _is_head(layer))
+    first = next(layer for layer in model.layers if is_head_layer(layer))
     inputs = keras.Input((first.input.shape[-1],), name="features")
     x = inputs
     for layer in model.layers:
-        if _is_head(layer):
+        if is_head_layer(layer):
             x = layer(x)
     return keras.Model(inputs, x, name="head")
 

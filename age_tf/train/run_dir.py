@@ -313,7 +313,8 @@ def data_fingerprint(data_dir: str) -> str:
 # Settings that may differ when a run is resumed: they change how it runs, not what it
 # computes (same order, same flips, same steps). Everything else must match.
 RESUME_FREE = {"model_dir", "flags_text", "log_every", "export", "strategy", "jit_compile",
-               "feature_cache", "pipeline.cache", "num_cpu_devices", "interval_coverage"}
+               "feature_cache", "feature_store", "pipeline.cache", "num_cpu_devices",
+               "interval_coverage"}
 
 
 def _flatten(d: dict, prefix: str = "") -> dict:

@@ -53,6 +53,10 @@ class TrainConfig:
     # Same batches and flip draws as running the backbone every epoch (feature_cache.py).
     feature_cache: bool = field(False, "Head mode: compute backbone features once (both "
                                 "flips), train the head on them.")
+    feature_store: str = field("", "With --feature_cache: a folder that keeps the backbone "
+                               "features for later runs, audits and cleanings of the same images "
+                               "through the same backbone weights ('': none; the experiment "
+                               "uses <out_dir>/features).")
     # A random head's first gradients disturb a trainable backbone's features; Keras'
     # transfer-learning guide trains the head first, then everything (Kumar et al. 2022).
     init_from: str | None = field(None, "Start from a finished run's selected weights "

@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import dataclasses
 import errno
-import hashlib
 import json
 import os
 import re
@@ -107,7 +106,7 @@ def _train(cfg: TrainConfig, strategy, run_dir: RunDir) -> dict:
         run = create_run(cfg, strategy, chief, run_dir)
         if not run.state.finished.numpy():
             train_loop(run)
-        fp = weights_fingerprint(run.model)
+        fp = feature_cache.weights_fingerprint(run.model)
         logging.info("final weights fingerprint (%s): %s", distribution.worker_id(strategy), fp)
         result = {"epochs_completed": int(run.state.epoch.numpy()), "weights_fingerprint": fp}
         if not chief:
@@ -257,7 +256,7 @@ def create_or_restore_state(cfg: TrainConfig, strategy, steps: int, write_dir: R
         logging.info("resumed from %s at epoch %d", restored, int(state.epoch.numpy()))
     elif cfg.init_from:
         model.load_weights(init_weights(cfg))
-        logging.info("started from %s (weights %s)", cfg.init_from, weights_fingerprint(model))
+        logging.info("started from %s (weights %s)", cfg.init_from, feature_cache.weights_fingerprint(model))
     return model, optimizer, state, manager
 
 
@@ -371,14 +370,6 @@ def run_epoch(run: Run, train_step, epoch: int) -> dict:
             # The rate of the last step (Keras evaluates the schedule at `iterations`).
             "learning_rate": float(keras.ops.convert_to_numpy(run.optimizer.learning_rate)),
             "images_per_second": steps * cfg.pipeline.batch_size / (time.monotonic() - start)}
-
-
-def weights_fingerprint(model: keras.Model) -> str:
-    """A short hash of every weight's bytes: equal across workers when they agree exactly."""
-    h = hashlib.sha256()
-    for w in model.weights:
-        h.update(np.ascontiguousarray(keras.ops.convert_to_numpy(w)).tobytes())
-    return h.hexdigest()[:16]
 
 
 def _make_train_step(strategy, model, optimizer, global_batch: int, jit_compile: bool):
