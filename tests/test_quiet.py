@@ -79,11 +79,17 @@ def test_asking_for_tensorflow_logs_keeps_them(tmp_path, env, argv):
     assert "cudart_stub.cc" in r.stderr and REAL in r.stderr
 
 
+# One command that only reads its flags, one that builds models and computes (TensorFlow
+# initialized and used, as by training).
 @pytest.mark.integration
-def test_a_command_starts_without_tensorflow_startup_lines(tmp_path):
+@pytest.mark.parametrize("argv, shows", [
+    (["age_tf.cli.evaluate", "--helpshort"], "age-tf-evaluate"),
+    (["age_tf.cli.models", "--backbones=mobilenet_v2", "--sizes=32"], "| mobilenet_v2 | 32 |"),
+])
+def test_a_command_starts_without_tensorflow_startup_lines(tmp_path, argv, shows):
     env = {k: v for k, v in os.environ.items() if k != "TF_CPP_MIN_LOG_LEVEL"}
-    r = subprocess.run([sys.executable, "-m", "age_tf.cli.evaluate", "--helpshort"], cwd=tmp_path,
+    r = subprocess.run([sys.executable, "-m", *argv], cwd=tmp_path,
                        capture_output=True, text=True, env=env, timeout=300)
-    assert "age-tf-evaluate" in r.stdout
+    assert r.returncode == 0 and shows in r.stdout, r.stderr[-2000:]
     for pattern in quiet.noise_patterns():
         assert pattern not in r.stderr, r.stderr

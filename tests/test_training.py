@@ -1,9 +1,9 @@
-"""End-to-end tests of age-tf-train: CLI, strategies, resume after kill -9, export, bad flags."""
+"""End-to-end tests of age-tf-train: CLI, resume after kill -9, export, bad flags (the
+strategies: test_distribution.py)."""
 
 import json
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -17,30 +17,10 @@ import tensorflow as tf
 from age_tf import labels
 from age_tf.data import pipeline
 from age_tf.train import feature_cache, models, training
+from train_commands import ROOT, fingerprints as _fingerprints, run as _run
+from train_commands import train_cmd as _train_cmd
 
 pytestmark = pytest.mark.integration  # trains models or runs the commands
-
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-# Tiny and fast: 32 px, 16 images a batch, a few steps, full tuning from scratch.
-TINY = ["--config=demo", "--image_size=32", "--batch_size=16", "--tune=full",
-        "--bn_momentum=0.9", "--steps_per_epoch=4", "--cache="]
-
-
-def _train_cmd(data_dir, model_dir, *extra):
-    return [sys.executable, "-m", "age_tf.cli.train", f"--data_dir={data_dir}",
-            f"--model_dir={model_dir}", *TINY, *extra]
-
-
-def _run(cmd, timeout=300, env=None):
-    full_env = {k: v for k, v in os.environ.items() if k != "TF_CONFIG"}
-    full_env.update(env or {})
-    return subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=timeout,
-                          env=full_env)
-
-
-def _fingerprints(text):
-    return [line.rsplit(": ", 1)[1].strip() for line in text.splitlines()
-            if "final weights fingerprint" in line]
 
 
 @pytest.fixture(scope="module")
@@ -88,87 +68,31 @@ def test_export_matches_keras_model_on_both_signatures(demo_run, data_dir):
     np.testing.assert_allclose(got_bytes.numpy(), expected, rtol=1e-5, atol=1e-4)
 
 
-def test_mirrored_over_two_logical_cpus(data_dir, tmp_path):
-    r = _run(_train_cmd(data_dir, str(tmp_path / "m"), "--epochs=1", "--strategy=mirrored",
-                        "--num_cpu_devices=2", "--noexport"))
-    assert r.returncode == 0, r.stderr[-3000:]
-    assert "(MirroredStrategy): 2 replica(s), global batch 16 (8 per replica)" in r.stderr
+def test_feature_cache_gives_the_same_weights(data_dir, tmp_path, tiny_config, monkeypatch):
+    def train(name, **kw):
+        keras.backend.clear_session()
+        training.train_and_evaluate(tiny_config(data_dir, str(tmp_path / name), export=False,
+                                                model={"tune": "head"}, **kw))
+        return (pd.read_csv(tmp_path / name / "history.csv"),
+                keras.models.load_model(tmp_path / name / "model.keras").get_weights())
 
-
-def _free_ports(n):
-    socks = [socket.socket() for _ in range(n)]
-    for s in socks:
-        s.bind(("127.0.0.1", 0))
-    ports = [s.getsockname()[1] for s in socks]
-    for s in socks:
-        s.close()
-    return ports
-
-
-def test_two_workers_finish_with_identical_weights(data_dir, tmp_path):
-    ports = _free_ports(2)
-    cluster = {"worker": [f"127.0.0.1:{p}" for p in ports]}
-    procs, logs = [], [tmp_path / f"worker{i}.log" for i in range(2)]
-    try:
-        for i in range(2):
-            env = {**os.environ, "TF_CONFIG": json.dumps({"cluster": cluster,
-                                                            "task": {"type": "worker", "index": i}})}
-            # Output to files, not pipes: a worker blocked on a full pipe would stall the
-            # other at the next collective.
-            with open(logs[i], "w") as log:
-                procs.append(subprocess.Popen(
-                    _train_cmd(data_dir, str(tmp_path / "mw"), "--epochs=1",
-                               "--strategy=multi_worker", "--noexport"),
-                    cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT))
-        # Generous: two TensorFlow processes share the cores (240 s timed out on a busy host).
-        deadline = time.monotonic() + 600
-        for p in procs:
-            p.wait(timeout=max(1, deadline - time.monotonic()))
-        outs = [("", log.read_text()) for log in logs]
-    finally:
-        for p in procs:  # never leave a worker behind, whatever happened
-            if p.poll() is None:
-                p.kill()
-                p.wait()
-    assert [p.returncode for p in procs] == [0, 0], outs[0][1][-2000:] + outs[1][1][-2000:]
-    prints = [_fingerprints(err) for _, err in outs]
-    assert len(prints[0]) == 1 and prints[0] == prints[1]
-    assert "strategy multi_worker (CollectiveAllReduceStrategy): 2 replica(s)" in outs[0][1]
-    assert os.path.exists(tmp_path / "mw" / "metrics.json")  # the chief wrote it
-    assert not os.path.exists(tmp_path / "mw" / ".workers" / "worker1")  # scratch removed
-
-
-# These two split the CPU into 2 logical devices, which TensorFlow allows once per process:
-# each runs as its own command. Every other refusal is in REFUSALS below.
-@pytest.mark.parametrize("extra, message", [
-    (["--strategy=mirrored", "--num_cpu_devices=2", "--batch_size=15"],
-     "--batch_size=15 is not divisible by the 2 replicas"),
-    (["--strategy=mirrored", "--num_cpu_devices=2"], "TF_CONFIG is set but is not JSON"),
-])
-def test_bad_strategy_flags_give_clear_errors(data_dir, tmp_path, extra, message):
-    env = {"TF_CONFIG": "{not json"} if "TF_CONFIG is set" in message else None
-    r = _run(_train_cmd(data_dir, str(tmp_path / "x"), *extra), env=env)
-    assert r.returncode != 0
-    assert message in r.stderr, r.stderr[-2000:]
-
-
-def test_feature_cache_gives_the_same_weights(data_dir, tmp_path):
-    args = ("--epochs=2", "--noexport", "--tune=head", "--steps_per_epoch=0")
-    plain = _run(_train_cmd(data_dir, str(tmp_path / "plain"), *args))
-    cached = _run(_train_cmd(data_dir, str(tmp_path / "cached"), *args, "--feature_cache"))
-    assert plain.returncode == 0 and cached.returncode == 0, cached.stderr[-3000:]
-    assert "feature cache:" in cached.stderr
+    plain = train("plain")
+    cached = train("cached", feature_cache=True, feature_store=str(tmp_path / "store"))
     # Same batches, same flip draws, same frozen features: the same training, up to the
     # rounding of convolutions over differently composed batches (bit for bit on some CPUs,
     # ~1e-7 apart on others).
-    a = pd.read_csv(tmp_path / "plain" / "history.csv")
-    b = pd.read_csv(tmp_path / "cached" / "history.csv")
     for column in ("loss", "val_loss", "val_plcc"):
-        np.testing.assert_allclose(a[column], b[column], rtol=1e-5, atol=1e-6)
-    weights = [keras.models.load_model(tmp_path / run / "model.keras").get_weights()
-               for run in ("plain", "cached")]
-    for w_plain, w_cached in zip(*weights):
+        np.testing.assert_allclose(plain[0][column], cached[0][column], rtol=1e-5, atol=1e-6)
+    for w_plain, w_cached in zip(plain[1], cached[1]):
         np.testing.assert_allclose(w_plain, w_cached, rtol=1e-4, atol=1e-6)
+    # A later run over the same images reads the stored features: no backbone pass, and the
+    # very same training.
+    monkeypatch.setattr(feature_cache, "extract_features", None)  # would fail if called
+    stored = train("stored", feature_cache=True, feature_store=str(tmp_path / "store"))
+    pd.testing.assert_frame_equal(stored[0].drop(columns="images_per_second", errors="ignore"),
+                                  cached[0].drop(columns="images_per_second", errors="ignore"))
+    for w_cached, w_stored in zip(cached[1], stored[1]):
+        np.testing.assert_array_equal(w_cached, w_stored)
 
 
 def _kill_during(proc, marker, timeout=240):
@@ -342,18 +266,17 @@ def test_init_from_starts_from_the_runs_selected_weights(data_dir, finished_run,
     assert config["init_from"] == finished_run  # the run records where it started
 
 
-def test_resume_refuses_changed_data(prepared, tmp_path):
+def test_resume_refuses_changed_data(prepared, tmp_path, tiny_config):
     import shutil
 
     data = tmp_path / "data"
     shutil.copytree(prepared[0], data)
-    run_dir = str(tmp_path / "r")
-    assert _run(_train_cmd(str(data), run_dir, "--epochs=1", "--steps_per_epoch=2",
-                           "--noexport")).returncode == 0
+    cfg = tiny_config(str(data), str(tmp_path / "r"), epochs=1, steps_per_epoch=2, export=False)
+    training.train_and_evaluate(cfg)
     train = pd.read_csv(data / "train.csv")
     train.iloc[:-5].to_csv(data / "train.csv", index=False)
-    r = _run(_train_cmd(str(data), run_dir, "--epochs=1", "--steps_per_epoch=2", "--noexport"))
-    assert r.returncode == 2 and "--data_dir: the train/val manifests" in r.stderr, r.stderr[-2000:]
+    with pytest.raises(ValueError, match="--data_dir: the train/val manifests"):
+        training.train_and_evaluate(cfg)
 
 
 def _data_with_a_broken_file(prepared_dir, tmp_path, n_train=32):

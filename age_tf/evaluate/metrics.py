@@ -50,16 +50,20 @@ def bootstrap_ci(true_years, pred_years, fn, n: int = 1000, seed: int = 0, level
     t = np.asarray(true_years, np.float64)
     p = np.asarray(pred_years, np.float64)
     rng = np.random.default_rng(seed)
+    # Each group's members are one run of `order`; a resample is its picked runs, end to end.
     if groups is None:
-        members = [np.array([i]) for i in range(len(t))]
+        order, starts, sizes = np.arange(len(t)), np.arange(len(t)), np.ones(len(t), np.int64)
     else:
         _, inverse = np.unique(np.asarray(groups), return_inverse=True)
         order = np.argsort(inverse, kind="stable")
-        members = np.split(order, np.cumsum(np.bincount(inverse))[:-1])
+        sizes = np.bincount(inverse)
+        starts = np.cumsum(sizes) - sizes
     stats = []
     for _ in range(n):
-        pick = rng.integers(0, len(members), len(members))
-        idx = np.concatenate([members[g] for g in pick])
+        pick = rng.integers(0, len(sizes), len(sizes))
+        lengths = sizes[pick]
+        at = np.cumsum(lengths) - lengths  # where each picked run starts in the resample
+        idx = order[np.repeat(starts[pick] - at, lengths) + np.arange(lengths.sum())]
         stats.append(fn(t[idx], p[idx]))
     lo, hi = np.nanpercentile(stats, [(1 - level) / 2 * 100, (1 + level) / 2 * 100])
     return float(lo), float(hi)

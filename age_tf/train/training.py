@@ -19,6 +19,7 @@ import os
 import re
 import shutil
 import time
+from collections.abc import Callable
 
 import keras
 import numpy as np
@@ -60,6 +61,9 @@ class Run:
     state: RunState
     manager: tf.train.CheckpointManager
     inputs: Inputs
+    # The validation predictor the epochs used (traced once), when this process can run it
+    # alone: not under several workers, whose predictor gathers across them.
+    predict_val: Callable[[], tuple[np.ndarray, np.ndarray]] | None = None
 
 
 def train_and_evaluate(cfg: TrainConfig, strategy: tf.distribute.Strategy | None = None) -> dict:
@@ -323,7 +327,10 @@ def train_loop(run: Run) -> None:
     val_dist = run.strategy.experimental_distribute_dataset(run.inputs.val.dataset())
     train_step = _make_train_step(run.strategy, run.train_model, run.optimizer,
                                   cfg.pipeline.batch_size, cfg.jit_compile)
-    callback_list = make_callbacks(run, _make_predict(run.strategy, run.train_model, val_dist))
+    predict_val = _make_predict(run.strategy, run.train_model, val_dist)
+    if not isinstance(run.strategy, tf.distribute.MultiWorkerMirroredStrategy):
+        run.predict_val = predict_val
+    callback_list = make_callbacks(run, predict_val)
     model.stop_training = False
     callback_list.on_train_begin()
     for epoch in range(int(state.epoch.numpy()), cfg.epochs):
@@ -423,14 +430,24 @@ def _make_predict(strategy, model, dist_dataset):
     return predict
 
 
-def calibrate_intervals(cfg: TrainConfig, model: keras.Model) -> dict:
+def calibrate_intervals(cfg: TrainConfig, model: keras.Model, predict_val=None) -> dict:
     """The served intervals' widths, from the selected model's validation residuals (the
-    test split is never read here)."""
-    val_df, images_dir = pipeline.load_manifest(cfg.data_dir, "val")
-    pred = pipeline.map_images(lambda x: model(x, training=False), val_df, images_dir,
-                               cfg.pipeline, cfg.model.image_size)
-    calibration = intervals.calibrate(val_df["age"].to_numpy(float),
-                                      labels.to_years(pred.astype(np.float64)),
+    test split is never read here).
+
+    Args:
+      predict_val: the run's validation predictor ((labels, predictions) in label units),
+        already traced and, for a head trained on cached features, free of backbone passes;
+        without it the model predicts the validation images.
+    """
+    if predict_val is not None:
+        scaled_true, pred = predict_val()
+        true = labels.to_years(scaled_true.astype(np.float64))
+    else:
+        val_df, images_dir = pipeline.load_manifest(cfg.data_dir, "val")
+        pred = pipeline.map_images(lambda x: model(x, training=False), val_df, images_dir,
+                                   cfg.pipeline, cfg.model.image_size)
+        true = val_df["age"].to_numpy(float)
+    calibration = intervals.calibrate(true, labels.to_years(pred.astype(np.float64)),
                                       cfg.interval_coverage)
     logging.info("intervals at %.0f%%: half-widths %s years over predicted-age bins %s",
                  100 * cfg.interval_coverage, [round(w, 1) for w in calibration["half_widths"]],
@@ -467,7 +484,7 @@ def finish(run: Run, run_dir: RunDir) -> dict:
         "train_loss": float(row["loss"]),
         "config_digest": config_digest(_config_text(cfg)),  # the config.json that trained
     }
-    calibration = calibrate_intervals(cfg, model)
+    calibration = calibrate_intervals(cfg, model, run.predict_val)
     fileio.atomic_write_text(run_dir.intervals, json.dumps(calibration, indent=2))
     with fileio.atomic_path(run_dir.best_weights) as tmp:
         model.save_weights(tmp)
