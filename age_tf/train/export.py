@@ -92,7 +92,9 @@ def export_saved_model(model: keras.Model, image_size: int, export_dir: str,
         images = tf.map_fn(
             lambda data: pipeline.resize(pipeline.decode(data), size),
             image_bytes, fn_output_signature=tf.TensorSpec([size, size, 3], tf.uint8))
-        return years(tf.cast(images, tf.float32))
+        # Through serve_images: the model's graph is traced and stored once, not once per
+        # signature (serving_default itself stays one flat graph, as TFLite converts it).
+        return serve_images(tf.cast(images, tf.float32))
 
     archive = keras.export.ExportArchive()
     archive.track(model)
