@@ -4,7 +4,9 @@ A frozen backbone computes the same features every epoch, so they are computed o
 image, as stored and mirrored, and the head trains on rows of that table: the same batches
 and flip draws as the image pipeline (pipeline.InputPipeline serves both), so the same final
 weights up to float rounding (convolutions over differently composed batches may round
-differently), at a fraction of the time per epoch.
+differently), at a fraction of the time per epoch. A FeatureStore keeps them on disk for
+whatever reads the same images through the same frozen backbone later (the audit, cleaning,
+other head runs).
 """
 
 from __future__ import annotations
