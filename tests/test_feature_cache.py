@@ -92,3 +92,26 @@ def test_other_weights_or_framing_never_read_stored_features(faces, tmp_path, mo
                    S, mirrored=False)
     assert calls == [8, 8]
     assert len(os.listdir(tmp_path / "store")) == 3
+
+
+def test_a_changed_image_or_a_damaged_store_file_is_computed_again(faces, tmp_path, monkeypatch):
+    df, root = faces
+    folder = tmp_path / "images"
+    folder.mkdir()
+    for p in df["path"]:
+        (folder / p).write_bytes(open(os.path.join(root, p), "rb").read())
+    cfg = pipeline.PipelineConfig(batch_size=4)
+    store = feature_cache.FeatureStore(str(tmp_path / "store"))
+    before = store.features(_extractor(0), df, str(folder), cfg, S, mirrored=False)
+    calls = _counting(monkeypatch)
+    # Another picture under the same name (a re-made data folder): its row runs again.
+    other = open(os.path.join(root, df["path"].iloc[1]), "rb").read()
+    (folder / df["path"].iloc[0]).write_bytes(other)
+    after = store.features(_extractor(0), df, str(folder), cfg, S, mirrored=False)
+    assert calls == [1]
+    assert _close(after[0], before[1]) and _close(after[1:], before[1:])
+    # A store file that cannot be read is a cache miss, not a crash.
+    (stored,) = os.listdir(tmp_path / "store")
+    (tmp_path / "store" / stored).write_bytes(b"not a zip")
+    again = store.features(_extractor(0), df, str(folder), cfg, S, mirrored=False)
+    assert calls == [1, 8] and _close(again, after)

@@ -166,7 +166,9 @@ def check_images(
     return [info for chunk in results for info in chunk]
 
 
-def _stamp(path: str) -> tuple[int, int]:
+def file_stamp(path: str) -> tuple[int, int]:
+    """(size, modification time in ns) of a file, a cheap stand-in for its bytes; (-1, -1)
+    when it cannot be read."""
     try:
         st = os.stat(path)
         return st.st_size, st.st_mtime_ns
@@ -177,7 +179,7 @@ def _stamp(path: str) -> tuple[int, int]:
 def save_fingerprints(out: str, rel_paths: list[str], infos: list[ImageInfo], root: str) -> None:
     """Writes what check_images found for these images (dHash, thumbnail, file stamp), so
     that later stages (the audit) reuse it instead of reading every image again."""
-    stamps = np.array([_stamp(os.path.join(root, p)) for p in rel_paths], np.int64).reshape(-1, 2)
+    stamps = np.array([file_stamp(os.path.join(root, p)) for p in rel_paths], np.int64).reshape(-1, 2)
     thumbs = np.stack([i.thumb for i in infos]) if infos else np.zeros((0, THUMB_SIZE ** 2), np.uint8)
     with open(out, "wb") as f:
         np.savez(f, path=np.array(rel_paths, dtype=str), dhash=np.array([i.dhash for i in infos], np.uint64),
@@ -202,7 +204,7 @@ def fingerprints(rel_paths: list[str], root: str, stored: str | None = None,
             index = {p: k for k, p in enumerate(f["path"].tolist())}
             s_hash, s_thumb, s_stamp = f["dhash"], f["thumb"], f["stamp"]
         k = np.array([index.get(p, -1) for p in rel_paths], np.int64)
-        stamps = np.array([_stamp(os.path.join(root, p)) for p in rel_paths], np.int64).reshape(-1, 2)
+        stamps = np.array([file_stamp(os.path.join(root, p)) for p in rel_paths], np.int64).reshape(-1, 2)
         hit = k >= 0
         hit[hit] = np.all(s_stamp[k[hit]] == stamps[hit], axis=1)
         ok[hit], dhash[hit], thumbs[hit] = True, s_hash[k[hit]], s_thumb[k[hit]]

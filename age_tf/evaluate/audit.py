@@ -154,12 +154,10 @@ def surviving_duplicates(manifest: pd.DataFrame, images_dir: str, max_distance: 
     idx = np.flatnonzero(ok)
     hashes = all_hashes[idx]
     x = dedup.standardize_thumbnails(all_thumbs[idx])
-    splits = manifest["split"].to_numpy()[idx]
+    path, age, split = (manifest[c].to_numpy() for c in ("path", "age", "split"))
     ranked = dedup.most_similar_pairs(hashes, x, max_distance, min_correlation, max_pairs,
-                                      labels=splits)
+                                      labels=split[idx])
     ia, ib = idx[ranked.pairs[:, 0]], idx[ranked.pairs[:, 1]]
-    path, age = manifest["path"].to_numpy(), manifest["age"].to_numpy()
-    split = manifest["split"].to_numpy()
     frame = pd.DataFrame({
         "path_a": path[ia], "split_a": split[ia], "age_a": age[ia].astype(int),
         "path_b": path[ib], "split_b": split[ib], "age_b": age[ib].astype(int),

@@ -15,6 +15,7 @@ import hashlib
 import json
 import os
 import time
+import zipfile
 
 import keras
 import numpy as np
@@ -23,7 +24,7 @@ import tensorflow as tf
 from absl import logging
 
 from age_tf import fileio
-from age_tf.data import pipeline
+from age_tf.data import images, pipeline
 from age_tf.train import models
 
 
@@ -55,29 +56,50 @@ class FeatureStore:
         backbone = next(layer for layer in extractor.layers if isinstance(layer, keras.Model))
         return os.path.join(self.folder, f"{backbone.name}-{digest}.npz")
 
+    @staticmethod
+    def _row_keys(manifest: pd.DataFrame, images_dir: str, pcfg: pipeline.PipelineConfig
+                  ) -> np.ndarray:
+        """What a stored row was computed from: the path, the file's size and modification
+        time (a changed file is run again), and the face box when faces are cropped."""
+        keys = [f"{p}\0{size}\0{mtime}" for p in manifest["path"]
+                for size, mtime in [images.file_stamp(os.path.join(images_dir, p))]]
+        if pcfg.crop_faces:
+            boxes = manifest[pipeline.BOX_COLUMNS].to_numpy(np.float64)
+            keys = [f"{k}\0{b.tolist()}" for k, b in zip(keys, boxes)]
+        return np.array(keys, dtype=str)
+
+    def _read(self, path: str) -> tuple[np.ndarray, np.ndarray | None]:
+        if not os.path.exists(path):
+            return np.zeros(0, str), None
+        try:
+            with np.load(path, allow_pickle=False) as f:
+                return f["keys"], f["features"]
+        except (OSError, ValueError, KeyError, zipfile.BadZipFile) as e:
+            # A cache: what cannot be read is computed again (and the file rewritten).
+            logging.warning("feature store: %s cannot be read (%s: %s); computing its rows again",
+                            path, type(e).__name__, e)
+            return np.zeros(0, str), None
+
     def features(self, extractor: keras.Model, manifest: pd.DataFrame, images_dir: str,
                  pcfg: pipeline.PipelineConfig, image_size: int, mirrored: bool) -> np.ndarray:
         """(N, D) features of the manifest's images in row order (mirrored: of their mirror
         images)."""
         path = self._file(extractor, images_dir, pcfg, image_size, mirrored)
-        paths, feats = np.zeros(0, str), None
-        if os.path.exists(path):
-            with np.load(path, allow_pickle=False) as f:
-                paths, feats = f["paths"], f["features"]
-        known = pd.Index(paths)
-        wanted = manifest["path"].to_numpy(str)
-        missing = manifest[~pd.Index(wanted).isin(known)].drop_duplicates("path")
-        if len(missing):
-            new = extract_features(extractor, missing, images_dir, pcfg, image_size,
+        keys, feats = self._read(path)
+        wanted = self._row_keys(manifest, images_dir, pcfg)
+        missing = ~pd.Index(wanted).isin(pd.Index(keys))
+        missing &= ~pd.Index(wanted).duplicated()
+        if missing.any():
+            new = extract_features(extractor, manifest[missing], images_dir, pcfg, image_size,
                                    flips=(mirrored,))[:, 0]
-            paths = np.concatenate([paths, missing["path"].to_numpy(str)])
+            keys = np.concatenate([keys, wanted[missing]])
             feats = new if feats is None else np.concatenate([feats, new])
             os.makedirs(self.folder, exist_ok=True)
             with fileio.atomic_path(path) as tmp:
-                np.savez(tmp, paths=paths, features=feats)
-            logging.info("feature store: %d new rows in %s (%d in all)", len(missing), path,
-                         len(paths))
-        return feats[pd.Index(paths).get_indexer(wanted)]
+                np.savez(tmp, keys=keys, features=feats)
+            logging.info("feature store: %d new rows in %s (%d in all)", int(missing.sum()),
+                         path, len(keys))
+        return feats[pd.Index(keys).get_indexer(wanted)]
 
 
 def extract_features(extractor: keras.Model, manifest: pd.DataFrame, images_dir: str,
