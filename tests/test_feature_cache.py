@@ -115,3 +115,9 @@ def test_a_changed_image_or_a_damaged_store_file_is_computed_again(faces, tmp_pa
     (tmp_path / "store" / stored).write_bytes(b"not a zip")
     again = store.features(_extractor(0), df, str(folder), cfg, S, mirrored=False)
     assert calls == [1, 8] and _close(again, after)
+
+
+def test_a_store_folder_that_cannot_be_written_is_refused_by_flag(tmp_path):
+    (tmp_path / "a_file").write_text("x")
+    with pytest.raises(ValueError, match="--feature_store=.*a_file is a file"):
+        feature_cache.FeatureStore(str(tmp_path / "a_file"))

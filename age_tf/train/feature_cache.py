@@ -45,6 +45,9 @@ class FeatureStore:
     """
 
     def __init__(self, folder: str):
+        """Raises ValueError naming --feature_store when the folder cannot be written (before
+        any feature is computed)."""
+        fileio.check_writable_dir(folder, "feature_store")
         self.folder = folder
 
     def _file(self, extractor: keras.Model, images_dir: str, pcfg: pipeline.PipelineConfig,
