@@ -77,3 +77,18 @@ def remove_stale_temp_dirs(folder: str, prefix: str) -> list[str]:
         shutil.rmtree(os.path.join(folder, name), ignore_errors=True)
         removed.append(name)
     return removed
+
+
+def write_files(root: str, items) -> int:
+    """Writes (relative path, bytes) pairs under root, making folders; a None body is
+    skipped (a file the data lists but does not have). Returns the files written."""
+    written = 0
+    for rel, body in items:
+        if body is None:
+            continue
+        dest = os.path.join(root, rel)
+        os.makedirs(os.path.dirname(dest) or root, exist_ok=True)
+        with open(dest, "wb") as f:
+            f.write(body)
+        written += 1
+    return written

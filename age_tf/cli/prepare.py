@@ -1,7 +1,13 @@
-"""age-tf-prepare: IMDB-WIKI metadata + face crops -> train/val/test manifests.
+"""age-tf-prepare: a dataset release -> checked, deduplicated train/val/test manifests.
 
-Example:
+Examples:
   age-tf-prepare --config=prepare --mat=raw/imdb.mat --out_dir=data
+  age-tf-prepare --format=imdb_clean --release_dir=imdb-clean/csvs --images_dir=raw/imdb \
+      --split=official --out_dir=data_clean
+  age-tf-prepare --format=appa_real --release_dir=appa-real-release --split=official \
+      --label=apparent --out_dir=data_appa
+  age-tf-prepare --format=utkface --release_dir=UTKFace --out_dir=data_utk
+  age-tf-prepare --format=agedb --release_dir=AgeDB --out_dir=data_agedb
 """
 
 from age_tf import config
@@ -9,7 +15,7 @@ from age_tf.cli import common
 from age_tf.data import prepare
 
 CONFIG, EXCLUDE = prepare.PrepareConfig, ()
-SPECS = config.define_flags(CONFIG, required=("mat", "out_dir"))
+SPECS = config.define_flags(CONFIG, required=("out_dir",))
 
 
 def main(argv):

@@ -1,7 +1,8 @@
-"""age-tf-synth: writes a synthetic IMDB-WIKI dataset (release format, known defects).
+"""age-tf-synth: writes a synthetic dataset release (its exact layout, known defects).
 
-Example:
+Examples:
   age-tf-synth --config=synth_demo --out_dir=/tmp/age_tf/raw
+  age-tf-synth --config=synth_demo --format=imdb_clean --out_dir=/tmp/age_tf/raw_clean
 """
 
 from age_tf import config

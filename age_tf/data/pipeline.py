@@ -73,6 +73,19 @@ MAX_MANIFEST_BYTES = 1 << 30
 REQUIRED_COLUMNS = ("path", "age")
 
 
+FULL_PHOTOS = "full photos"  # a prepared folder whose images are photos with face boxes
+
+
+def framing(data_dir: str) -> str:
+    """'crops' or 'full photos', as age-tf-prepare recorded (folders from before it did, and
+    folders without a report, hold crops)."""
+    try:
+        with open(os.path.join(data_dir, "report.json")) as f:
+            return json.load(f).get("framing", "crops")
+    except (OSError, ValueError, AttributeError):
+        return "crops"
+
+
 def load_manifest(data_dir: str, split: str) -> tuple[pd.DataFrame, str]:
     """Reads `<data_dir>/<split>.csv` and the images folder recorded by age-tf-prepare.
 

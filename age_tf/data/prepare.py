@@ -1,4 +1,5 @@
-"""IMDB-WIKI metadata + face crops -> clean, leak-free train/val/test manifests."""
+"""A dataset release (IMDB-WIKI, IMDB-Clean, APPA-REAL, UTKFace, AgeDB) -> clean, leak-free
+train/val/test manifests: every release through the same label, image and duplicate checks."""
 
 from __future__ import annotations
 
@@ -16,9 +17,9 @@ from absl import logging
 
 from age_tf import fileio, labels, plots
 from age_tf.config import field
-from age_tf.data import dedup, images
+from age_tf.data import dedup, images, sources
 from age_tf.data.dedup import DEFAULT_MAX_DISTANCE, DEFAULT_MIN_CORRELATION
-from age_tf.data.metadata import DataError, load_metadata, read_release
+from age_tf.data.metadata import DataError
 from age_tf.data.split import SPLIT_NAMES, parse_fractions, stratified_group_split
 
 OUTPUT_FILES = (
@@ -28,19 +29,29 @@ OUTPUT_FILES = (
 TEMP_PREFIX = ".prepare-"  # + pid: the outputs are written here, then moved in
 MANIFEST_COLUMNS = [
     "path", "age", "identity", "gender", "face_x1", "face_y1", "face_x2", "face_y2",
-    "width", "height", "conversion", "row",
+    "width", "height", "conversion", "row", "label_source",
 ]
+OFFICIAL = "official"
+# The study kept half of IMDB-WIKI's filtered images; the other releases are used whole.
+STUDY_SAMPLE_FRACTION = 0.5
 
 
 @dataclasses.dataclass
 class PrepareConfig:
     """Parameters of one preparation run (the flags of `age-tf-prepare`)."""
 
-    mat: str = field(None, "imdb.mat or wiki.mat from the IMDB-WIKI release.")
-    images_dir: str = field(None, "Folder holding the NN/*.jpg crops (default: imdb_crop/ or "
-                            "wiki_crop/ beside --mat, whichever exists).")
+    format: str = field("imdb_wiki", "The release's layout: imdb_wiki (--mat), imdb_clean, "
+                        "appa_real, utkface or agedb (--release_dir).", choices=sources.FORMATS)
+    mat: str = field(None, "imdb.mat or wiki.mat from the IMDB-WIKI release (--format=imdb_wiki).")
+    release_dir: str = field(None, "The unpacked release of the other formats: IMDB-Clean's "
+                             "CSV folder, appa-real-release/, UTKFace/ or AgeDB/.")
+    images_dir: str = field(None, "The images the release lists (default: imdb_crop/ or "
+                            "wiki_crop/ beside --mat; for imdb_clean the full IMDB photos, "
+                            "imdb/ in or beside --release_dir; else --release_dir).")
+    label: str = field("real", "APPA-REAL's label: real (real_age) or apparent "
+                       "(apparent_age_avg, the mean rating).", choices=sources.LABELS)
     out_dir: str = field(None, "Where to write the manifests, report and figure.")
-    min_face_score: float = field(3.0, "Keep faces with face_score >= this.")
+    min_face_score: float = field(3.0, "Keep faces with face_score >= this (IMDB-WIKI).")
     min_age: int = field(0, low=labels.MIN_AGE, high=labels.MAX_AGE,
                          help="Youngest age kept (years).")
     max_age: int = field(100, low=labels.MIN_AGE, high=labels.MAX_AGE,
@@ -54,35 +65,53 @@ class PrepareConfig:
                                        "duplicates only).")
     dup_min_correlation: float = field(DEFAULT_MIN_CORRELATION, low=-1, high=1,
                                        help="Thumbnail correlation two near duplicates must reach.")
-    sample_fraction: float = field(0.5, low=0, high=1, low_open=True,
-                                   help="Share of the filtered images kept (the study kept half).")
-    split: tuple[float, ...] = field((0.6, 0.2, 0.2), "train,val,test fractions.")
+    sample_fraction: float | None = field(
+        None, low=0, high=1, low_open=True,
+        help=f"Share of the filtered images kept (default: {STUDY_SAMPLE_FRACTION:g} for "
+             "imdb_wiki, as the study kept, 1 for the others).")
+    split: str = field("0.6,0.2,0.2", "train,val,test fractions, or 'official': the release's "
+                       "own subsets (imdb_clean, appa_real).")
     identity_disjoint: bool = field(True, "Keep each person in one subset only.")
     seed: int = field(0, "Seed of the sample and the split.")
     workers: int | None = field(None, low=1, help="Image-check processes (default: all cores).")
     overwrite: bool = field(False, "Replace outputs already in --out_dir.")
 
     def validate(self) -> None:
-        parse_fractions(",".join(str(x) for x in self.split))  # three, positive, summing to 1
+        if self.split == OFFICIAL:
+            if self.format not in OFFICIAL_SPLITS:
+                raise ValueError(f"--split=official: {self.format} has no official split; pass "
+                                 "fractions such as --split=0.6,0.2,0.2")
+        else:
+            parse_fractions(self.split)  # three, positive, summing to 1
+        if self.format == "imdb_wiki":
+            if not self.mat:
+                raise ValueError("--format=imdb_wiki needs --mat=<imdb.mat or wiki.mat>")
+        elif not self.release_dir:
+            raise ValueError(f"--format={self.format} needs --release_dir=<the unpacked release>")
+        if self.label != "real" and self.format != "appa_real":
+            raise ValueError(f"--label={self.label}: only appa_real has apparent ages")
         if self.min_age > self.max_age:
             raise ValueError(f"need --min_age <= --max_age, got {self.min_age}, {self.max_age}")
         fileio.check_writable_dir(self.out_dir, "out_dir")  # before the work, not after
 
 
+OFFICIAL_SPLITS = ("imdb_clean", "appa_real")
+
+
 def default_images_dir(mat: str) -> str:
     """imdb_crop/ or wiki_crop/ beside the .mat file, as the release unpacks."""
-    base = os.path.dirname(os.path.abspath(mat))
-    for name in ("imdb_crop", "wiki_crop"):
-        if os.path.isdir(os.path.join(base, name)):
-            return os.path.join(base, name)
-    return os.path.join(base, "imdb_crop")
+    return sources.default_images_dir("imdb_wiki", mat, None)
 
 
 def summary(cfg: PrepareConfig, report: dict) -> str:
     """The stage counts and split sizes of a preparation (what age-tf-prepare prints)."""
     stages = "\n".join(f"  {s['stage']:<28} {s['kept']:>9,}" for s in report["stages"])
     splits = ", ".join(f"{k} {v['images']:,}" for k, v in report["splits"].items())
-    return f"{cfg.mat}\n{stages}\nsplits: {splits}\nwrote {os.path.abspath(cfg.out_dir)}"
+    lines = [report["inputs"]["source"], stages, f"splits: {splits} ({report['split']})"]
+    if report["framing"] == "full photos":
+        lines.append("full photos: train and evaluate with --crop_faces (the face box + "
+                     "--face_margin)")
+    return "\n".join(lines + [f"wrote {os.path.abspath(cfg.out_dir)}"])
 
 
 class _Stages:
@@ -133,7 +162,7 @@ def copy_prepared(src_dir: str, dst_dir: str, skip: tuple[str, ...]) -> None:
             shutil.copy2(src, os.path.join(dst_dir, name))
 
 
-def validate_paths(paths: pd.Series, mat_path: str) -> None:
+def validate_paths(paths: pd.Series, origin: str) -> None:
     """Every full_path must be relative and stay inside the images folder."""
     bad = []
     for p in paths:
@@ -143,14 +172,19 @@ def validate_paths(paths: pd.Series, mat_path: str) -> None:
             bad.append(p)
     if bad:
         raise DataError(
-            f"{mat_path}: {len(bad)} full_path entr{'y is' if len(bad) == 1 else 'ies are'} empty, "
+            f"{origin}: {len(bad)} full_path entr{'y is' if len(bad) == 1 else 'ies are'} empty, "
             f"absolute or escape the images folder (e.g. {bad[:3]}); full_path must be relative "
             "to --images_dir, like '17/10000217_1981-05-05_2009.jpg'"
         )
 
 
 def metadata_filters(df: pd.DataFrame, stages: _Stages, cfg: PrepareConfig) -> None:
-    """The release-metadata filters, in the study's order."""
+    """The release-metadata filters: IMDB-WIKI's face filters in the study's order, then the
+    age range (for every release, after the names and labels it could not read)."""
+    if cfg.format != "imdb_wiki":
+        problem = df["problem"].to_numpy(object)
+        stages.apply("name and label read", problem == "", problem, df)
+        return age_filter(df, stages, cfg)
     score = df["face_score"].to_numpy()
     stages.apply("face found", np.isfinite(score), "no face found (face_score is -inf)", df)
     second = df["second_face_score"].to_numpy()
@@ -158,11 +192,14 @@ def metadata_filters(df: pd.DataFrame, stages: _Stages, cfg: PrepareConfig) -> N
     # NaN >= x is False, so a NaN score is rejected here too.
     stages.apply(f"face_score >= {cfg.min_face_score:g}", score >= cfg.min_face_score,
                  [f"face_score {s:.2f} < {cfg.min_face_score:g}" for s in score], df)
-    age = df["age"]
-    valid = age.notna().to_numpy()
-    age_val = age.fillna(-1).to_numpy(dtype=np.int64)
-    in_range = valid & (age_val >= cfg.min_age) & (age_val <= cfg.max_age)
-    reasons = np.where(valid, [f"age {a} outside {cfg.min_age}..{cfg.max_age}" for a in age_val],
+    age_filter(df, stages, cfg)
+
+
+def age_filter(df: pd.DataFrame, stages: _Stages, cfg: PrepareConfig) -> None:
+    age = df["age"].to_numpy(float)
+    valid = np.isfinite(age)
+    in_range = valid & (age >= cfg.min_age) & (age <= cfg.max_age)
+    reasons = np.where(valid, [f"age {a:g} outside {cfg.min_age}..{cfg.max_age}" for a in age],
                        "invalid dob (not a date)")
     stages.apply(f"age {cfg.min_age}..{cfg.max_age}", in_range, reasons, df)
 
@@ -181,18 +218,20 @@ def prepare(cfg: PrepareConfig) -> dict:
         before any output is written.
     """
     start = time.monotonic()
-    if not cfg.images_dir:
-        cfg = dataclasses.replace(cfg, images_dir=default_images_dir(cfg.mat))
     cfg.validate()
+    if not cfg.images_dir:
+        cfg = dataclasses.replace(cfg, images_dir=sources.default_images_dir(
+            cfg.format, cfg.mat, cfg.release_dir))
     check_output_dir(cfg.out_dir, cfg.overwrite)
     if cfg.check_images and not os.path.isdir(cfg.images_dir):
         raise DataError(
-            f"{cfg.images_dir}: images folder not found; pass --images_dir=<folder with NN/*.jpg> "
-            "or --nocheck_images to filter the metadata alone"
+            f"{cfg.images_dir}: images folder not found; pass --images_dir=<the folder of the "
+            "images the release lists> or --nocheck_images to filter the metadata alone"
         )
-    df = load_metadata(cfg.mat)
-    validate_paths(df["full_path"], cfg.mat)
-    logging.info("%s: %d rows", cfg.mat, len(df))
+    source = sources.load(cfg.format, cfg.mat, cfg.release_dir, cfg.images_dir, cfg.label)
+    df = source.table
+    validate_paths(df["full_path"], source.origin)
+    logging.info("%s: %d rows", source.origin, len(df))
     stages = _Stages(len(df))
     metadata_filters(df, stages, cfg)
 
@@ -221,32 +260,32 @@ def prepare(cfg: PrepareConfig) -> dict:
 
     if not stages.alive.any():
         raise DataError(
-            f"{cfg.mat}: no image is left after filtering (see the stage counts above); "
+            f"{source.origin}: no image is left after filtering (see the stage counts above); "
             "check --images_dir, --min_face_score and --min_size"
         )
-    # Sample: the study kept half of the images that passed the filters.
+    fraction = sample_fraction(cfg)
     alive_idx = np.flatnonzero(stages.alive)
     rng = np.random.default_rng(cfg.seed)
-    n_keep = max(1, int(round(len(alive_idx) * cfg.sample_fraction)))
+    n_keep = max(1, int(round(len(alive_idx) * fraction)))
     sampled = np.zeros(len(df), dtype=bool)
     sampled[rng.choice(alive_idx, size=n_keep, replace=False)] = True
-    stages.apply(f"sample {cfg.sample_fraction:g}", sampled,
-                 f"not drawn in the --sample_fraction={cfg.sample_fraction:g} sample", df)
+    stages.apply(f"sample {fraction:g}", sampled,
+                 f"not drawn in the --sample_fraction={fraction:g} sample", df)
 
     final = np.flatnonzero(stages.alive)
     if len(final) < 3:
-        raise DataError(f"{cfg.mat}: only {len(final)} image(s) left, too few for three subsets")
-    groups = df["identity"].to_numpy()[final] if cfg.identity_disjoint else final
-    assign = stratified_group_split(df["age"].to_numpy(dtype=np.int64)[final], groups, cfg.split, cfg.seed)
-
+        raise DataError(f"{source.origin}: only {len(final)} image(s) left, too few for three "
+                        "subsets")
+    assign = assign_subsets(df.iloc[final], cfg)
     manifest = df.iloc[final].copy()
     for k, v in info_cols.items():
         manifest[k] = v[final]
     manifest = manifest.rename(columns={"full_path": "path"})
-    manifest["age"] = manifest["age"].astype(np.int64)
+    ages = manifest["age"].to_numpy(float)
+    manifest["age"] = ages.astype(np.int64) if (ages == np.round(ages)).all() else ages
     manifests = {name: manifest[assign == s][MANIFEST_COLUMNS] for s, name in enumerate(SPLIT_NAMES)}
 
-    report = _report(cfg, df, stages, manifests, dup_report, info_cols["conversion"][final])
+    report = _report(cfg, source, stages, manifests, dup_report, info_cols["conversion"][final])
     report["seconds"] = round(time.monotonic() - start, 2)
     kept = [i for i in final if i in info_of_row]
     _write_outputs(cfg, manifests, stages.rejected_frame(), report,
@@ -254,6 +293,23 @@ def prepare(cfg: PrepareConfig) -> dict:
     logging.info("wrote %s in %.1fs: %s", cfg.out_dir, report["seconds"],
                  {k: len(v) for k, v in manifests.items()})
     return report
+
+
+def sample_fraction(cfg: PrepareConfig) -> float:
+    """--sample_fraction, or its default: the study's half for IMDB-WIKI, all for the rest."""
+    if cfg.sample_fraction is not None:
+        return cfg.sample_fraction
+    return STUDY_SAMPLE_FRACTION if cfg.format == "imdb_wiki" else 1.0
+
+
+def assign_subsets(rows: pd.DataFrame, cfg: PrepareConfig) -> np.ndarray:
+    """0/1/2 (train/val/test) per row: the release's own subsets with --split=official, else
+    the age-stratified split (by identity unless --noidentity_disjoint)."""
+    if cfg.split == OFFICIAL:
+        return rows["official_split"].map({n: i for i, n in enumerate(SPLIT_NAMES)}).to_numpy(int)
+    groups = rows["identity"].to_numpy() if cfg.identity_disjoint else np.arange(len(rows))
+    ages = np.round(rows["age"].to_numpy(float)).astype(np.int64)
+    return stratified_group_split(ages, groups, parse_fractions(cfg.split), cfg.seed)
 
 
 def _deduplicate(df, stages: _Stages, usable, cfg: PrepareConfig) -> dict:
@@ -293,7 +349,7 @@ def _deduplicate(df, stages: _Stages, usable, cfg: PrepareConfig) -> dict:
     }
 
 
-def _report(cfg, df, stages, manifests, dup_report, conversions) -> dict:
+def _report(cfg, source: sources.Source, stages, manifests, dup_report, conversions) -> dict:
     splits = {}
     for name, m in manifests.items():
         ages = m["age"].to_numpy()
@@ -306,13 +362,27 @@ def _report(cfg, df, stages, manifests, dup_report, conversions) -> dict:
         }
     rej = stages.rejected_frame()
     # Group reasons by their kind, not the per-row text ("face_score 2.10 < 3" -> one key).
-    kinds = rej["reason"].str.replace(r"-?\d+(\.\d+)?", "N", regex=True).str.replace(
+    kinds = rej["reason"].str.replace(r"'[^']*'", "X", regex=True).str.replace(
+        r"-?\d+(\.\d+)?", "N", regex=True).str.replace(
         r" of .*$", "", regex=True).str.replace(r" \(.*\)$", "", regex=True)
     conv = pd.Series([c for c in conversions if c]).value_counts()
+    people = [set(m["identity"]) for m in manifests.values()]
+    shared = (people[0] & people[1]) | (people[0] & people[2]) | (people[1] & people[2])
+    inputs = {"format": cfg.format, "source": os.path.abspath(source.origin),
+              "images_dir": os.path.abspath(cfg.images_dir), "rows": len(source.table),
+              "release": source.release}
+    if cfg.format == "imdb_wiki":
+        inputs["mat"] = os.path.abspath(cfg.mat)
     return {
-        "inputs": {"mat": os.path.abspath(cfg.mat), "images_dir": os.path.abspath(cfg.images_dir),
-                   "rows": len(df), "release": read_release(cfg.mat)},
-        "params": {k: (list(v) if isinstance(v, tuple) else v) for k, v in dataclasses.asdict(cfg).items()},
+        "inputs": inputs,
+        "params": dataclasses.asdict(cfg),
+        "framing": source.framing,
+        "labels": sorted(set(source.table["label_source"])),
+        "identities": source.identities,
+        "split": ("the release's own subsets" if cfg.split == OFFICIAL else
+                  f"{cfg.split}, age-stratified" + (", by identity" if cfg.identity_disjoint
+                                                    else "")),
+        "identities_in_two_subsets": len(shared),
         "stages": stages.counts,
         "removed_by_reason": {k: int(v) for k, v in kinds.value_counts().items()},
         "duplicates": dup_report,

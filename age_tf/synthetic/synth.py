@@ -1,4 +1,5 @@
-"""Writes a synthetic IMDB-WIKI dataset in the release format, with known defects.
+"""Writes a synthetic IMDB-WIKI dataset in the release format, with known defects (and, through
+formats.py, the same faces in the layouts of IMDB-Clean, APPA-REAL, UTKFace and AgeDB).
 
 Output: `<out_dir>/imdb.mat` (same struct and fields as the release), the face crops as
 `<out_dir>/imdb_crop/NN/nm<id>_rm<id>_<Y-M-D>_<year>.jpg`, and `ground_truth.csv` saying
@@ -11,7 +12,6 @@ from __future__ import annotations
 import dataclasses
 import datetime
 import io
-import json
 import os
 
 import numpy as np
@@ -22,8 +22,8 @@ from PIL import Image
 
 from age_tf import fileio, parallel
 from age_tf.config import field
-from age_tf.data.metadata import RELEASE_FILE, DataError, age_at_mid_year
-from age_tf.synthetic import faces
+from age_tf.data.metadata import DataError, age_at_mid_year
+from age_tf.synthetic import faces, formats
 
 # Row kinds. 'ok' rows are clean; the others are the defects the generator injects.
 DEFECT_KINDS = (
@@ -75,6 +75,9 @@ class SynthConfig:
     cmyk_rate: float = _share(0.01, "Share of rows saved as CMYK JPEG (usable).")
     missing_rate: float = _share(0.005, "Share of rows listed without a file.")
     workers: int | None = field(None, low=1, help="Rendering processes (default: all cores).")
+    format: str = field("imdb_wiki", "Release layout to write: " + ", ".join(
+        f"{k} ({v})" for k, v in formats.DESCRIPTIONS.items()) + ".",
+                        choices=tuple(formats.DESCRIPTIONS))
     overwrite: bool = field(False, "Replace a dataset already in --out_dir.")
 
     def rate(self, kind: str) -> float:
@@ -262,8 +265,12 @@ def _cell(values) -> np.ndarray:
 
 
 def write_mat(path: str, plan: pd.DataFrame, full_paths: list[str], names: list[str],
-              rng: np.random.Generator) -> None:
-    """Writes imdb.mat with the release's struct layout and field dtypes."""
+              rng: np.random.Generator) -> list[np.ndarray]:
+    """Writes imdb.mat with the release's struct layout and field dtypes.
+
+    Returns:
+      Each row's face_location (1 x 4, MATLAB pixel coordinates in the uncropped photo).
+    """
     n = len(plan)
     boxes, scores, seconds = [], [], []
     dup_of = plan["duplicate_of"].to_numpy()
@@ -308,35 +315,25 @@ def write_mat(path: str, plan: pd.DataFrame, full_paths: list[str], names: list[
     for k, v in fields.items():
         struct[0, 0][k] = v
     scipy.io.savemat(path, {"imdb": struct}, format="5", oned_as="row")
+    return boxes
 
 
-def generate(cfg: SynthConfig, out_dir: str | None = None, overwrite: bool | None = None) -> dict:
-    """Writes the synthetic dataset.
+@dataclasses.dataclass
+class Rendered:
+    """A synthetic release before it is written in any layout: every row's plan (identity,
+    ages, kind), its IMDB-WIKI path, the identities' names and each row's crop bytes (None:
+    no file)."""
 
-    Args:
-      cfg: sizes, rates and seed.
-      out_dir: destination (default cfg.out_dir); gets imdb.mat, imdb_crop/ and
-        ground_truth.csv.
-      overwrite: replace an existing dataset in out_dir (default cfg.overwrite).
+    plan: pd.DataFrame
+    full_paths: list[str]
+    names: list[str]
+    blobs: list[bytes | None]
+    seed: int
+    workers: int
 
-    Returns:
-      Summary counts per row kind.
 
-    Raises:
-      DataError: out_dir already holds a dataset and overwrite is False.
-    """
-    out_dir = out_dir or cfg.out_dir
-    overwrite = cfg.overwrite if overwrite is None else overwrite
-    if not out_dir:
-        raise ValueError("--out_dir is required")
-    cfg.validate()
-    mat_path = os.path.join(out_dir, "imdb.mat")
-    crop_dir = os.path.join(out_dir, "imdb_crop")
-    if not overwrite and (os.path.exists(mat_path) or os.path.exists(crop_dir)):
-        raise DataError(
-            f"{out_dir}: already holds a dataset (imdb.mat or imdb_crop/); pass --overwrite to "
-            "replace it or choose another --out_dir"
-        )
+def render(cfg: SynthConfig) -> Rendered:
+    """Plans and renders every row (the same seed renders the same bytes in every format)."""
     rng = np.random.default_rng(cfg.seed)
     plan = _plan_rows(cfg, rng)
     n_ident = int(plan["identity"].max()) + 1
@@ -369,18 +366,22 @@ def generate(cfg: SynthConfig, out_dir: str | None = None, overwrite: bool | Non
     for i, r in enumerate(records):
         if r["kind"] == "duplicate":
             blobs[i] = _duplicate_bytes(blobs[r["duplicate_of"]], r["dup_variant"], dup_rng)
+    return Rendered(plan, full_paths, names, blobs, cfg.seed, workers)
 
+
+def write_imdb_wiki(rendered: Rendered, out_dir: str) -> tuple[pd.DataFrame, list]:
+    """Writes imdb.mat, imdb_crop/, ground_truth.csv and release.json into out_dir.
+
+    Returns:
+      (the ground truth, each row's face_location in its uncropped photo).
+    """
+    plan, full_paths = rendered.plan, rendered.full_paths
+    crop_dir = os.path.join(out_dir, "imdb_crop")
     os.makedirs(out_dir, exist_ok=True)
-    for p, b in zip(full_paths, blobs):
-        if b is None:
-            continue
-        dest = os.path.join(crop_dir, p)
-        os.makedirs(os.path.dirname(dest), exist_ok=True)
-        with open(dest, "wb") as f:
-            f.write(b)
-    with fileio.atomic_path(mat_path) as tmp:
-        write_mat(tmp, plan, full_paths, names, np.random.default_rng(cfg.seed + 3))
-
+    fileio.write_files(crop_dir, zip(full_paths, rendered.blobs))
+    with fileio.atomic_path(os.path.join(out_dir, "imdb.mat")) as tmp:
+        boxes = write_mat(tmp, plan, full_paths, rendered.names,
+                          np.random.default_rng(rendered.seed + 3))
     truth = pd.DataFrame(
         {
             "row": np.arange(len(plan)),
@@ -394,11 +395,44 @@ def generate(cfg: SynthConfig, out_dir: str | None = None, overwrite: bool | Non
         }
     )
     truth.to_csv(os.path.join(out_dir, "ground_truth.csv"), index=False)
-    release = {"generator": "age-tf-synth (synthetic IMDB-WIKI)", "synthetic": True,
-               "crop_margin": CROP_MARGIN, "seed": cfg.seed, "rows": len(truth)}
-    fileio.atomic_write_text(os.path.join(out_dir, RELEASE_FILE), json.dumps(release, indent=2))
+    formats.write_release_record(out_dir, "IMDB-WIKI", CROP_MARGIN, rendered.seed, len(truth))
+    return truth, boxes
+
+
+def generate(cfg: SynthConfig, out_dir: str | None = None, overwrite: bool | None = None) -> dict:
+    """Writes the synthetic dataset in the layout of `cfg.format`.
+
+    Args:
+      cfg: format, sizes, rates and seed.
+      out_dir: destination (default cfg.out_dir); see formats.LAYOUTS for what each
+        format writes there (IMDB-WIKI: imdb.mat, imdb_crop/ and ground_truth.csv).
+      overwrite: replace an existing dataset in out_dir (default cfg.overwrite).
+
+    Returns:
+      Summary counts per row kind.
+
+    Raises:
+      DataError: out_dir already holds a dataset and overwrite is False.
+    """
+    out_dir = out_dir or cfg.out_dir
+    overwrite = cfg.overwrite if overwrite is None else overwrite
+    if not out_dir:
+        raise ValueError("--out_dir is required")
+    cfg.validate()
+    existing = [name for name in formats.LAYOUTS[cfg.format]
+                if os.path.exists(os.path.join(out_dir, name))]
+    if existing and not overwrite:
+        raise DataError(
+            f"{out_dir}: already holds a dataset ({', '.join(existing)}); pass --overwrite to "
+            "replace it or choose another --out_dir"
+        )
+    rendered = render(cfg)
+    truth, boxes = (write_imdb_wiki(rendered, out_dir) if cfg.format in ("imdb_wiki", "imdb_clean")
+                    else (None, None))
+    if cfg.format != "imdb_wiki":
+        truth = formats.WRITERS[cfg.format](rendered, out_dir, boxes)
     summary = {k: int(v) for k, v in truth["kind"].value_counts().items()}
-    logging.info("wrote %d rows to %s: %s", len(truth), out_dir, summary)
+    logging.info("wrote %d rows to %s (%s): %s", len(truth), out_dir, cfg.format, summary)
     return summary
 
 

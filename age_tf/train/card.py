@@ -64,7 +64,8 @@ def _data(config: dict) -> dict:
     with open(report_path) as f:
         report = json.load(f)
     release = report["inputs"].get("release", {})
-    out.update(source=release.get("generator") or report["inputs"]["mat"],
+    inputs = report["inputs"]
+    out.update(source=release.get("generator") or inputs.get("source") or inputs["mat"],
                synthetic=bool(release.get("synthetic", False)),
                crop_margin=release.get("crop_margin", pipeline.RELEASE_MARGIN),
                rows={k: v["images"] for k, v in report["splits"].items()})

@@ -80,6 +80,9 @@ class TrainConfig:
             path = os.path.join(self.data_dir, f"{split}.csv")
             if not os.path.exists(path):
                 raise ValueError(f"--data_dir: {path} not found; is it an age-tf-prepare output folder?")
+        if pipeline.framing(self.data_dir) == pipeline.FULL_PHOTOS and not self.pipeline.crop_faces:
+            raise ValueError(f"--data_dir={self.data_dir!r} holds full photos with face boxes (e.g. "
+                             "IMDB-Clean): pass --crop_faces to train on the faces")
         fileio.check_writable_dir(self.model_dir, "model_dir")
         if self.feature_cache and self.model.tune != "head":
             raise ValueError("--feature_cache needs --tune=head (a trainable backbone changes its features)")

@@ -1,0 +1,291 @@
+"""One adapter per dataset release: its files -> one table of rows for age-tf-prepare.
+
+Every adapter returns the same columns, one row per image (or face) the release lists, in a
+fixed order (the order the synthetic writers' ground truth follows):
+
+  row, full_path (relative to images_dir), age (float, NaN when unreadable), identity,
+  gender (IMDB-WIKI's code: 1 male, 0 female, NaN unknown), face_x1..face_y2 (the face box
+  in MATLAB's 1-based pixels, NaN when the image is the crop), face_score,
+  second_face_score (IMDB-WIKI only), official_split ('' or train/val/test), label_source,
+  problem ('' or why the row's name or label cannot be used: it is rejected with it).
+
+A row is never dropped here: what cannot be read is kept with its `problem`, so
+rejected.csv gives a reason for every row of the release.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import re
+
+import numpy as np
+import pandas as pd
+
+from age_tf.data.metadata import DataError, load_metadata, read_release
+
+FORMATS = ("imdb_wiki", "imdb_clean", "appa_real", "utkface", "agedb")
+LABELS = ("real", "apparent")
+COLUMNS = ["row", "full_path", "age", "identity", "gender", "face_x1", "face_y1", "face_x2",
+           "face_y2", "face_score", "second_face_score", "official_split", "label_source",
+           "problem"]
+# A release's CSVs are read whole: bounded like a manifest (the largest, IMDB-Clean's train
+# CSV, is ~20 MB).
+MAX_CSV_BYTES = 512 * 2**20
+MAX_LISTED_FILES = 5_000_000
+_SPLIT_OF_FILE = {"train": "train", "valid": "val", "test": "test"}
+IMDB_CLEAN_CSVS = {"train": "imdb_train_new.csv", "val": "imdb_valid_new.csv",
+                   "test": "imdb_test_new.csv"}
+IMDB_CLEAN_COLUMNS = ("filename", "age", "gender", "x_min", "y_min", "x_max", "y_max")
+APPA_COLUMNS = ("file_name", "num_ratings", "apparent_age_avg", "apparent_age_std", "real_age")
+
+
+@dataclasses.dataclass
+class Source:
+    """A release read into rows, and what the release says about them."""
+
+    format: str
+    table: pd.DataFrame  # COLUMNS
+    images_dir: str
+    origin: str  # the file or folder named in messages and the report
+    framing: str  # "crops" (each image is the face) or "full photos" (crop the face box)
+    identities: str  # how identity was found, or that the release names none
+    official_split: bool
+    release: dict  # release.json of a synthetic release ({} for a real one)
+
+
+_UNKNOWN = {"age": np.nan, "gender": np.nan, "face_x1": np.nan, "face_y1": np.nan,
+            "face_x2": np.nan, "face_y2": np.nan, "face_score": np.nan,
+            "second_face_score": np.nan, "official_split": "", "label_source": "", "problem": ""}
+
+
+def _table(n: int, **columns) -> pd.DataFrame:
+    """A COLUMNS frame of n rows: the given columns, the rest at their 'unknown' value."""
+    frame = pd.DataFrame({"row": np.arange(n)})
+    for c in COLUMNS[1:]:
+        frame[c] = columns.get(c, _UNKNOWN.get(c))
+    return frame
+
+
+def read_csv(path: str, required: tuple[str, ...]) -> pd.DataFrame:
+    """A release CSV, every value as text (each adapter parses and judges its own columns).
+
+    Raises:
+      DataError: missing, too large, unreadable, or lacking a column (names the file).
+    """
+    if not os.path.isfile(path):
+        raise DataError(f"{path}: not found; is --release_dir the folder the release unpacked to?")
+    if os.path.getsize(path) > MAX_CSV_BYTES:
+        raise DataError(f"{path}: {os.path.getsize(path) / 2**20:.0f} MB is larger than any "
+                        f"release CSV ({MAX_CSV_BYTES // 2**20} MB); is it the right file?")
+    try:
+        df = pd.read_csv(path, dtype=str, keep_default_na=False)
+    except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as e:
+        raise DataError(f"{path}: not a readable CSV ({e})") from e
+    missing = [c for c in required if c not in df.columns]
+    if missing:
+        raise DataError(f"{path}: no column {', '.join(map(repr, missing))} (has: "
+                        f"{', '.join(map(str, df.columns))}); is it the release's file?")
+    return df
+
+
+def _numbers(values: pd.Series) -> np.ndarray:
+    return pd.to_numeric(values.str.strip(), errors="coerce").to_numpy(float)
+
+
+def _problems(*checks: tuple[np.ndarray, list[str] | str]) -> np.ndarray:
+    """The first failing check's reason per row ('' where all pass); checks are
+    (bad mask, reason or per-row reasons) in order."""
+    n = len(checks[0][0])
+    out = np.full(n, "", dtype=object)
+    for bad, reason in checks:
+        reasons = np.full(n, reason, dtype=object) if isinstance(reason, str) else np.asarray(
+            reason, dtype=object)
+        take = np.asarray(bad) & (out == "")
+        out[take] = reasons[take]
+    return out
+
+
+def list_images(folder: str) -> list[str]:
+    """The .jpg files directly in folder, sorted by name (the adapters' row order)."""
+    if not os.path.isdir(folder):
+        raise DataError(f"{folder}: not a folder; pass --release_dir=<the folder of the images>")
+    names = []
+    with os.scandir(folder) as it:
+        for entry in it:
+            if entry.name.lower().endswith(".jpg") and entry.is_file():
+                names.append(entry.name)
+                if len(names) > MAX_LISTED_FILES:
+                    raise DataError(f"{folder}: more than {MAX_LISTED_FILES:,} images; is it "
+                                    "the release's folder?")
+    if not names:
+        raise DataError(f"{folder}: no .jpg file; is it the folder the release unpacked to?")
+    return sorted(names)
+
+
+def imdb_wiki(mat: str, images_dir: str) -> Source:
+    """imdb.mat / wiki.mat and their crops (metadata.load_metadata)."""
+    df = load_metadata(mat)
+    table = _table(len(df), full_path=df["full_path"].to_numpy(object),
+                   age=df["age"].astype("Float64").to_numpy(float, na_value=np.nan),
+                   identity=df["identity"].to_numpy(object), gender=df["gender"].to_numpy(),
+                   face_x1=df["face_x1"].to_numpy(), face_y1=df["face_y1"].to_numpy(),
+                   face_x2=df["face_x2"].to_numpy(), face_y2=df["face_y2"].to_numpy(),
+                   face_score=df["face_score"].to_numpy(),
+                   second_face_score=df["second_face_score"].to_numpy(),
+                   label_source="imdb_wiki: photo_taken - dob")
+    kind = "celebrity id" if df["identity"].str.startswith("celeb:").any() else "name"
+    return Source("imdb_wiki", table, images_dir, mat, "crops", f"the release's {kind}", False,
+                  read_release(mat))
+
+
+_NM = re.compile(r"(?:^|/)(nm\d+)_")
+
+
+def imdb_clean(release_dir: str, images_dir: str) -> Source:
+    """IMDB-Clean's imdb_{train,valid,test}_new.csv over the full IMDB photos.
+
+    The CSV boxes are 0-based pixel coordinates; they become the release's 1-based ones, so
+    --crop_faces frames them as it frames IMDB-WIKI's face_location. Identity is the IMDb
+    person id (nm...) of the file name.
+    """
+    parts = []
+    for split, name in IMDB_CLEAN_CSVS.items():
+        df = read_csv(os.path.join(release_dir, name), IMDB_CLEAN_COLUMNS)
+        df["official_split"] = split
+        parts.append(df)
+    df = pd.concat(parts, ignore_index=True)
+    age = _numbers(df["age"])
+    box = np.stack([_numbers(df[c]) for c in ("x_min", "y_min", "x_max", "y_max")], 1)
+    gender = df["gender"].str.strip().str.upper().map({"M": 1.0, "F": 0.0}).to_numpy(float)
+    nm = df["filename"].str.extract(_NM, expand=False)
+    problem = _problems(
+        (~np.isfinite(age), [f"age {a!r} is not a number" for a in df["age"]]),
+        (~np.isfinite(box).all(1) | (box[:, 2] <= box[:, 0]) | (box[:, 3] <= box[:, 1]),
+         "face box x_min,y_min,x_max,y_max is not a box"))
+    table = _table(len(df), full_path=df["filename"].to_numpy(object), age=age,
+                   identity=np.where(nm.notna(), "nm:" + nm.fillna(""),
+                                     "path:" + df["filename"]).astype(object),
+                   gender=gender, face_x1=box[:, 0] + 1, face_y1=box[:, 1] + 1,
+                   face_x2=box[:, 2] + 1, face_y2=box[:, 3] + 1,
+                   official_split=df["official_split"].to_numpy(object),
+                   label_source="imdb_clean: age", problem=problem)
+    return Source("imdb_clean", table, images_dir, release_dir, "full photos",
+                  "the IMDb person id (nm...) in the file name", True, read_release(
+                      os.path.join(release_dir, IMDB_CLEAN_CSVS["train"])))
+
+
+def appa_real(release_dir: str, label: str) -> Source:
+    """APPA-REAL's gt_avg_{train,valid,test}.csv, the X.jpg_face.jpg crops (40% margin).
+
+    `label`: 'real' (real_age) or 'apparent' (apparent_age_avg, the mean of the ratings).
+    The release names no person: each image is its own group.
+    """
+    parts = []
+    for file_split, split in _SPLIT_OF_FILE.items():
+        df = read_csv(os.path.join(release_dir, f"gt_avg_{file_split}.csv"), APPA_COLUMNS)
+        df["full_path"] = file_split + "/" + df["file_name"].str.strip() + "_face.jpg"
+        df["official_split"] = split
+        parts.append(df)
+    df = pd.concat(parts, ignore_index=True)
+    column = "real_age" if label == "real" else "apparent_age_avg"
+    age = _numbers(df[column])
+    problem = _problems((~np.isfinite(age), [f"{column} {a!r} is not a number"
+                                             for a in df[column]]))
+    table = _table(len(df), full_path=df["full_path"].to_numpy(object), age=age,
+                   identity=("image:" + df["full_path"]).to_numpy(object),
+                   official_split=df["official_split"].to_numpy(object),
+                   label_source=f"appa_real: {column}", problem=problem)
+    return Source("appa_real", table, release_dir, release_dir, "crops",
+                  "none in the release: each image is its own group", True,
+                  read_release(os.path.join(release_dir, "gt_avg_train.csv")))
+
+
+def _utk_fields(name: str) -> tuple[float, float, str]:
+    """(age, IMDB-WIKI gender code, problem) of one UTKFace file name."""
+    stem = name[: -len(".jpg.chip.jpg")] if name.endswith(".jpg.chip.jpg") else name[:-4]
+    fields = stem.split("_")
+    if len(fields) != 4:
+        return np.nan, np.nan, (f"file name has {len(fields)} field(s), not "
+                                "age_gender_race_date&time")
+    age, gender, race, _ = fields
+    if not age.isdigit():
+        return np.nan, np.nan, f"age {age!r} is not a number"
+    if gender not in ("0", "1"):
+        return float(age), np.nan, f"gender code {gender!r} is neither 0 (male) nor 1 (female)"
+    if race not in ("0", "1", "2", "3", "4"):
+        return float(age), np.nan, f"race code {race!r} is not 0-4"
+    return float(age), 1.0 - float(gender), ""  # UTKFace: 0 male, 1 female
+
+
+def utkface(release_dir: str) -> Source:
+    """UTKFace: [age]_[gender]_[race]_[date&time].jpg(.chip.jpg), labels in the names."""
+    names = list_images(release_dir)
+    fields = [_utk_fields(n) for n in names]
+    table = _table(len(names), full_path=np.array(names, dtype=object),
+                   age=np.array([f[0] for f in fields]), gender=np.array([f[1] for f in fields]),
+                   identity=np.array(["image:" + n for n in names], dtype=object),
+                   label_source="utkface: file name",
+                   problem=np.array([f[2] for f in fields], dtype=object))
+    return Source("utkface", table, release_dir, release_dir, "crops",
+                  "none in the release: each image is its own group", False,
+                  read_release(os.path.join(release_dir, names[0])))
+
+
+def _agedb_fields(name: str) -> tuple[float, float, str, str]:
+    """(age, gender code, person, problem) of one AgeDB file name ({id}_{name}_{age}_{g})."""
+    tokens = name[:-4].split("_")
+    if len(tokens) < 4:
+        return np.nan, np.nan, "", f"file name has {len(tokens)} field(s), not id_name_age_gender"
+    person, age, gender = "_".join(tokens[1:-2]), tokens[-2], tokens[-1].lower()
+    if not person:
+        return np.nan, np.nan, "", "no name between the id and the age"
+    if not age.isdigit():
+        return np.nan, np.nan, person, f"age {age!r} is not a number"
+    if gender not in ("m", "f"):
+        return float(age), np.nan, person, f"gender {tokens[-1]!r} is neither m nor f"
+    return float(age), 1.0 if gender == "m" else 0.0, person, ""
+
+
+def agedb(release_dir: str) -> Source:
+    """AgeDB: {id}_{name}_{age}_{gender}.jpg; identity from the name."""
+    names = list_images(release_dir)
+    fields = [_agedb_fields(n) for n in names]
+    table = _table(len(names), full_path=np.array(names, dtype=object),
+                   age=np.array([f[0] for f in fields]), gender=np.array([f[1] for f in fields]),
+                   identity=np.array([f"name:{f[2]}" if f[2] else f"image:{n}"
+                                      for f, n in zip(fields, names)], dtype=object),
+                   label_source="agedb: file name",
+                   problem=np.array([f[3] for f in fields], dtype=object))
+    return Source("agedb", table, release_dir, release_dir, "crops", "the name in the file name",
+                  False, read_release(os.path.join(release_dir, names[0])))
+
+
+def default_images_dir(fmt: str, mat: str | None, release_dir: str | None) -> str:
+    """Where a format's images are when --images_dir is not given."""
+    if fmt == "imdb_wiki":
+        base = os.path.dirname(os.path.abspath(mat))
+        for name in ("imdb_crop", "wiki_crop"):
+            if os.path.isdir(os.path.join(base, name)):
+                return os.path.join(base, name)
+        return os.path.join(base, "imdb_crop")
+    if fmt == "imdb_clean":  # the full photos: imdb/ inside or beside the CSVs' folder
+        for base in (release_dir, os.path.dirname(os.path.abspath(release_dir))):
+            if os.path.isdir(os.path.join(base, "imdb")):
+                return os.path.join(base, "imdb")
+        return os.path.join(release_dir, "imdb")
+    return release_dir
+
+
+def load(fmt: str, mat: str | None, release_dir: str | None, images_dir: str,
+         label: str) -> Source:
+    """The release of `fmt` read into rows (see the module docstring)."""
+    if fmt == "imdb_wiki":
+        return imdb_wiki(mat, images_dir)
+    if fmt == "imdb_clean":
+        return imdb_clean(release_dir, images_dir)
+    if fmt == "appa_real":
+        return appa_real(release_dir, label)
+    if fmt == "utkface":
+        return utkface(release_dir)
+    return agedb(release_dir)
