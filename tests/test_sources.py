@@ -1,0 +1,236 @@
+"""Tests for age_tf.data.sources and synthetic.formats: each release layout written by the
+generator, prepared by one call, its label conventions, quirks and official split kept."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from age_tf.data import prepare, sources
+from age_tf.data.metadata import DataError
+from age_tf.evaluate import ground_truth
+from age_tf.synthetic import formats, synth
+
+pytestmark = pytest.mark.integration
+RELEASE = {"imdb_clean": "imdb-clean", "appa_real": "appa-real-release", "utkface": "UTKFace",
+           "agedb": "AgeDB"}
+
+
+@pytest.fixture(scope="module")
+def releases(tmp_path_factory):
+    """Each format's synthetic release from the same 160 rendered rows."""
+    out = {}
+    for fmt in sources.FORMATS:
+        root = str(tmp_path_factory.mktemp(fmt))
+        synth.generate(synth.SynthConfig(num_images=160, seed=5, min_size=48, max_size=80,
+                                         workers=2, format=fmt), root)
+        out[fmt] = root
+    return out
+
+
+def _prepare(releases, tmp_path, fmt, **kw):
+    root = releases[fmt]
+    where = dict(mat=os.path.join(root, "imdb.mat")) if fmt == "imdb_wiki" else dict(
+        release_dir=os.path.join(root, RELEASE[fmt]))
+    out = str(tmp_path / f"prep_{fmt}")
+    report = prepare.prepare(prepare.PrepareConfig(format=fmt, out_dir=out, workers=2,
+                                                   **where, **kw))
+    manifests = {s: pd.read_csv(os.path.join(out, f"{s}.csv")) for s in ("train", "val", "test")}
+    rejected = pd.read_csv(os.path.join(out, "rejected.csv"))
+    return out, report, manifests, rejected
+
+
+def _truth(releases, fmt):
+    folder = releases[fmt] if fmt == "imdb_wiki" else os.path.join(releases[fmt], RELEASE[fmt])
+    return os.path.join(folder, formats.TRUTH_FILE)
+
+
+@pytest.mark.parametrize("fmt", sources.FORMATS)
+def test_every_format_is_prepared_and_every_row_is_kept_or_rejected_with_a_reason(
+        releases, tmp_path, fmt):
+    _, report, manifests, rejected = _prepare(releases, tmp_path, fmt)
+    kept = pd.concat(manifests.values())
+    assert report["inputs"]["format"] == fmt and report["inputs"]["release"]["synthetic"]
+    assert len(kept) > (50 if fmt == "imdb_wiki" else 100) and (rejected["reason"].str.len() > 0).all()
+    rows = report["inputs"]["rows"]
+    if fmt != "imdb_wiki":  # imdb_wiki keeps half (the study's sample); the rest are whole
+        assert len(kept) + len(rejected) == rows
+        assert sorted(set(kept["row"]) | set(rejected["row"])) == list(range(rows))
+    # The truth the writer recorded is that of these very rows (row and path agree).
+    truth = ground_truth.for_rows(_truth(releases, fmt), kept, ("rendered_age", "label_age", "kind"))
+    clean = truth["kind"].isin(["ok", "grayscale", "png", "cmyk"]).to_numpy()
+    assert (kept["age"].to_numpy()[clean] == truth["label_age"].to_numpy()[clean]).all()
+    # Duplicates the writer made are gone (one of each group stays).
+    assert report["duplicates"]["removed"] >= 3
+    assert kept["label_source"].str.startswith(fmt).all()
+
+
+def test_utkface_gender_code_is_the_reverse_of_imdb_wiki(releases, tmp_path):
+    _, _, manifests, rejected = _prepare(releases, tmp_path, "utkface")
+    kept = pd.concat(manifests.values())
+    code = kept["path"].str.split("_").str[1].astype(int)
+    # UTKFace: 0 male, 1 female; manifests follow IMDB-WIKI's 1 male, 0 female.
+    assert ((code == 0) == (kept["gender"] == 1)).all() and ((code == 1) == (kept["gender"] == 0)).all()
+    # Genders agree with the rendered person's (the same identity as in the IMDB-WIKI writer).
+    reasons = " | ".join(rejected["reason"])
+    assert "field(s), not age_gender_race_date&time" in reasons or "gender code" in reasons
+
+
+def test_utkface_and_agedb_names_the_parser_refuses_are_rejected_never_raised(tmp_path):
+    folder = tmp_path / "UTKFace"
+    folder.mkdir()
+    from PIL import Image
+    names = ["25_0_1_20170116174525125.jpg.chip.jpg", "61_1_20170109142408075.jpg.chip.jpg",
+             "x_0_1_2017.jpg.chip.jpg", "30_3_0_2017.jpg.chip.jpg", "40_1_9_2017.jpg",
+             "50_1_2_20170109142408075.jpg"]
+    for n in names:
+        Image.new("RGB", (64, 64), (90, 80, 70)).save(folder / n)
+    (folder / "notes.txt").write_text("not an image")
+    t = sources.utkface(str(folder)).table.set_index("full_path")
+    assert t.loc[names[0], "problem"] == "" and t.loc[names[0], "gender"] == 1.0
+    assert "1 field" not in t.loc[names[1], "problem"] and "3 field(s)" in t.loc[names[1], "problem"]
+    assert "age 'x'" in t.loc[names[2], "problem"]
+    assert "gender code '3'" in t.loc[names[3], "problem"]
+    assert "race code '9'" in t.loc[names[4], "problem"]
+    assert t.loc[names[5], "problem"] == "" and t.loc[names[5], "gender"] == 0.0
+    assert "notes.txt" not in t.index
+    agedb = tmp_path / "AgeDB"
+    agedb.mkdir()
+    names = ["0_MariaCallas_35_f.jpg", "1_Jean_Luc_Picard_60_m.jpg", "2__35_m.jpg",
+             "3_Bob_NA_m.jpg", "4_Bob_35_x.jpg", "5_Bob.jpg"]
+    for n in names:
+        Image.new("RGB", (64, 64)).save(agedb / n)
+    t = sources.agedb(str(agedb)).table.set_index("full_path")
+    assert t.loc[names[0], "identity"] == "name:MariaCallas" and t.loc[names[0], "gender"] == 0.0
+    assert t.loc[names[1], "identity"] == "name:Jean_Luc_Picard" and t.loc[names[1], "age"] == 60
+    assert "no name" in t.loc[names[2], "problem"]
+    assert "age 'NA'" in t.loc[names[3], "problem"]
+    assert "neither m nor f" in t.loc[names[4], "problem"]
+    assert "2 field(s)" in t.loc[names[5], "problem"]
+
+
+def test_appa_real_label_is_real_or_apparent_age(releases, tmp_path):
+    truth = pd.read_csv(_truth(releases, "appa_real")).set_index("full_path")
+    _, report, real, _ = _prepare(releases, tmp_path, "appa_real", split="official")
+    _, _, apparent, _ = _prepare(releases, tmp_path / "a", "appa_real", split="official",
+                                 label="apparent")
+    r, a = (pd.concat(m.values()).set_index("path") for m in (real, apparent))
+    # Impossible real ages (the writer's bad_age rows) are rejected; their ratings are not.
+    assert set(r.index) < set(a.index)
+    assert (r["age"] == truth.loc[r.index, "label_age"]).all()
+    assert np.allclose(a["age"], truth.loc[a.index, "apparent_age_avg"])
+    assert (a["age"] != np.round(a["age"])).any()  # a mean of ratings, kept unrounded
+    assert a["label_source"].iloc[0] == "appa_real: apparent_age_avg"
+    assert report["identities"].startswith("none in the release")
+    with pytest.raises(ValueError, match="--label=apparent: only appa_real"):
+        _prepare(releases, tmp_path / "b", "utkface", label="apparent")
+
+
+@pytest.mark.parametrize("fmt", ["imdb_clean", "appa_real"])
+def test_official_split_is_kept(releases, tmp_path, fmt):
+    _, report, manifests, _ = _prepare(releases, tmp_path, fmt, split="official")
+    truth = pd.read_csv(_truth(releases, fmt)).set_index("full_path")
+    names = {"train": "train", "val": "valid", "test": "test"}
+    for split, m in manifests.items():
+        assert len(m) and (truth.loc[m["path"], "split"] == names[split]).all()
+    assert report["split"] == "the release's own subsets"
+
+
+def test_split_official_is_refused_for_a_release_without_one(releases, tmp_path):
+    with pytest.raises(ValueError, match="--split=official: agedb has no official split"):
+        _prepare(releases, tmp_path, "agedb", split="official")
+
+
+def test_imdb_clean_face_cropped_with_the_release_margin_lands_on_the_rendered_crop(
+        releases, tmp_path):
+    """The CSV's box + 0.4 of its side per side is the crop the IMDB-WIKI release cut."""
+    import tensorflow as tf
+    from age_tf.data import pipeline
+
+    out, report, manifests, _ = _prepare(releases, tmp_path, "imdb_clean", split="official")
+    assert report["framing"] == "full photos"
+    truth = pd.read_csv(_truth(releases, "imdb_clean")).set_index("full_path")
+    m = pd.concat(manifests.values())
+    w = m["face_x2"] - m["face_x1"]
+    left = m["face_x1"] - 1 - pipeline.RELEASE_MARGIN * w  # 0-based, as pipeline.face_box
+    top = m["face_y1"] - 1 - pipeline.RELEASE_MARGIN * (m["face_y2"] - m["face_y1"])
+    t = truth.loc[m["path"]]
+    assert np.abs(left.to_numpy() - t["paste_x"].to_numpy()).max() <= 1
+    assert np.abs(top.to_numpy() - t["paste_y"].to_numpy()).max() <= 1
+    # And the pixels: the crop from the full photo is the release's crop, and one shifted by
+    # two pixels is not as close.
+    for row in m[t["kind"].to_numpy() == "ok"].head(5).itertuples():
+        photo = tf.constant(pipeline.read_image(
+            os.path.join(releases["imdb_clean"], "imdb", row.path)))
+        crop = pipeline.read_image(os.path.join(releases["imdb_clean"], "imdb_crop", row.path))
+        x, y = t.loc[row.path, "paste_x"], t.loc[row.path, "paste_y"]
+        box = np.array([row.face_x1, row.face_y1, row.face_x2, row.face_y2], np.float32)
+        ref = pipeline.resize(tf.constant(crop), 64, box - [x, y, x, y], pipeline.RELEASE_MARGIN)
+        # The margin box spans side + 1 pixel centres and its corner is rounded: its edge rows
+        # and columns can fall a hair outside the crop (black there), on the scene in the photo.
+        ref = ref.numpy()[1:-1, 1:-1].astype(float)
+
+        def error(shift):
+            face = pipeline.resize(photo, 64, box + shift, pipeline.RELEASE_MARGIN).numpy()
+            return np.abs(face[1:-1, 1:-1] - ref).mean()
+
+        assert error(0) < min(error(np.array([d, 0, d, 0], np.float32)) for d in (-2, 2)), row.path
+        assert error(0) < 10, row.path  # two JPEG encodings at 48-80 px: a few levels
+
+
+def test_imdb_clean_training_without_crop_faces_is_refused(releases, tmp_path):
+    from age_tf.train.train_config import TrainConfig
+
+    out, *_ = _prepare(releases, tmp_path, "imdb_clean", split="official")
+    cfg = TrainConfig(data_dir=out, model_dir=str(tmp_path / "run"))
+    with pytest.raises(ValueError, match="holds full photos.*--crop_faces"):
+        cfg.validate()
+
+
+def test_release_csv_problems_name_the_file(releases, tmp_path):
+    src = os.path.join(releases["appa_real"], RELEASE["appa_real"])
+    bad = tmp_path / "appa"
+    import shutil
+    shutil.copytree(src, bad)
+    avg = pd.read_csv(bad / "gt_avg_valid.csv", dtype=str)
+    avg.loc[0, "real_age"] = "unknown"
+    avg.to_csv(bad / "gt_avg_valid.csv", index=False)
+    t = sources.appa_real(str(bad), "real").table
+    assert (t["problem"] == "real_age 'unknown' is not a number").sum() == 1
+    avg.drop(columns=["real_age"]).to_csv(bad / "gt_avg_valid.csv", index=False)
+    with pytest.raises(DataError, match=r"gt_avg_valid.csv: no column 'real_age'"):
+        sources.appa_real(str(bad), "real")
+    shutil.copy(os.path.join(src, "gt_avg_valid.csv"), bad / "gt_avg_valid.csv")
+    os.remove(bad / "gt_avg_test.csv")
+    with pytest.raises(DataError, match=r"gt_avg_test.csv: not found"):
+        sources.appa_real(str(bad), "real")
+
+
+def test_synth_refuses_to_overwrite_each_layout(releases):
+    for fmt in ("utkface", "imdb_clean"):
+        with pytest.raises(DataError, match="already holds a dataset"):
+            synth.generate(synth.SynthConfig(num_images=20, format=fmt), releases[fmt])
+
+
+def test_one_command_writes_and_one_prepares_a_release(tmp_path):
+    """age-tf-synth --format=agedb, then age-tf-prepare --format=agedb, as a user types them."""
+    env = {**os.environ, "PYTHONPATH": os.path.dirname(os.path.dirname(__file__))}
+    run = lambda *a: subprocess.run([sys.executable, "-m", *a], capture_output=True, text=True,
+                                    env=env, timeout=300)
+    r = run("age_tf.cli.synth", "--format=agedb", "--num_images=60", f"--out_dir={tmp_path}/raw",
+            "--min_size=48", "--max_size=64")
+    assert r.returncode == 0, r.stderr
+    r = run("age_tf.cli.prepare", "--format=agedb", f"--release_dir={tmp_path}/raw/AgeDB",
+            f"--out_dir={tmp_path}/data")
+    assert r.returncode == 0, r.stderr
+    assert "name and label read" in r.stdout
+    report = json.load(open(tmp_path / "data" / "report.json"))
+    assert report["identities"] == "the name in the file name"
+    r = run("age_tf.cli.prepare", "--format=agedb", f"--out_dir={tmp_path}/data2")
+    assert r.returncode == 2 and "--format=agedb needs --release_dir" in r.stderr
