@@ -24,9 +24,13 @@ ALPHAS = (0.01, 0.1, 1.0, 10.0, 100.0, 1000.0)
 NAMES = {"median": "training median", "ridge": "ridge on pixels"}
 
 
-def pixel_features(manifest: pd.DataFrame, images_dir: str) -> np.ndarray:
-    """(N, 112) features: an 8x8 grey thumbnail and the mean colour of 4x4 blocks, in [0, 1]."""
-    cfg = pipeline.PipelineConfig(batch_size=256)
+def pixel_features(manifest: pd.DataFrame, images_dir: str, crop_faces: bool = False
+                   ) -> np.ndarray:
+    """(N, 112) features: an 8x8 grey thumbnail and the mean colour of 4x4 blocks, in [0, 1].
+
+    crop_faces: the images are full photos; the face box (plus the release margin) is used.
+    """
+    cfg = pipeline.PipelineConfig(batch_size=256, crop_faces=crop_faces)
     images = pipeline.map_images(lambda x: x, manifest, images_dir, cfg, 32) / 255.0  # N,32,32,3
     n = len(images)
     grey = images.mean(-1).reshape(n, 8, 4, 8, 4).mean((2, 4)).reshape(n, 64)
@@ -59,7 +63,8 @@ def compute(data_dir: str, bootstrap: int = 1000, seed: int = 0,
         _frame(frames["test"], np.full(len(ages["test"]), median), ground_truth), 0, seed)}
     out["median"]["value"] = median
 
-    feats = {s: pixel_features(f, images_dir) for s, f in frames.items()}
+    full = pipeline.framing(data_dir) == pipeline.FULL_PHOTOS
+    feats = {s: pixel_features(f, images_dir, full) for s, f in frames.items()}
     mu, sd = feats["train"].mean(0), feats["train"].std(0) + 1e-6
     feats = {s: (v - mu) / sd for s, v in feats.items()}
     stats = ridge.statistics(feats["train"], ages["train"])

@@ -56,11 +56,30 @@ class TrainedRun:
     def image_size(self) -> int:
         return int(self.config["model"]["image_size"])
 
-    def pipeline_config(self, batch_size: int = 64) -> pipeline.PipelineConfig:
-        """The evaluation input settings: the face cropping the run was trained with."""
+    def pipeline_config(self, batch_size: int = 64, data_dir: str | None = None
+                        ) -> pipeline.PipelineConfig:
+        """The evaluation input settings: the face cropping the run was trained with.
+
+        data_dir: the folder evaluated; when it holds full photos (IMDB-Clean) and the run
+        trained on crops, its faces are cropped with the margin the run's crops had, so the
+        model sees faces framed as in training.
+        """
         p = self.config["pipeline"]
+        if (data_dir and not p["crop_faces"]
+                and pipeline.framing(data_dir) == pipeline.FULL_PHOTOS):
+            return pipeline.PipelineConfig(batch_size=batch_size, crop_faces=True,
+                                           face_margin=self.training_crop_margin())
         return pipeline.PipelineConfig(batch_size=batch_size, crop_faces=p["crop_faces"],
                                        face_margin=p["face_margin"])
+
+    def training_crop_margin(self) -> float:
+        """The margin around the face of the crops the run trained on (its release's)."""
+        try:
+            with open(os.path.join(self.config["data_dir"], "report.json")) as f:
+                release = json.load(f)["inputs"].get("release") or {}
+        except (OSError, ValueError, KeyError):
+            release = {}
+        return float(release.get("crop_margin") or pipeline.RELEASE_MARGIN)
 
     @functools.cached_property
     def calibration(self) -> dict | None:
@@ -98,15 +117,16 @@ def load_run(model_dir: str) -> TrainedRun:
     return TrainedRun(run, keras.models.load_model(run.model_keras), json.loads(config_text))
 
 
-def predict(run: TrainedRun, manifest: pd.DataFrame, images_dir: str) -> pd.DataFrame:
-    """Predicted age of every manifest row.
+def predict(run: TrainedRun, manifest: pd.DataFrame, images_dir: str,
+            data_dir: str | None = None) -> pd.DataFrame:
+    """Predicted age of every manifest row (of `data_dir`: its framing decides the crop).
 
     Raises:
       ValueError: an image failed to decode (predictions would not line up with rows).
     """
     model = run.model
     preds = pipeline.map_images(lambda x: model(x, training=False), manifest, images_dir,
-                                run.pipeline_config(), run.image_size)
+                                run.pipeline_config(data_dir=data_dir), run.image_size)
     out = manifest[["path", "age", "identity", "row"]].copy()
     out = out.rename(columns={"age": "true_age"})
     out["predicted_age"] = labels.to_years(preds.astype(np.float64))
@@ -193,7 +213,7 @@ def write_figures(pred: pd.DataFrame, images_dir: str, out_dir: str, name: str,
     plots.plot_mae_by_decade(pred["true_age"], pred["predicted_age"], figs["mae_by_decade"],
                              f"{name}: MAE per decade of true age")
     worst = pred[pred["abs_error"] >= GALLERY_MIN_ERROR].sort_values("abs_error", ascending=False)
-    if len(worst):
+    if len(worst) and gallery_max:
         shown = worst.head(gallery_max)
         figs["worst"] = os.path.join(out_dir, "figure5_errors_over_40.png")
         plots.plot_face_grid(
@@ -202,7 +222,8 @@ def write_figures(pred: pd.DataFrame, images_dir: str, out_dir: str, name: str,
             figs["worst"], f"{name}: errors of {GALLERY_MIN_ERROR:.0f}+ years "
                            f"({len(shown)} of {len(worst)} shown, worst first)", cols=6)
     else:
-        logging.info("no test face with an error of %.0f+ years: Figure 5 skipped", GALLERY_MIN_ERROR)
+        logging.info("no test face with an error of %.0f+ years (or --gallery_max=0): Figure 5 "
+                     "skipped", GALLERY_MIN_ERROR)
     lo, hi = MID_ERROR_RANGE
     mid = pred[(pred["abs_error"] >= lo) & (pred["abs_error"] <= hi)]
     if len(mid):
@@ -262,7 +283,7 @@ def evaluate(cfg: EvaluateConfig) -> dict:
     fileio.check_writable_dir(run.dir.eval, "model_dir", cfg.model_dir)  # before the work
     match = check_data(run.dir, cfg.data_dir, cfg.split, cfg.other_data)
     manifest, images_dir = pipeline.load_manifest(cfg.data_dir, cfg.split)
-    pred = predict(run, manifest, images_dir)
+    pred = predict(run, manifest, images_dir, cfg.data_dir)
     if cfg.ground_truth:
         pred = attach_rendered(pred, cfg.ground_truth)
     out_dir = run.dir.eval if match.own else run.dir.eval_on(cfg.data_dir)

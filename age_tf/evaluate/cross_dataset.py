@@ -1,0 +1,94 @@
+"""Cross-dataset evaluation: every run on every prepared test split, as one table.
+
+"Trained on / tested on": each run scored on its own test split and on the test split of
+each other prepared folder (through age-tf-evaluate, so each cell is also an eval folder of
+its run), beside the baselines fitted on the tested set's own training split. Intervals
+are bootstrapped over identities where the tested set names them, else over images.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+
+from age_tf import fileio
+from age_tf.config import field
+from age_tf.evaluate import baselines, evaluation
+from age_tf.train.run_dir import match_data
+
+
+@dataclasses.dataclass
+class CrossConfig:
+    """The runs and the prepared folders of `age-tf-cross-dataset`."""
+
+    model_dirs: tuple[str, ...] = field((), "Finished age-tf-train runs, comma-separated.")
+    data_dirs: tuple[str, ...] = field((), "Prepared folders (age-tf-prepare) whose test "
+                                       "splits every run is scored on, comma-separated.")
+    out: str = field(None, "Where to write the table (Markdown; a .json beside it).")
+    bootstrap: int = field(1000, low=0, help="Bootstrap resamples for the intervals (0: none).")
+    seed: int = field(0, "Seeds the bootstrap.")
+
+    def validate(self) -> None:
+        if not self.model_dirs or not self.data_dirs:
+            raise ValueError("--model_dirs and --data_dirs each need at least one folder")
+        for d in self.data_dirs:
+            if not os.path.exists(os.path.join(d, "report.json")):
+                raise ValueError(f"--data_dirs: {d} is not an age-tf-prepare output folder "
+                                 "(no report.json)")
+        fileio.check_writable_dir(os.path.dirname(os.path.abspath(self.out)), "out", self.out)
+
+
+def dataset_name(data_dir: str) -> str:
+    """'<format> (<folder>)', as the folder's report records its release."""
+    with open(os.path.join(data_dir, "report.json")) as f:
+        fmt = json.load(f)["inputs"].get("format", "imdb_wiki")
+    return f"{fmt} ({os.path.basename(os.path.normpath(data_dir))})"
+
+
+def cross_evaluate(cfg: CrossConfig) -> list[dict]:
+    """One row per (run, tested folder) and per (baseline, tested folder)."""
+    cfg.validate()
+    rows = []
+    for data_dir in cfg.data_dirs:
+        tested = dataset_name(data_dir)
+        for model_dir in cfg.model_dirs:
+            run = evaluation.load_run(model_dir)
+            own = match_data(run.dir, data_dir, "test").own
+            m = evaluation.evaluate(evaluation.EvaluateConfig(
+                model_dir=model_dir, data_dir=data_dir, split="test", bootstrap=cfg.bootstrap,
+                seed=cfg.seed, other_data=not own, gallery_max=0))
+            rows.append({**m, "model": run.name, "trained_on": dataset_name(run.config["data_dir"]),
+                         "tested_on": tested})
+        for key, m in baselines.compute(data_dir, cfg.bootstrap, cfg.seed).items():
+            rows.append({**m, "model": baselines.NAMES[key], "trained_on": tested,
+                         "tested_on": tested})
+    return rows
+
+
+def _ci(m: dict, key: str) -> str:
+    ci = m.get(f"{key}_ci95")
+    return f" [{ci[0]:.3f}, {ci[1]:.3f}]" if ci else ""
+
+
+def markdown(rows: list[dict]) -> str:
+    """The table: one line per model and tested set, baselines beside the models."""
+    lines = ["| tested on | model | trained on | MAE (years) | CS@5 | PLCC [95% CI] | "
+             "SROCC [95% CI] | images | CI over |", "|---|---|---|---|---|---|---|---|---|"]
+    for r in rows:
+        lines.append(
+            f"| {r['tested_on']} | {r['model']} | {r['trained_on']} | {r['mae_years']:.2f} "
+            f"| {r['cs5']:.3f} | {r['plcc']:.3f}{_ci(r, 'plcc')} | {r['srocc']:.3f}"
+            f"{_ci(r, 'srocc')} | {r['images']} | {r.get('ci_resampling', '-')} |")
+    return "\n".join(lines) + "\n"
+
+
+def write(cfg: CrossConfig) -> list[dict]:
+    """Evaluates and writes cfg.out (Markdown) and its .json; returns the rows."""
+    rows = cross_evaluate(cfg)
+    fileio.atomic_write_text(cfg.out, markdown(rows))
+    keep = ("tested_on", "model", "trained_on", "mae_years", "cs5", "plcc", "plcc_ci95", "srocc",
+            "srocc_ci95", "images", "ci_resampling", "own_data", "seen_in_training")
+    fileio.atomic_write_text(os.path.splitext(cfg.out)[0] + ".json", json.dumps(
+        [{k: r[k] for k in keep if k in r} for r in rows], indent=2, default=float))
+    return rows
