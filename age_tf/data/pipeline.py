@@ -22,6 +22,7 @@ from absl import logging
 from age_tf import labels
 from age_tf.config import field
 from age_tf.data.metadata import DataError
+from age_tf.data import sources
 
 AUTOTUNE = tf.data.AUTOTUNE
 
@@ -118,17 +119,8 @@ def read_manifest(path: str) -> pd.DataFrame:
     Raises:
       DataError: naming the file, the column and the first bad row (its line in the file).
     """
-    if os.path.getsize(path) > MAX_MANIFEST_BYTES:
-        raise DataError(f"{path}: {os.path.getsize(path) / 2**30:.1f} GiB is too large for a "
-                        "manifest; is it one age-tf-prepare wrote?")
-    try:
-        df = pd.read_csv(path, dtype={"path": str})
-    except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as e:
-        raise DataError(f"{path}: not a readable manifest CSV ({e})") from e
-    missing = [c for c in REQUIRED_COLUMNS if c not in df.columns]
-    if missing:
-        raise DataError(f"{path}: no column {', '.join(map(repr, missing))} (has: "
-                        f"{', '.join(map(str, df.columns))}); manifests come from age-tf-prepare")
+    df = sources.checked_csv(path, REQUIRED_COLUMNS, MAX_MANIFEST_BYTES, "manifest CSV",
+                             "manifests come from age-tf-prepare", dtype={"path": str})
 
     def bad(column: str, mask, what: str):
         i = int(np.flatnonzero(np.asarray(mask))[0])

@@ -67,6 +67,28 @@ def _table(n: int, **columns) -> pd.DataFrame:
     return frame
 
 
+def checked_csv(path: str, required, max_bytes: int, what: str, fix: str,
+                **read_kw) -> pd.DataFrame:
+    """A CSV no larger than max_bytes with the `required` columns (read_kw go to pandas).
+
+    Raises:
+      DataError: too large, unreadable, or lacking a column; names the file, says `fix`.
+    """
+    size = os.path.getsize(path)
+    if size > max_bytes:
+        raise DataError(f"{path}: {size / 2**20:,.0f} MB is too large for a {what} (at most "
+                        f"{max_bytes // 2**20:,} MB); {fix}")
+    try:
+        df = pd.read_csv(path, **read_kw)
+    except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as e:
+        raise DataError(f"{path}: not a readable {what} ({e})") from e
+    missing = [c for c in required if c not in df.columns]
+    if missing:
+        raise DataError(f"{path}: no column {', '.join(map(repr, missing))} (has: "
+                        f"{', '.join(map(str, df.columns))}); {fix}")
+    return df
+
+
 def read_csv(path: str, required: tuple[str, ...]) -> pd.DataFrame:
     """A release CSV, every value as text (each adapter parses and judges its own columns).
 
@@ -75,18 +97,8 @@ def read_csv(path: str, required: tuple[str, ...]) -> pd.DataFrame:
     """
     if not os.path.isfile(path):
         raise DataError(f"{path}: not found; is --release_dir the folder the release unpacked to?")
-    if os.path.getsize(path) > MAX_CSV_BYTES:
-        raise DataError(f"{path}: {os.path.getsize(path) / 2**20:.0f} MB is larger than any "
-                        f"release CSV ({MAX_CSV_BYTES // 2**20} MB); is it the right file?")
-    try:
-        df = pd.read_csv(path, dtype=str, keep_default_na=False)
-    except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as e:
-        raise DataError(f"{path}: not a readable CSV ({e})") from e
-    missing = [c for c in required if c not in df.columns]
-    if missing:
-        raise DataError(f"{path}: no column {', '.join(map(repr, missing))} (has: "
-                        f"{', '.join(map(str, df.columns))}); is it the release's file?")
-    return df
+    return checked_csv(path, required, MAX_CSV_BYTES, "release CSV", "is it the release's file?",
+                       dtype=str, keep_default_na=False)
 
 
 def _numbers(values: pd.Series) -> np.ndarray:
