@@ -46,6 +46,7 @@ def test_table_scores_a_run_on_its_own_and_other_test_splits_beside_their_baseli
     assert by[("utkface (data)", own[0]["model"])]["identities"] == utk["images"]
     text = open(out).read()
     assert "| tested on | model | trained on |" in text and "ridge on pixels" in text
+    assert "images (no identities)" in text and "| identities |" in text
     assert json.load(open(str(tmp_path / "cross.json")))[0]["plcc_ci95"]
 
 

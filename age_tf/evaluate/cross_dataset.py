@@ -71,6 +71,17 @@ def _ci(m: dict, key: str) -> str:
     return f" [{ci[0]:.3f}, {ci[1]:.3f}]" if ci else ""
 
 
+def _num(v: float) -> str:
+    return "-" if v != v else f"{v:.3f}"  # a constant prediction has no correlation
+
+
+def _resampled(r: dict) -> str:
+    """What the bootstrap drew: people, or images where the release names no one."""
+    if "ci_resampling" not in r:
+        return "-"
+    return "images (no identities)" if r.get("identities") == r["images"] else r["ci_resampling"]
+
+
 def markdown(rows: list[dict]) -> str:
     """The table: one line per model and tested set, baselines beside the models."""
     lines = ["| tested on | model | trained on | MAE (years) | CS@5 | PLCC [95% CI] | "
@@ -78,8 +89,8 @@ def markdown(rows: list[dict]) -> str:
     for r in rows:
         lines.append(
             f"| {r['tested_on']} | {r['model']} | {r['trained_on']} | {r['mae_years']:.2f} "
-            f"| {r['cs5']:.3f} | {r['plcc']:.3f}{_ci(r, 'plcc')} | {r['srocc']:.3f}"
-            f"{_ci(r, 'srocc')} | {r['images']} | {r.get('ci_resampling', '-')} |")
+            f"| {r['cs5']:.3f} | {_num(r['plcc'])}{_ci(r, 'plcc')} | {_num(r['srocc'])}"
+            f"{_ci(r, 'srocc')} | {r['images']} | {_resampled(r)} |")
     return "\n".join(lines) + "\n"
 
 
