@@ -60,26 +60,18 @@ class TrainedRun:
                         ) -> pipeline.PipelineConfig:
         """The evaluation input settings: the face cropping the run was trained with.
 
-        data_dir: the folder evaluated; when it holds full photos (IMDB-Clean) and the run
-        trained on crops, its faces are cropped with the margin the run's crops had, so the
-        model sees faces framed as in training.
+        data_dir: the folder evaluated; when it holds full photos with face boxes
+        (IMDB-Clean) and the run trained on crops, each face is cut with the release's margin
+        around its box (0.4 of its side per side), which is how IMDB-WIKI's crops were cut
+        from the same photos, so the model sees faces framed as in training.
         """
         p = self.config["pipeline"]
         if (data_dir and not p["crop_faces"]
                 and pipeline.framing(data_dir) == pipeline.FULL_PHOTOS):
             return pipeline.PipelineConfig(batch_size=batch_size, crop_faces=True,
-                                           face_margin=self.training_crop_margin())
+                                           face_margin=pipeline.RELEASE_MARGIN)
         return pipeline.PipelineConfig(batch_size=batch_size, crop_faces=p["crop_faces"],
                                        face_margin=p["face_margin"])
-
-    def training_crop_margin(self) -> float:
-        """The margin around the face of the crops the run trained on (its release's)."""
-        try:
-            with open(os.path.join(self.config["data_dir"], "report.json")) as f:
-                release = json.load(f)["inputs"].get("release") or {}
-        except (OSError, ValueError, KeyError):
-            release = {}
-        return float(release.get("crop_margin") or pipeline.RELEASE_MARGIN)
 
     @functools.cached_property
     def calibration(self) -> dict | None:
@@ -197,14 +189,23 @@ def compute_metrics(pred: pd.DataFrame, bootstrap: int = 1000, seed: int = 0) ->
     return m
 
 
-def _load_faces(images_dir: str, rows: pd.DataFrame):
+GALLERY_SIDE = 160  # pixels of a face cropped from a full photo for a gallery
+
+
+def _load_faces(images_dir: str, rows: pd.DataFrame, crop=None):
+    """The images of rows; with `crop` = (pipeline config, manifest) of full photos, the faces
+    as the model saw them (the manifest gives their boxes)."""
+    if crop is not None and crop[0].crop_faces:
+        pcfg, manifest = crop
+        boxed = manifest.set_index("path").loc[rows["path"]].reset_index()
+        return list(pipeline.map_images(lambda x: x, boxed, images_dir, pcfg, GALLERY_SIDE))
     return [pipeline.read_image(os.path.join(images_dir, p)) for p in rows["path"]]
 
 
 def write_figures(pred: pd.DataFrame, images_dir: str, out_dir: str, name: str,
-                  gallery_max: int = 24, seed: int = 0) -> dict[str, str]:
+                  gallery_max: int = 24, seed: int = 0, crop=None) -> dict[str, str]:
     """Figures 4-8 and MAE per decade; returns {figure: path}. Galleries with no face to show
-    are skipped (and say so in the log)."""
+    are skipped (and say so in the log). crop: see _load_faces."""
     figs = {}
     figs["scatter"] = os.path.join(out_dir, "figure4_scatter.png")
     plots.plot_scatter(pred["true_age"], pred["predicted_age"], figs["scatter"],
@@ -217,7 +218,7 @@ def write_figures(pred: pd.DataFrame, images_dir: str, out_dir: str, name: str,
         shown = worst.head(gallery_max)
         figs["worst"] = os.path.join(out_dir, "figure5_errors_over_40.png")
         plots.plot_face_grid(
-            _load_faces(images_dir, shown),
+            _load_faces(images_dir, shown, crop),
             [f"true {t:.0f} / pred {p:.0f}" for t, p in zip(shown["true_age"], shown["predicted_age"])],
             figs["worst"], f"{name}: errors of {GALLERY_MIN_ERROR:.0f}+ years "
                            f"({len(shown)} of {len(worst)} shown, worst first)", cols=6)
@@ -230,7 +231,7 @@ def write_figures(pred: pd.DataFrame, images_dir: str, out_dir: str, name: str,
         shown = mid.sample(n=min(8, len(mid)), random_state=seed)
         figs["mid"] = os.path.join(out_dir, "figure7_errors_15_20.png")
         plots.plot_face_grid(
-            _load_faces(images_dir, shown),
+            _load_faces(images_dir, shown, crop),
             [f"true {t:.0f} / pred {p:.0f}" for t, p in zip(shown["true_age"], shown["predicted_age"])],
             figs["mid"], f"{name}: random faces with errors of {lo:.0f}-{hi:.0f} years", cols=4)
     else:
@@ -295,7 +296,8 @@ def evaluate(cfg: EvaluateConfig) -> dict:
     if "age_low" in pred:
         result["intervals"] = interval_metrics(pred, run.calibration)
     name, split = run.name, cfg.split
-    result["figures"] = write_figures(pred, images_dir, out_dir, name, cfg.gallery_max, cfg.seed)
+    result["figures"] = write_figures(pred, images_dir, out_dir, name, cfg.gallery_max, cfg.seed,
+                                      (run.pipeline_config(data_dir=cfg.data_dir), manifest))
     result.update({"split": split, "model_dir": os.path.abspath(cfg.model_dir),
                    "data_dir": os.path.abspath(cfg.data_dir), "own_data": match.own,
                    "seen_in_training": match.seen, "out_dir": out_dir,
