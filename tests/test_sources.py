@@ -147,6 +147,13 @@ def test_split_official_is_refused_for_a_release_without_one(releases, tmp_path)
         _prepare(releases, tmp_path, "agedb", split="official")
 
 
+def test_the_other_formats_input_flag_is_refused(releases, tmp_path):
+    with pytest.raises(ValueError, match="--mat is IMDB-WIKI's; --format=utkface"):
+        _prepare(releases, tmp_path, "utkface", mat="imdb.mat")
+    with pytest.raises(ValueError, match="--release_dir is for the other formats"):
+        _prepare(releases, tmp_path, "imdb_wiki", release_dir=releases["agedb"])
+
+
 def test_imdb_clean_face_cropped_with_the_release_margin_lands_on_the_rendered_crop(
         releases, tmp_path):
     """The CSV's box + 0.4 of its side per side is the crop the IMDB-WIKI release cut."""

@@ -74,17 +74,14 @@ MAX_MANIFEST_BYTES = 1 << 30
 REQUIRED_COLUMNS = ("path", "age")
 
 
-FULL_PHOTOS = "full photos"  # a prepared folder whose images are photos with face boxes
-
-
 def framing(data_dir: str) -> str:
-    """'crops' or 'full photos', as age-tf-prepare recorded (folders from before it did, and
-    folders without a report, hold crops)."""
+    """sources.CROPS or sources.FULL_PHOTOS, as age-tf-prepare recorded (folders from before
+    it did, and folders without a report, hold crops)."""
     try:
         with open(os.path.join(data_dir, "report.json")) as f:
-            return json.load(f).get("framing", "crops")
+            return json.load(f).get("framing", sources.CROPS)
     except (OSError, ValueError, AttributeError):
-        return "crops"
+        return sources.CROPS
 
 
 def load_manifest(data_dir: str, split: str) -> tuple[pd.DataFrame, str]:

@@ -78,7 +78,7 @@ class PrepareConfig:
 
     def validate(self) -> None:
         if self.split == OFFICIAL:
-            if self.format not in OFFICIAL_SPLITS:
+            if self.format not in sources.OFFICIAL_SPLIT_FORMATS:
                 raise ValueError(f"--split=official: {self.format} has no official split; pass "
                                  "fractions such as --split=0.6,0.2,0.2")
         else:
@@ -86,8 +86,16 @@ class PrepareConfig:
         if self.format == "imdb_wiki":
             if not self.mat:
                 raise ValueError("--format=imdb_wiki needs --mat=<imdb.mat or wiki.mat>")
+            if self.release_dir:
+                raise ValueError("--release_dir is for the other formats; IMDB-WIKI is read "
+                                 "from --mat (pass --format=... for another release)")
         elif not self.release_dir:
             raise ValueError(f"--format={self.format} needs --release_dir=<the unpacked release>")
+        elif self.mat:
+            raise ValueError(f"--mat is IMDB-WIKI's; --format={self.format} reads --release_dir")
+        elif not os.path.isdir(self.release_dir):
+            raise ValueError(f"--release_dir={self.release_dir!r}: not a folder; give the folder "
+                             "the release unpacked to")
         if self.label != "real" and self.format != "appa_real":
             raise ValueError(f"--label={self.label}: only appa_real has apparent ages")
         if self.min_age > self.max_age:
@@ -95,20 +103,12 @@ class PrepareConfig:
         fileio.check_writable_dir(self.out_dir, "out_dir")  # before the work, not after
 
 
-OFFICIAL_SPLITS = ("imdb_clean", "appa_real")
-
-
-def default_images_dir(mat: str) -> str:
-    """imdb_crop/ or wiki_crop/ beside the .mat file, as the release unpacks."""
-    return sources.default_images_dir("imdb_wiki", mat, None)
-
-
 def summary(cfg: PrepareConfig, report: dict) -> str:
     """The stage counts and split sizes of a preparation (what age-tf-prepare prints)."""
     stages = "\n".join(f"  {s['stage']:<28} {s['kept']:>9,}" for s in report["stages"])
     splits = ", ".join(f"{k} {v['images']:,}" for k, v in report["splits"].items())
     lines = [report["inputs"]["source"], stages, f"splits: {splits} ({report['split']})"]
-    if report["framing"] == "full photos":
+    if report["framing"] == sources.FULL_PHOTOS:
         lines.append("full photos: train and evaluate with --crop_faces (the face box + "
                      "--face_margin)")
     return "\n".join(lines + [f"wrote {os.path.abspath(cfg.out_dir)}"])

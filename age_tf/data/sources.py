@@ -26,6 +26,8 @@ from age_tf.data.metadata import DataError, load_metadata, read_release
 
 FORMATS = ("imdb_wiki", "imdb_clean", "appa_real", "utkface", "agedb")
 LABELS = ("real", "apparent")
+OFFICIAL_SPLIT_FORMATS = ("imdb_clean", "appa_real")  # releases with their own subsets
+CROPS, FULL_PHOTOS = "crops", "full photos"  # each image is the face / crop its face box
 COLUMNS = ["row", "full_path", "age", "identity", "gender", "face_x1", "face_y1", "face_x2",
            "face_y2", "face_score", "second_face_score", "official_split", "label_source",
            "problem"]
@@ -48,9 +50,8 @@ class Source:
     table: pd.DataFrame  # COLUMNS
     images_dir: str
     origin: str  # the file or folder named in messages and the report
-    framing: str  # "crops" (each image is the face) or "full photos" (crop the face box)
+    framing: str  # CROPS or FULL_PHOTOS
     identities: str  # how identity was found, or that the release names none
-    official_split: bool
     release: dict  # release.json of a synthetic release ({} for a real one)
 
 
@@ -147,7 +148,7 @@ def imdb_wiki(mat: str, images_dir: str) -> Source:
                    second_face_score=df["second_face_score"].to_numpy(),
                    label_source="imdb_wiki: photo_taken - dob")
     kind = "celebrity id" if df["identity"].str.startswith("celeb:").any() else "name"
-    return Source("imdb_wiki", table, images_dir, mat, "crops", f"the release's {kind}", False,
+    return Source("imdb_wiki", table, images_dir, mat, CROPS, f"the release's {kind}",
                   read_release(mat))
 
 
@@ -182,8 +183,8 @@ def imdb_clean(release_dir: str, images_dir: str) -> Source:
                    face_x2=box[:, 2] + 1, face_y2=box[:, 3] + 1,
                    official_split=df["official_split"].to_numpy(object),
                    label_source="imdb_clean: age", problem=problem)
-    return Source("imdb_clean", table, images_dir, release_dir, "full photos",
-                  "the IMDb person id (nm...) in the file name", True, read_release(
+    return Source("imdb_clean", table, images_dir, release_dir, FULL_PHOTOS,
+                  "the IMDb person id (nm...) in the file name", read_release(
                       os.path.join(release_dir, IMDB_CLEAN_CSVS["train"])))
 
 
@@ -208,8 +209,8 @@ def appa_real(release_dir: str, label: str) -> Source:
                    identity=("image:" + df["full_path"]).to_numpy(object),
                    official_split=df["official_split"].to_numpy(object),
                    label_source=f"appa_real: {column}", problem=problem)
-    return Source("appa_real", table, release_dir, release_dir, "crops",
-                  "none in the release: each image is its own group", True,
+    return Source("appa_real", table, release_dir, release_dir, CROPS,
+                  "none in the release: each image is its own group",
                   read_release(os.path.join(release_dir, "gt_avg_train.csv")))
 
 
@@ -239,8 +240,8 @@ def utkface(release_dir: str) -> Source:
                    identity=np.array(["image:" + n for n in names], dtype=object),
                    label_source="utkface: file name",
                    problem=np.array([f[2] for f in fields], dtype=object))
-    return Source("utkface", table, release_dir, release_dir, "crops",
-                  "none in the release: each image is its own group", False,
+    return Source("utkface", table, release_dir, release_dir, CROPS,
+                  "none in the release: each image is its own group",
                   read_release(os.path.join(release_dir, names[0])))
 
 
@@ -269,8 +270,8 @@ def agedb(release_dir: str) -> Source:
                                       for f, n in zip(fields, names)], dtype=object),
                    label_source="agedb: file name",
                    problem=np.array([f[3] for f in fields], dtype=object))
-    return Source("agedb", table, release_dir, release_dir, "crops", "the name in the file name",
-                  False, read_release(os.path.join(release_dir, names[0])))
+    return Source("agedb", table, release_dir, release_dir, CROPS, "the name in the file name",
+                  read_release(os.path.join(release_dir, names[0])))
 
 
 def default_images_dir(fmt: str, mat: str | None, release_dir: str | None) -> str:

@@ -16,7 +16,7 @@ import numpy as np
 import pandas as pd
 
 from age_tf import fileio
-from age_tf.data import pipeline
+from age_tf.data import pipeline, sources
 from age_tf.data.metadata import DataError
 from age_tf.evaluate import evaluation, metrics, ridge
 
@@ -63,7 +63,7 @@ def compute(data_dir: str, bootstrap: int = 1000, seed: int = 0,
         _frame(frames["test"], np.full(len(ages["test"]), median), ground_truth), 0, seed)}
     out["median"]["value"] = median
 
-    full = pipeline.framing(data_dir) == pipeline.FULL_PHOTOS
+    full = pipeline.framing(data_dir) == sources.FULL_PHOTOS
     feats = {s: pixel_features(f, images_dir, full) for s, f in frames.items()}
     mu, sd = feats["train"].mean(0), feats["train"].std(0) + 1e-6
     feats = {s: (v - mu) / sd for s, v in feats.items()}

@@ -14,7 +14,7 @@ from absl import logging
 
 from age_tf import fileio, labels, plots
 from age_tf.config import field
-from age_tf.data import pipeline
+from age_tf.data import pipeline, sources
 from age_tf.evaluate import ground_truth, metrics
 from age_tf.train import card, intervals
 from age_tf.data.metadata import DataError
@@ -67,7 +67,7 @@ class TrainedRun:
         """
         p = self.config["pipeline"]
         if (data_dir and not p["crop_faces"]
-                and pipeline.framing(data_dir) == pipeline.FULL_PHOTOS):
+                and pipeline.framing(data_dir) == sources.FULL_PHOTOS):
             return pipeline.PipelineConfig(batch_size=batch_size, crop_faces=True,
                                            face_margin=pipeline.RELEASE_MARGIN)
         return pipeline.PipelineConfig(batch_size=batch_size, crop_faces=p["crop_faces"],

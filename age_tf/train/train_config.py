@@ -8,7 +8,7 @@ import os
 
 from age_tf import config, fileio
 from age_tf.config import field
-from age_tf.data import pipeline
+from age_tf.data import pipeline, sources
 from age_tf.train import distribution, models
 from age_tf.train.run_dir import RunDir
 from age_tf.train.schedules import LR_SCHEDULES
@@ -80,7 +80,7 @@ class TrainConfig:
             path = os.path.join(self.data_dir, f"{split}.csv")
             if not os.path.exists(path):
                 raise ValueError(f"--data_dir: {path} not found; is it an age-tf-prepare output folder?")
-        if pipeline.framing(self.data_dir) == pipeline.FULL_PHOTOS and not self.pipeline.crop_faces:
+        if pipeline.framing(self.data_dir) == sources.FULL_PHOTOS and not self.pipeline.crop_faces:
             raise ValueError(f"--data_dir={self.data_dir!r} holds full photos with face boxes (e.g. "
                              "IMDB-Clean): pass --crop_faces to train on the faces")
         fileio.check_writable_dir(self.model_dir, "model_dir")
