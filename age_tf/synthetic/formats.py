@@ -217,7 +217,7 @@ def write_appa_real(rendered, out_dir: str, boxes=None) -> pd.DataFrame:
     split_of = rng.choice(3, size=len(listed), p=APPA_SPLIT)
     order = [i for s in range(3) for i, si in zip(listed, split_of) if si == s]
     split_by_row = {i: int(si) for i, si in zip(listed, split_of)}
-    path_of, truth_rows, jobs = {}, [], []
+    path_of, truth_rows, faces_written = {}, [], []
     avg = {s: [] for s in APPA_SPLITS}
     votes = {s: [] for s in APPA_SPLITS}
     for n, i in enumerate(order):
@@ -243,18 +243,17 @@ def write_appa_real(rendered, out_dir: str, boxes=None) -> pd.DataFrame:
                                split=split))
         if r["kind"] != "missing":
             fileio.write_files(root, [(path_of[i], rendered.blobs[i])])
-            jobs.append((f"{split}/{name}", (rendered.blobs[i], int(rng.integers(2**62)), 0, 0,
-                                             0, 0, 0)))
+            faces_written.append((f"{split}/{name}", rendered.blobs[i]))
     # The full photo beside each face: the face somewhere in a larger scene.
     photo_jobs = []
-    for rel, (blob, seed, *_) in jobs:
+    for rel, blob in faces_written:
         img = _decoded(blob)
         if img is None:  # the face file is damaged: its photo is copied damaged too
             fileio.write_files(root, [(rel, blob)])
             continue
         side = max(img.size)
         x, y = (int(v) for v in rng.integers(0, side, 2))
-        photo_jobs.append((rel, (blob, seed, x, y, side, x + side + int(rng.integers(0, side)),
+        photo_jobs.append((rel, (blob, int(rng.integers(2**62)), x, y, side, x + side + int(rng.integers(0, side)),
                                  y + side + int(rng.integers(0, side)))))
     for (rel, _), body in zip(photo_jobs, _photos([j for _, j in photo_jobs], rendered.workers)):
         fileio.write_files(root, [(rel, body)])
