@@ -72,6 +72,7 @@ class FlagSpec:
     help: str
     choices: tuple | None
     paths: tuple[tuple[str, ...], ...]  # attribute path into the config it sets (one)
+    group: type | None = None  # the dataclass that declares it (--help groups by it)
 
 
 def _kind(tp, choices) -> str:
@@ -118,7 +119,7 @@ def flag_specs(cls, exclude: tuple[str, ...] = ()) -> list[FlagSpec]:
                 f.default_factory() if f.default_factory is not dataclasses.MISSING else None)
             choices = f.metadata.get("choices")
             spec = FlagSpec(f.name, _kind(tp, choices), default, f.metadata.get("help", ""),
-                            tuple(choices) if choices else None, (prefix + (f.name,),))
+                            tuple(choices) if choices else None, (prefix + (f.name,),), c)
             if f.name in specs:
                 raise ValueError(
                     f"--{f.name} would set both {'.'.join(specs[f.name].paths[0])} and "
@@ -130,16 +131,21 @@ def flag_specs(cls, exclude: tuple[str, ...] = ()) -> list[FlagSpec]:
 
 
 def define_flags(cls, flag_values=flags.FLAGS, required: tuple[str, ...] = (),
-                 exclude: tuple[str, ...] = ()) -> list[FlagSpec]:
+                 exclude: tuple[str, ...] = (), module_name: str | None = None) -> list[FlagSpec]:
     """Defines one absl flag per field of cls (see flag_specs); returns the specs.
 
-    The flags are registered to the calling module (the command), so --helpshort lists them.
+    Args:
+      required: flags the command cannot run without; they get no default (absl warns
+        that a required flag with a default is never missing).
+      module_name: the module the flags belong to (default: the calling module).
     """
     specs = flag_specs(cls, exclude)
-    caller = sys._getframe(1).f_globals.get("__name__", "")
-    module = sys.argv[0] if caller == "__main__" else caller
+    if module_name is None:
+        caller = sys._getframe(1).f_globals.get("__name__", "")
+        module_name = sys.argv[0] if caller == "__main__" else caller
+    module = module_name
     for s in specs:
-        default = s.default
+        default = None if s.name in required else s.default
         if s.kind.endswith("list") and default is not None:
             default = [str(v) for v in default]
         if s.kind == "enum":

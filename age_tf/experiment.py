@@ -11,7 +11,7 @@ import keras
 import pandas as pd
 from absl import logging
 
-from age_tf import config, fileio
+from age_tf import config, fileio, progress
 from age_tf.config import field
 from age_tf.data import input_figures, pipeline, prepare
 from age_tf.evaluate import (audit, baselines, clean, evaluation, ground_truth, metrics,
@@ -126,15 +126,16 @@ def run_config(cfg: ExperimentConfig, name: str) -> train_config.TrainConfig:
         flags_text=run.flags_text + f"# run config {name}\n" + "\n".join(lines) + "\n")
 
 
-class _Progress:
+class _Steps:
+    """The experiment's numbered steps, each said once with the time since the start."""
+
     def __init__(self, total: int):
         self.total, self.done, self.start = total, 0, time.monotonic()
 
     def step(self, what: str) -> None:
         self.done += 1
-        line = f"[{self.done}/{self.total} {time.monotonic() - self.start:5.0f}s] {what}"
-        print(line, flush=True)
-        logging.info(line)
+        progress.say(f"[{self.done}/{self.total} {time.monotonic() - self.start:5.0f}s] {what}",
+                     always=True)
 
 
 def summary(result: dict) -> str:
@@ -143,28 +144,28 @@ def summary(result: dict) -> str:
             f"{os.path.abspath(result['report'])}  ({result['seconds'] / 60:.1f} min)")
 
 
-def _prepare_data(cfg: ExperimentConfig, raw: str, data: str, progress: _Progress) -> str | None:
+def _prepare_data(cfg: ExperimentConfig, raw: str, data: str, steps: _Steps) -> str | None:
     """Synthesizes (unless real data is given) and prepares; skips what exists. Returns the
     ground-truth path for synthetic data."""
     truth = None
     if cfg.mat:
         mat, images_dir = cfg.mat, cfg.images_dir
-        progress.step(f"using real metadata {mat}")
+        steps.step(f"using real metadata {mat}")
     else:
         mat, images_dir = os.path.join(raw, "imdb.mat"), os.path.join(raw, "imdb_crop")
         truth = os.path.join(raw, "ground_truth.csv")
         if os.path.exists(truth):
-            progress.step(f"synthetic IMDB-WIKI already in {raw}")
+            steps.step(f"synthetic IMDB-WIKI already in {raw}")
         else:
             synth.generate(synth.SynthConfig(num_images=cfg.num_images, seed=cfg.train.seed), raw)
-            progress.step(f"generated {cfg.num_images} synthetic rows in {raw}")
+            steps.step(f"generated {cfg.num_images} synthetic rows in {raw}")
     if os.path.exists(os.path.join(data, "report.json")):
-        progress.step(f"prepared data already in {data}")
+        steps.step(f"prepared data already in {data}")
     else:
         r = prepare.prepare(prepare.PrepareConfig(mat=mat, images_dir=images_dir, out_dir=data,
                                                   sample_fraction=cfg.sample_fraction,
                                                   seed=cfg.train.seed))
-        progress.step("prepared: " + ", ".join(f"{k} {v['images']}" for k, v in r["splits"].items()))
+        steps.step("prepared: " + ", ".join(f"{k} {v['images']}" for k, v in r["splits"].items()))
     return truth
 
 
@@ -212,16 +213,16 @@ TABLE3_LABELS = {"noisy": "labels as given", "drop": "cleaned: suspects dropped"
                  "relabel": "cleaned: suspects relabelled", "oracle": "rendered ages (oracle)"}
 
 
-def _train_once(rc: train_config.TrainConfig, name: str, strategy, progress: _Progress) -> None:
+def _train_once(rc: train_config.TrainConfig, name: str, strategy, steps: _Steps) -> None:
     run = RunDir(rc.model_dir)
     # "Done" is the run's own checkpointed state: all epochs, or stopped early.
     if is_done(run):
         status = run_status(run)
-        progress.step(f"{name}: already trained ({status['reason']} after epoch {status['epoch']})")
+        steps.step(f"{name}: already trained ({status['reason']} after epoch {status['epoch']})")
         return
     keras.backend.clear_session()
     m = training.train_and_evaluate(rc, strategy)
-    progress.step(f"trained {name}: best epoch {m['best_epoch']}, val MAE "
+    steps.step(f"trained {name}: best epoch {m['best_epoch']}, val MAE "
                   f"{m['val']['mae_years']:.2f} years, SROCC {m['val']['srocc']:.4f}")
 
 
@@ -232,7 +233,7 @@ def _eval_config(cfg: ExperimentConfig, model_dir: str, data: str,
 
 
 def _table3(cfg: ExperimentConfig, rc: train_config.TrainConfig, name: str, data: str, truth: str,
-            strategy, progress: _Progress) -> dict:
+            strategy, steps: _Steps) -> dict:
     """Trains the audited run's config again on cleaned labels and on the rendered ages;
     scores all on the test split against the rendered ages (Table 3)."""
     runs = {"noisy": rc.model_dir}
@@ -248,7 +249,7 @@ def _table3(cfg: ExperimentConfig, rc: train_config.TrainConfig, name: str, data
                                                   sigmas=cfg.clean_sigmas, seed=cfg.train.seed,
                                                   feature_store=feature_store(cfg)))
                 low, high = c["threshold_years"]
-                progress.step(f"cleaned labels ({variant}): {c['changed']} of "
+                steps.step(f"cleaned labels ({variant}): {c['changed']} of "
                               f"{c['judged_images']} train/val images beyond "
                               f"{cfg.clean_sigmas:g} local deviations ({low:.1f}-{high:.1f} "
                               "years by predicted age)")
@@ -256,7 +257,7 @@ def _table3(cfg: ExperimentConfig, rc: train_config.TrainConfig, name: str, data
         # SavedModel export (its tracing is a few seconds of the demo per run).
         vrc = dataclasses.replace(rc, data_dir=vdata, export=False,
                                   model_dir=os.path.join(cfg.out_dir, "runs", f"{name}_{variant}"))
-        _train_once(vrc, f"{name} on {TABLE3_LABELS[variant]}", strategy, progress)
+        _train_once(vrc, f"{name} on {TABLE3_LABELS[variant]}", strategy, steps)
         keras.backend.clear_session()
         # The test split is the original one: cleaning never touches it.
         evaluation.evaluate(_eval_config(cfg, vrc.model_dir, data, truth))
@@ -273,44 +274,55 @@ def _table3(cfg: ExperimentConfig, rc: train_config.TrainConfig, name: str, data
                f"{rate:.1%} of the synthetic rows carry an age 20+ years off (plus duplicates "
                "filed under another person, whose age follows that person's birth date). "
                "Intervals resample test people.\n\n" + text)
-    progress.step("Table 3: " + ", ".join(
+    steps.step("Table 3: " + ", ".join(
         f"{TABLE3_LABELS[k]} MAE {r['mae_years']:.2f}" for k, r in result["rows"].items()))
     return {**result, "section": section}
+
+
+LOG_NAME = "log.txt"  # the detailed log of every step, in out_dir
 
 
 def run_experiment(cfg: ExperimentConfig, strategy) -> dict:
     """Runs everything; each step skips work already in out_dir, so a rerun resumes.
 
-    Returns:
-      {"table2": markdown, "report": path, "runs": {name: eval metrics}, "seconds": ...}.
+    Its numbered steps are said on stdout; everything else (the runs' epochs included) goes
+    to <out_dir>/log.txt.
     """
+    os.makedirs(cfg.out_dir, exist_ok=True)
+    with progress.log_to(os.path.join(cfg.out_dir, LOG_NAME)), progress.quiet():
+        return _run_steps(cfg, strategy)
+
+
+def _run_steps(cfg: ExperimentConfig, strategy) -> dict:
+    """The experiment's steps in order; returns {"table2": markdown, "report": path,
+    "seconds": ...} (what summary() prints)."""
     start = time.monotonic()
     raw, data = os.path.join(cfg.out_dir, "raw"), os.path.join(cfg.out_dir, "data")
     run_cfgs = run_configs(cfg)
     names = list(run_cfgs)
     table3 = cfg.cleaning and not cfg.mat
-    progress = _Progress(4 + len(names) * 2 + 2 + (6 if table3 else 0))
+    steps = _Steps(4 + len(names) * 2 + 2 + (6 if table3 else 0))
     os.makedirs(cfg.out_dir, exist_ok=True)
-    truth = _prepare_data(cfg, raw, data, progress)
+    truth = _prepare_data(cfg, raw, data, steps)
     base_path = os.path.join(cfg.out_dir, "baselines.json")
     if os.path.exists(base_path):
         base = json.load(open(base_path))
     else:
         base = baselines.write(data, base_path, cfg.bootstrap, cfg.train.seed, truth)
-    progress.step("baselines on test: training median MAE {:.2f} years; ridge on pixels MAE "
+    steps.step("baselines on test: training median MAE {:.2f} years; ridge on pixels MAE "
                   "{:.2f} years, PLCC {:.3f}".format(base["median"]["mae_years"],
                                                    base["ridge"]["mae_years"], base["ridge"]["plcc"]))
     first = next(iter(run_cfgs.values()))
     figs = input_figures.write_input_figures(data, os.path.join(cfg.out_dir, "figures"), 16,
                                              first.pipeline, first.model.image_size)
-    progress.step(f"input figures: {', '.join(figs)}")
+    steps.step(f"input figures: {', '.join(figs)}")
 
     for name in names:
         rc = run_cfgs[name]
-        _train_once(rc, name, strategy, progress)
+        _train_once(rc, name, strategy, steps)
         keras.backend.clear_session()
         e = evaluation.evaluate(_eval_config(cfg, rc.model_dir, data, truth))
-        progress.step(f"evaluated {name} on test: MAE {e['mae_years']:.2f} years, "
+        steps.step(f"evaluated {name} on test: MAE {e['mae_years']:.2f} years, "
                       f"PLCC {e['plcc']:.4f}, SROCC {e['srocc']:.4f}" + (
                           f"; against rendered ages MAE {e['rendered']['mae_years']:.2f}, PLCC "
                           f"{e['rendered']['plcc']:.4f}" if "rendered" in e else "") + (
@@ -322,12 +334,12 @@ def run_experiment(cfg: ExperimentConfig, strategy) -> dict:
     a = audit.audit(audit.AuditConfig(model_dir=run_cfgs[audit_name].model_dir, data_dir=data,
                                       truth_csv=truth, seed=cfg.train.seed,
                                       feature_store=feature_store(cfg)))
-    progress.step(f"audited labels with {audit_name}: " + (
+    steps.step(f"audited labels with {audit_name}: " + (
         ", ".join(f"P@{k} {v:.2f}" for k, v in a["ground_truth"]["precision_at_k"].items())
         if "ground_truth" in a else f"held-out MAE {a['heldout_mae_years']:.2f}"))
     t3 = None
     if truth and table3:
-        t3 = _table3(cfg, run_cfgs[audit_name], audit_name, data, truth, strategy, progress)
+        t3 = _table3(cfg, run_cfgs[audit_name], audit_name, data, truth, strategy, steps)
     run_dirs = [run_cfgs[n].model_dir for n in names]
     notes = ("Synthetic IMDB-WIKI stand-in (rendered faces; see age-tf-synth), so the numbers "
              "show the pipeline working, not the study's results." if not cfg.mat else
@@ -350,6 +362,6 @@ def run_experiment(cfg: ExperimentConfig, strategy) -> dict:
                         notes=notes, baseline_results=base,
                         sections=[t3["section"]] if t3 else None)
     table2 = report.table2_markdown(report.table2_rows(run_dirs), baselines.table_rows(base))
-    progress.step(f"wrote {out}")
+    steps.step(f"wrote {out}")
     return {"table2": table2, "report": out, "seconds": time.monotonic() - start,
             "audit": a, "table3": t3}

@@ -1,22 +1,34 @@
 """The commands' shared error handling and output: one line per error, no traceback, and
 output that survives file names the terminal's encoding cannot show."""
 
+import dataclasses
 import errno
 import io
 import sys
 
 import pytest
 
+from age_tf import config
 from age_tf.cli import common
 
 
+@dataclasses.dataclass
+class _Config:
+    """A command's options for these tests."""
+
+    cli_common_out: str = config.field(None, "Where it writes.")
+
+
+_COMMAND = common.Command(__name__, _Config)
+
+
 def _run_main(monkeypatch, capsys, error):
-    def main(argv):
+    def main(cfg, args):
         raise error
 
     monkeypatch.setattr(sys, "argv", ["age-tf-x"])
     with pytest.raises(SystemExit) as e:
-        common.run(main)
+        _COMMAND.entry_point(main)()
     return e.value.code, capsys.readouterr().err
 
 

@@ -7,22 +7,17 @@ Example:
 
 import json
 
-from age_tf import config
 from age_tf.cli import common
 from age_tf.evaluate import audit
 
-CONFIG, EXCLUDE = audit.AuditConfig, ()
-SPECS = config.define_flags(CONFIG, required=("model_dir", "data_dir"))
+COMMAND = common.Command(__name__, audit.AuditConfig, required=("model_dir", "data_dir"))
 
 
-def main(argv):
-    common.no_positional_args(argv)
-    print(json.dumps(audit.audit(config.from_flags(CONFIG)), indent=2))
+def main(cfg, args):
+    return json.dumps(audit.audit(cfg), indent=2)
 
 
-def run():
-    common.run(main)
-
+run = COMMAND.entry_point(main)
 
 if __name__ == "__main__":
     run()

@@ -9,23 +9,17 @@ The test split is copied unchanged; <out_dir>/changes.csv lists every change.
 
 import json
 
-from age_tf import config
 from age_tf.cli import common
 from age_tf.evaluate import clean
 
-CONFIG, EXCLUDE = clean.CleanConfig, ()
-SPECS = config.define_flags(CONFIG, required=("model_dir", "data_dir", "out_dir"))
+COMMAND = common.Command(__name__, clean.CleanConfig, required=("model_dir", "data_dir", "out_dir"))
 
 
-def main(argv):
-    common.no_positional_args(argv)
-    cfg = config.from_flags(CONFIG)
-    print(json.dumps(clean.clean(cfg), indent=2))
+def main(cfg, args):
+    return json.dumps(clean.clean(cfg), indent=2)
 
 
-def run():
-    common.run(main)
-
+run = COMMAND.entry_point(main)
 
 if __name__ == "__main__":
     run()

@@ -1,14 +1,27 @@
-"""Shared plumbing for the absl entry points: configs by name or path, clear one-line errors."""
+"""The one skeleton of every console script: flags from a config dataclass, --help that
+lists them, configs by name or path, quiet output, clear one-line errors.
+
+A command module is its docstring, a `Command` and a body:
+
+    COMMAND = common.Command(__name__, prepare.PrepareConfig, required=("out_dir",))
+
+    def main(cfg, args):           # the parsed, checked config; positional arguments
+        return prepare.summary(cfg, prepare.prepare(cfg))   # printed, if not None
+
+    run = COMMAND.entry_point(main)
+"""
 
 from __future__ import annotations
 
+import dataclasses
 import errno
 import os
 import sys
+import textwrap
 
-from absl import app, flags, logging
+from absl import app, flags
 
-from age_tf import config
+from age_tf import config, progress
 from age_tf.data.metadata import DataError
 
 # Read and expanded before absl parses (config.expand_flagfiles); defined for --help only.
@@ -68,25 +81,110 @@ def write(stream, text: str) -> None:
         buffer.flush()
 
 
-def run(main) -> None:
-    """Runs an absl main; bad input ends the program with its message and exit code 2."""
+HELP_ARGS = ("--help", "-h", "-?", "--helpshort")
+VERBOSE_ARGS = ("-v", "--verbosity")
 
-    def wrapped(argv):
-        logging.set_verbosity(logging.INFO)
-        try:
-            return main(argv)
-        except Exception as e:  # only the expected kinds end here; the rest is raised
-            if _expected(e):
+
+def asked_for_details(argv: list[str]) -> bool:
+    """--verbosity / -v given: absl's INFO log (and TensorFlow's) shown on the terminal."""
+    return any(a in VERBOSE_ARGS or a.startswith(tuple(f"{v}=" for v in VERBOSE_ARGS))
+               for a in argv[1:])
+
+
+def _wrap(text: str, indent: str) -> str:
+    return textwrap.fill(" ".join(text.split()), width=96, initial_indent=indent,
+                         subsequent_indent=indent)
+
+
+class Command:
+    """A console script: its flags (one per field of `config_class`), their help, and how
+    its body is run.
+
+    Args:
+      module: the command module's __name__ (its docstring is the help's first part).
+      config_class: the dataclass the flags are generated from.
+      required: flags that must be given.
+      exclude: fields that get no flag (the command sets them).
+      args: what positional arguments it takes (e.g. "PHOTO..."); None: none.
+    """
+
+    def __init__(self, module: str, config_class, required: tuple[str, ...] = (),
+                 exclude: tuple[str, ...] = (), args: str | None = None):
+        self.module, self.config_class = module, config_class
+        self.required, self.exclude, self.args = tuple(required), tuple(exclude), args
+        self.specs = config.define_flags(config_class, required=self.required,
+                                         exclude=self.exclude, module_name=module)
+
+    def config(self):
+        """The config the parsed flags describe, checked (its validate(), if it has one)."""
+        cfg = config.from_flags(self.config_class, exclude=self.exclude)
+        if hasattr(cfg, "validate"):
+            cfg.validate()  # every flag checked before any work
+        return cfg
+
+    def flags_text(self) -> str:
+        """The resolved flags, one per line (written next to a run's outputs)."""
+        return config.flags_text(self.specs)
+
+    def help_text(self, prog: str) -> str:
+        """The command's docstring, then its flags grouped by the config that owns them."""
+        doc = (sys.modules[self.module].__doc__ or "").strip()
+        usage = f"USAGE: {prog} [--config=NAME] [flags]" + (f" {self.args}" if self.args else "")
+        out = [doc, "", usage]
+        groups: dict = {}
+        for s in self.specs:
+            groups.setdefault(s.group, []).append(s)
+        for group, specs in groups.items():
+            title = (group.__doc__ or "").strip().splitlines()[0] if group else ""
+            out += ["", f"{group.__name__}: {title}" if title else f"{group.__name__}:"]
+            for s in specs:
+                out.append(f"  --{s.name}{self._shape(s)}")
+                out.append(_wrap(s.help, "      "))
+        out += ["", "Every command:",
+                "  --config: " + flags.FLAGS["config"].help,
+                "  --verbosity / -v: also show the detailed log (and TensorFlow's) on the "
+                "terminal, e.g. -v=0",
+                "  --helpfull: absl's and TensorFlow's flags too"]
+        return "\n".join(out) + "\n"
+
+    def _shape(self, s: config.FlagSpec) -> str:
+        if s.name in self.required:
+            return ": (required)"
+        if s.kind == "enum":
+            return f": {'|'.join(map(str, s.choices))} (default: {s.default})"
+        if s.kind == "bool":
+            return f" / --no{s.name} (default: {str(s.default).lower()})"
+        if s.default is None or s.default == "" or s.default == ():
+            return ""
+        shown = ",".join(map(str, s.default)) if isinstance(s.default, tuple) else s.default
+        return f" (default: {shown})"
+
+    def entry_point(self, body):
+        """The console script's function: parses the flags, runs `body(cfg, args)` and
+        prints what it returns; bad input ends it with its message and exit code 2."""
+
+        def main(argv):
+            progress.show_details(asked_for_details(sys.argv))
+            if len(argv) > 1 and self.args is None:
+                raise app.UsageError(f"unexpected arguments: {' '.join(argv[1:])}")
+            try:
+                result = body(self.config(), argv[1:])
+            except Exception as e:  # only the expected kinds end here; the rest is raised
+                if _expected(e):
+                    _fail(e)
+                raise
+            if result is not None:
+                write(sys.stdout, result if result.endswith("\n") else result + "\n")
+
+        def run() -> None:
+            if any(a in HELP_ARGS for a in sys.argv[1:]):
+                write(sys.stdout, self.help_text(os.path.basename(sys.argv[0])))
+                sys.exit(0)
+            try:
+                argv = config.expand_flagfiles(sys.argv)
+            except (ValueError, OSError) as e:
                 _fail(e)
-            raise
+            app.run(main, argv=argv)
 
-    try:
-        argv = config.expand_flagfiles(sys.argv)
-    except (ValueError, OSError) as e:
-        _fail(e)
-    app.run(wrapped, argv=argv)
+        return run
 
-
-def no_positional_args(argv) -> None:
-    if len(argv) > 1:
-        raise app.UsageError(f"unexpected arguments: {' '.join(argv[1:])}")

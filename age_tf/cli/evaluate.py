@@ -4,23 +4,17 @@ Example:
   age-tf-evaluate --model_dir=runs/demo/runs/mobilenet_v2_full --data_dir=runs/demo/data
 """
 
-from age_tf import config
 from age_tf.cli import common
 from age_tf.evaluate import evaluation
 
-CONFIG, EXCLUDE = evaluation.EvaluateConfig, ()
-SPECS = config.define_flags(CONFIG, required=("model_dir", "data_dir"))
+COMMAND = common.Command(__name__, evaluation.EvaluateConfig, required=("model_dir", "data_dir"))
 
 
-def main(argv):
-    common.no_positional_args(argv)
-    m = evaluation.evaluate(config.from_flags(CONFIG))
-    print(evaluation.summary(m))
+def main(cfg, args):
+    return evaluation.summary(evaluation.evaluate(cfg))
 
 
-def run():
-    common.run(main)
-
+run = COMMAND.entry_point(main)
 
 if __name__ == "__main__":
     run()

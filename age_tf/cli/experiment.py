@@ -11,27 +11,22 @@ Rerunning the same command resumes: finished steps are skipped, runs resume from
 
 import dataclasses
 
-from age_tf import config, experiment
+from age_tf import experiment
 from age_tf.cli import common
 from age_tf.train import distribution
 
-CONFIG, EXCLUDE = experiment.ExperimentConfig, experiment.EXCLUDED
-SPECS = config.define_flags(CONFIG, required=("out_dir",), exclude=EXCLUDE)
+COMMAND = common.Command(__name__, experiment.ExperimentConfig, required=("out_dir",),
+                         exclude=experiment.EXCLUDED)
 
 
-def main(argv):
-    common.no_positional_args(argv)
-    cfg = config.from_flags(CONFIG, exclude=EXCLUDE)
-    cfg.train = dataclasses.replace(cfg.train, flags_text=config.flags_text(SPECS))
-    cfg.validate()  # every run's flags checked before any work
+def main(cfg, args):
+    cfg.train = dataclasses.replace(cfg.train, flags_text=COMMAND.flags_text())
     distribution.split_cpu(cfg.train.num_cpu_devices)
     strategy = distribution.get_strategy(cfg.train.strategy)
-    print(experiment.summary(experiment.run_experiment(cfg, strategy)))
+    return experiment.summary(experiment.run_experiment(cfg, strategy))
 
 
-def run():
-    common.run(main)
-
+run = COMMAND.entry_point(main)
 
 if __name__ == "__main__":
     run()

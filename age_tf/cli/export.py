@@ -7,22 +7,17 @@ Examples:
   age-tf-predict --model=age_int8.tflite photo.jpg
 """
 
-from age_tf import config
 from age_tf.cli import common
 from age_tf.train import export
 
-CONFIG, EXCLUDE = export.ExportConfig, ()
-SPECS = config.define_flags(CONFIG, required=("model_dir",))
+COMMAND = common.Command(__name__, export.ExportConfig, required=("model_dir",))
 
 
-def main(argv):
-    common.no_positional_args(argv)
-    print(f"wrote {export.export_run(config.from_flags(CONFIG))}")
+def main(cfg, args):
+    return f"wrote {export.export_run(cfg)}"
 
 
-def run():
-    common.run(main)
-
+run = COMMAND.entry_point(main)
 
 if __name__ == "__main__":
     run()

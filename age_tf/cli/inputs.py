@@ -4,26 +4,20 @@ Example:
   age-tf-inputs --data_dir=runs/demo/data --out_dir=runs/demo/figures --image_size=64
 """
 
-from age_tf import config
 from age_tf.cli import common
 from age_tf.data import input_figures, pipeline
 
-CONFIG, EXCLUDE = input_figures.InputsConfig, ()
-SPECS = config.define_flags(CONFIG, required=("data_dir", "out_dir"))
+COMMAND = common.Command(__name__, input_figures.InputsConfig, required=("data_dir", "out_dir"))
 
 
-def main(argv):
-    common.no_positional_args(argv)
-    cfg = config.from_flags(CONFIG)
+def main(cfg, args):
     pcfg = pipeline.PipelineConfig(crop_faces=cfg.crop_faces, face_margin=cfg.face_margin)
-    for p in input_figures.write_input_figures(cfg.data_dir, cfg.out_dir, cfg.num, pcfg,
-                                               cfg.image_size, cfg.seed):
-        print(f"wrote {p}")
+    paths = input_figures.write_input_figures(cfg.data_dir, cfg.out_dir, cfg.num, pcfg,
+                                              cfg.image_size, cfg.seed)
+    return "\n".join(f"wrote {p}" for p in paths)
 
 
-def run():
-    common.run(main)
-
+run = COMMAND.entry_point(main)
 
 if __name__ == "__main__":
     run()

@@ -8,26 +8,22 @@ Examples:
 
 import sys
 
-from age_tf import config
 from age_tf.cli import common
 from age_tf.serve import predict
 
-CONFIG, EXCLUDE = predict.PredictConfig, ()
-SPECS = config.define_flags(CONFIG, required=("model",))
+COMMAND = common.Command(__name__, predict.PredictConfig, required=("model",), args="PHOTO...")
 
 
-def main(argv):
-    if len(argv) < 2:
+def main(cfg, args):
+    if not args:
         raise ValueError("give one or more photo paths after the flags")
-    out, err, code = predict.run(config.from_flags(predict.PredictConfig), argv[1:])
+    out, err, code = predict.run(cfg, args)
     common.write(sys.stdout, out)
     common.write(sys.stderr, err)
     sys.exit(code)
 
 
-def run():
-    common.run(main)
-
+run = COMMAND.entry_point(main)
 
 if __name__ == "__main__":
     run()

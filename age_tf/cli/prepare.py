@@ -10,24 +10,17 @@ Examples:
   age-tf-prepare --format=agedb --release_dir=AgeDB --out_dir=data_agedb
 """
 
-from age_tf import config
 from age_tf.cli import common
 from age_tf.data import prepare
 
-CONFIG, EXCLUDE = prepare.PrepareConfig, ()
-SPECS = config.define_flags(CONFIG, required=("out_dir",))
+COMMAND = common.Command(__name__, prepare.PrepareConfig, required=("out_dir",))
 
 
-def main(argv):
-    common.no_positional_args(argv)
-    cfg = config.from_flags(prepare.PrepareConfig)
-    report = prepare.prepare(cfg)
-    print(prepare.summary(cfg, report))
+def main(cfg, args):
+    return prepare.summary(cfg, prepare.prepare(cfg))
 
 
-def run():
-    common.run(main)
-
+run = COMMAND.entry_point(main)
 
 if __name__ == "__main__":
     run()

@@ -13,7 +13,7 @@ import numpy as np
 from absl import logging
 from PIL import Image
 
-from age_tf import parallel
+from age_tf import parallel, progress
 
 # Side of the grayscale thumbnail kept per image: the near-duplicate check compares these.
 THUMB_SIZE = 16
@@ -127,7 +127,7 @@ def _check_chunk(args):
 def check_images(
     paths: list[str], min_size: int, workers: int | None = None, chunk_size: int = 128
 ) -> list[ImageInfo]:
-    """Checks many images in parallel worker processes, logging progress.
+    """Checks many images in parallel worker processes, showing progress.
 
     Args:
       paths: absolute file paths.
@@ -140,29 +140,14 @@ def check_images(
     """
     workers = workers or os.cpu_count() or 1
     chunks = parallel.chunked(paths, chunk_size)
-    start = last_log = time.monotonic()
-    done = 0
-
-    def progress(i=None, final=False):
-        nonlocal last_log, done
-        if i is not None:
-            done += len(chunks[i])
-        now = time.monotonic()
-        if final or now - last_log >= 10:
-            last_log = now
-            rate = done / max(now - start, 1e-9)
-            eta = (len(paths) - done) / rate if rate else float("inf")
-            logging.info(
-                "checked %d/%d images (%.0f/s, %.0fs left)", done, len(paths), rate, eta
-            )
-
     # Starting a spawned worker costs ~0.8 s (imports); below a few thousand small crops one
     # process is faster.
     if len(paths) < PARALLEL_MIN_IMAGES:
         workers = 1
-    results = parallel.map_in_processes(_check_chunk, [(c, min_size) for c in chunks], workers,
-                                        on_done=progress)
-    progress(final=True)
+    with progress.Bar(len(paths), "checking images") as bar:
+        results = parallel.map_in_processes(_check_chunk, [(c, min_size) for c in chunks],
+                                            workers, on_done=lambda i: bar.update(len(chunks[i])))
+    logging.info("checked %d images in %.1fs", len(paths), time.monotonic() - bar.start)
     return [info for chunk in results for info in chunk]
 
 

@@ -19,7 +19,7 @@ import pandas as pd
 import tensorflow as tf
 from absl import logging
 
-from age_tf import labels
+from age_tf import labels, progress
 from age_tf.config import field
 from age_tf.data.metadata import DataError
 from age_tf.data import sources
@@ -501,8 +501,9 @@ class InputPipeline:
 
 
 def map_images(fn, manifest: pd.DataFrame, images_dir: str, cfg: PipelineConfig,
-               image_size: int) -> np.ndarray:
-    """Applies fn (a float32 image batch -> array) to every manifest image, in row order.
+               image_size: int, what: str = "images") -> np.ndarray:
+    """Applies fn (a float32 image batch -> array) to every manifest image, in row order;
+    fn=None gives the float32 images themselves. Progress shows as `what`.
 
     Raises:
       ValueError: an image failed to decode, so the results would not line up with rows.
@@ -510,8 +511,18 @@ def map_images(fn, manifest: pd.DataFrame, images_dir: str, cfg: PipelineConfig,
     # One pass: a memory cache would only cost memory; a disk cache is worth filling.
     cfg = dataclasses.replace(cfg, cache="" if cfg.cache == "memory" else cfg.cache)
     ds = InputPipeline(manifest, images_dir, cfg, image_size, training=False).dataset()
-    step = tf.function(lambda x: fn(tf.cast(x, tf.float32)))
-    parts = [np.asarray(step(x)) for x, _ in ds]
+    if fn is None:
+        step = lambda x: tf.cast(x, tf.float32)  # noqa: E731 - eager: nothing to trace
+    else:
+        # One trace per call: the batch dimension is left open, so the last, smaller batch
+        # does not trace fn again.
+        step = tf.function(lambda x: fn(tf.cast(x, tf.float32)), input_signature=[
+            tf.TensorSpec([None, image_size, image_size, 3], tf.uint8)])
+    parts = []
+    with progress.Bar(len(manifest), what) as bar:
+        for x, _ in ds:
+            parts.append(np.asarray(step(x)))
+            bar.update(len(parts[-1]))
     out = np.concatenate(parts) if parts else np.zeros((0,), np.float32)
     if len(out) != len(manifest):
         raise ValueError(f"{len(manifest) - len(out)} image(s) of the manifest failed to decode; "

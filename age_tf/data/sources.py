@@ -97,7 +97,11 @@ def read_csv(path: str, required: tuple[str, ...]) -> pd.DataFrame:
       DataError: missing, too large, unreadable, or lacking a column (names the file).
     """
     if not os.path.isfile(path):
-        raise DataError(f"{path}: not found; is --release_dir the folder the release unpacked to?")
+        folder, name = os.path.split(path)
+        inner = release_inside(folder, lambda d: os.path.isfile(os.path.join(d, name)))
+        raise DataError(f"{path}: not found; " + (
+            f"{inner} looks like the release: pass --release_dir={inner}" if inner else
+            "is --release_dir the folder the release unpacked to?"))
     return checked_csv(path, required, MAX_CSV_BYTES, "release CSV", "is it the release's file?",
                        dtype=str, keep_default_na=False)
 
@@ -132,8 +136,37 @@ def list_images(folder: str) -> list[str]:
                     raise DataError(f"{folder}: more than {MAX_LISTED_FILES:,} images; is it "
                                     "the release's folder?")
     if not names:
-        raise DataError(f"{folder}: no .jpg file; is it the folder the release unpacked to?")
+        inner = release_inside(folder, _has_jpg)
+        raise DataError(f"{folder}: no .jpg file; " + (
+            f"{inner} looks like the release: pass --release_dir={inner}" if inner else
+            "is it the folder the release unpacked to?"))
     return sorted(names)
+
+
+def _has_jpg(folder: str) -> bool:
+    with os.scandir(folder) as it:
+        return any(e.name.lower().endswith(".jpg") for e in it)
+
+
+def release_inside(folder: str, looks_right, depth: int = 2, max_entries: int = 1000) -> str | None:
+    """The first subfolder (up to `depth` levels down, in name order) for which
+    looks_right(path) holds: a release unpacked one level deeper than the folder given."""
+    if depth == 0 or not os.path.isdir(folder):
+        return None
+    try:
+        with os.scandir(folder) as it:
+            subs = sorted(e.path for _, e in zip(range(max_entries), it)
+                          if e.is_dir(follow_symlinks=False))
+    except OSError:
+        return None
+    for sub in subs:
+        if looks_right(sub):
+            return sub
+    for sub in subs:
+        found = release_inside(sub, looks_right, depth - 1, max_entries)
+        if found:
+            return found
+    return None
 
 
 def imdb_wiki(mat: str, images_dir: str) -> Source:

@@ -188,7 +188,7 @@ def backbone_features(model_dir: str, data_dir: str, splits=SPLITS, feature_stor
             extractor, manifest, images_dir, run.pipeline_config(), run.image_size, mirrored=False)
     else:
         feats = pipeline.map_images(lambda x: extractor(x, training=False), manifest, images_dir,
-                                    run.pipeline_config(), run.image_size)
+                                    run.pipeline_config(), run.image_size, "backbone features")
     return feats, manifest, images_dir
 
 

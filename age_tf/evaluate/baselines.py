@@ -31,7 +31,7 @@ def pixel_features(manifest: pd.DataFrame, images_dir: str, crop_faces: bool = F
     crop_faces: the images are full photos; the face box (plus the release margin) is used.
     """
     cfg = pipeline.PipelineConfig(batch_size=256, crop_faces=crop_faces)
-    images = pipeline.map_images(lambda x: x, manifest, images_dir, cfg, 32) / 255.0  # N,32,32,3
+    images = pipeline.map_images(None, manifest, images_dir, cfg, 32, "pixels") / 255.0  # N,32,32,3
     n = len(images)
     grey = images.mean(-1).reshape(n, 8, 4, 8, 4).mean((2, 4)).reshape(n, 64)
     blocks = images.reshape(n, 4, 8, 4, 8, 3).mean((2, 4)).reshape(n, 48)

@@ -118,7 +118,8 @@ def predict(run: TrainedRun, manifest: pd.DataFrame, images_dir: str,
     """
     model = run.model
     preds = pipeline.map_images(lambda x: model(x, training=False), manifest, images_dir,
-                                run.pipeline_config(data_dir=data_dir), run.image_size)
+                                run.pipeline_config(data_dir=data_dir), run.image_size,
+                                "predicting")
     out = manifest[["path", "age", "identity", "row"]].copy()
     out = out.rename(columns={"age": "true_age"})
     out["predicted_age"] = labels.to_years(preds.astype(np.float64))
@@ -198,7 +199,7 @@ def _load_faces(images_dir: str, rows: pd.DataFrame, crop=None):
     if crop is not None and crop[0].crop_faces:
         pcfg, manifest = crop
         boxed = manifest.set_index("path").loc[rows["path"]].reset_index()
-        return list(pipeline.map_images(lambda x: x, boxed, images_dir, pcfg, GALLERY_SIDE))
+        return list(pipeline.map_images(None, boxed, images_dir, pcfg, GALLERY_SIDE, "gallery faces"))
     return [pipeline.read_image(os.path.join(images_dir, p)) for p in rows["path"]]
 
 

@@ -20,7 +20,7 @@ import scipy.io
 from absl import logging
 from PIL import Image
 
-from age_tf import fileio, parallel
+from age_tf import fileio, parallel, progress
 from age_tf.config import field
 from age_tf.data.metadata import DataError, age_at_mid_year
 from age_tf.synthetic import faces, formats
@@ -357,8 +357,10 @@ def render(cfg: SynthConfig) -> Rendered:
     workers = cfg.workers or os.cpu_count() or 1
     blobs: list[bytes | None] = [None] * len(plan)
     chunks = parallel.chunked(to_render, 64)
-    results = parallel.map_in_processes(_render_chunk, [[records[i] for i in c] for c in chunks],
-                                        workers)
+    with progress.Bar(len(to_render), "rendering faces") as bar:
+        results = parallel.map_in_processes(
+            _render_chunk, [[records[i] for i in c] for c in chunks], workers,
+            on_done=lambda i: bar.update(len(chunks[i])))
     for c, res in zip(chunks, results):
         for i, b in zip(c, res):
             blobs[i] = b
@@ -434,6 +436,24 @@ def generate(cfg: SynthConfig, out_dir: str | None = None, overwrite: bool | Non
     summary = {k: int(v) for k, v in truth["kind"].value_counts().items()}
     logging.info("wrote %d rows to %s (%s): %s", len(truth), out_dir, cfg.format, summary)
     return summary
+
+
+def summary_text(cfg: SynthConfig, counts: dict) -> str:
+    """What age-tf-synth prints: where the release is, what it holds, what to run next."""
+    out = cfg.out_dir
+    kinds = ", ".join(f"{k} {v:,}" for k, v in sorted(counts.items(), key=lambda kv: -kv[1]))
+    layout = ", ".join(os.path.join(out, p) for p in formats.LAYOUTS[cfg.format])
+    if cfg.format == "imdb_wiki":
+        where = f"--mat={os.path.join(out, 'imdb.mat')}"
+    elif cfg.format == "imdb_clean":
+        where = (f"--release_dir={os.path.join(out, 'imdb-clean')} "
+                 f"--images_dir={os.path.join(out, 'imdb')}")
+    else:
+        where = f"--release_dir={os.path.join(out, formats.LAYOUTS[cfg.format][0])}"
+    nxt = f"age-tf-prepare --format={cfg.format} {where} --out_dir=DATA"
+    return (f"wrote {sum(counts.values()):,} rows ({cfg.format}): {kinds}\n"
+            f"release: {layout}\nknown truth: {os.path.join(out, formats.TRUTH_FILE)}\n"
+            f"next: {nxt}")
 
 
 def score_dedup(truth: pd.DataFrame, rejected: pd.DataFrame) -> dict:

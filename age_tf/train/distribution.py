@@ -100,3 +100,28 @@ def worker_id(strategy: tf.distribute.Strategy) -> str:
     if resolver is None or not resolver.task_type:
         return "local"
     return f"{resolver.task_type}{resolver.task_id}"
+
+
+def _local_cpu_only(strategy: tf.distribute.Strategy) -> bool:
+    """One replica, on this machine's CPU, no other worker."""
+    return (strategy.num_replicas_in_sync == 1
+            and not isinstance(strategy, tf.distribute.MultiWorkerMirroredStrategy)
+            and not tf.config.list_logical_devices("GPU"))
+
+
+def distribute_datasets(strategy: tf.distribute.Strategy, dataset_fn):
+    """strategy.distribute_datasets_from_function(dataset_fn), except on one CPU replica:
+    there the dataset is used as it is. TensorFlow's multi-device iterator would only copy
+    each batch from the CPU to the same CPU, and print a notice ("Input of
+    GeneratorDatasetOp::Dataset will not be optimized") at every epoch."""
+    if _local_cpu_only(strategy):
+        return dataset_fn(tf.distribute.InputContext())
+    return strategy.distribute_datasets_from_function(dataset_fn)
+
+
+def distribute_dataset(strategy: tf.distribute.Strategy, dataset: tf.data.Dataset):
+    """strategy.experimental_distribute_dataset(dataset) (global batches split across
+    replicas), or the dataset itself on one CPU replica (see distribute_datasets)."""
+    if _local_cpu_only(strategy):
+        return dataset
+    return strategy.experimental_distribute_dataset(dataset)

@@ -122,7 +122,8 @@ def extract_features(extractor: keras.Model, manifest: pd.DataFrame, images_dir:
                  for flip in flips]
         return tf.stack([tf.cast(f, tf.float32) for f in feats], axis=1)
 
-    return pipeline.map_images(features, manifest, images_dir, pcfg, image_size)
+    return pipeline.map_images(features, manifest, images_dir, pcfg, image_size,
+                               "backbone features")
 
 
 def feature_pipelines(cfg, strategy, model: keras.Model, train_df: pd.DataFrame,

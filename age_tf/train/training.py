@@ -27,7 +27,7 @@ import pandas as pd
 import tensorflow as tf
 from absl import logging
 
-from age_tf import fileio, labels
+from age_tf import fileio, labels, progress
 from age_tf.data import pipeline
 from age_tf.data.metadata import DataError
 from age_tf.train import callbacks as cb
@@ -324,7 +324,7 @@ def make_callbacks(run: Run, predict_val) -> cb.EpochCallbacks:
 def train_loop(run: Run) -> None:
     """Epochs from the checkpointed one until the last or early stopping; checkpoints each."""
     cfg, state, model = run.cfg, run.state, run.model
-    val_dist = run.strategy.experimental_distribute_dataset(run.inputs.val.dataset())
+    val_dist = distribution.distribute_dataset(run.strategy, run.inputs.val.dataset())
     train_step = _make_train_step(run.strategy, run.train_model, run.optimizer,
                                   cfg.pipeline.batch_size, cfg.jit_compile)
     predict_val = _make_predict(run.strategy, run.train_model, val_dist)
@@ -346,13 +346,12 @@ def train_loop(run: Run) -> None:
         _save_checkpoint(run, epoch)
         if run.chief:
             cb.BestWeights.prune(run.dir.best, int(state.best_epoch.numpy()))
-        logging.info(
-            "epoch %d/%d (%.0f img/s): loss %.4f, val_loss %.4f, val MAE %.2f years, "
-            "val PLCC %.4f, val SROCC %.4f", epoch + 1, cfg.epochs, logs["images_per_second"],
-            logs["loss"], logs["val_loss"], logs["val_mae_years"], logs["val_plcc"],
-            logs["val_srocc"])
+        progress.say(
+            f"epoch {epoch + 1}/{cfg.epochs} ({logs['images_per_second']:.0f} img/s): loss "
+            f"{logs['loss']:.4f}, val MAE {logs['val_mae_years']:.2f} years, val PLCC "
+            f"{logs['val_plcc']:.4f}, val SROCC {logs['val_srocc']:.4f}")
         if model.stop_training:
-            logging.info("early stopping after epoch %d", epoch + 1)
+            progress.say(f"early stopping after epoch {epoch + 1}")
             break
     callback_list.on_train_end()
 
@@ -362,16 +361,18 @@ def run_epoch(run: Run, train_step, epoch: int) -> dict:
     cfg, inputs = run.cfg, run.inputs
     start = time.monotonic()
     # Endless: a file that fails to decode mid-epoch cannot end the epoch early.
-    iterator = iter(run.strategy.distribute_datasets_from_function(
-        lambda ctx: inputs.train.dataset(ctx, epoch=epoch, endless=True)))
+    iterator = iter(distribution.distribute_datasets(
+        run.strategy, lambda ctx: inputs.train.dataset(ctx, epoch=epoch, endless=True)))
     steps = inputs.steps_per_epoch
     total = tf.constant(0.0)
-    for step in range(steps):
-        total += train_step(iterator)
-        if cfg.log_every and (step + 1) % cfg.log_every == 0:
-            _check_finite(float(total), epoch, step + 1, cfg)  # stop early, not at epoch end
-            logging.info("epoch %d step %d/%d: loss %.4f", epoch + 1, step + 1, steps,
-                         float(total) / (step + 1))
+    with progress.Bar(steps, f"epoch {epoch + 1}/{cfg.epochs}", unit="steps") as bar:
+        for step in range(steps):
+            total += train_step(iterator)
+            bar.update()
+            if cfg.log_every and (step + 1) % cfg.log_every == 0:
+                _check_finite(float(total), epoch, step + 1, cfg)  # stop early, not at the end
+                logging.info("epoch %d step %d/%d: loss %.4f", epoch + 1, step + 1, steps,
+                             float(total) / (step + 1))
     loss = float(total) / steps
     return {"loss": loss, "mae_years": float(labels.to_years(loss)),
             # The rate of the last step (Keras evaluates the schedule at `iterations`).
@@ -445,7 +446,7 @@ def calibrate_intervals(cfg: TrainConfig, model: keras.Model, predict_val=None) 
     else:
         val_df, images_dir = pipeline.load_manifest(cfg.data_dir, "val")
         pred = pipeline.map_images(lambda x: model(x, training=False), val_df, images_dir,
-                                   cfg.pipeline, cfg.model.image_size)
+                                   cfg.pipeline, cfg.model.image_size, "calibrating")
         true = val_df["age"].to_numpy(float)
     calibration = intervals.calibrate(true, labels.to_years(pred.astype(np.float64)),
                                       cfg.interval_coverage)
