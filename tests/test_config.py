@@ -17,37 +17,61 @@ from age_tf.standin import weights as standin_weights
 from age_tf.train import models, train_config
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-COMMANDS = ["synth", "prepare", "inputs", "models", "train", "evaluate", "audit", "clean", "report",
-            "predict", "export", "experiment"]
+
+
+def _console_scripts() -> dict[str, str]:
+    """Every console script of setup.cfg: {"age-tf-train": "train", ...}."""
+    import configparser
+
+    parser = configparser.ConfigParser()
+    parser.read(os.path.join(ROOT, "setup.cfg"))
+    lines = parser["options.entry_points"]["console_scripts"].strip().splitlines()
+    pairs = [line.split("=") for line in lines]
+    return {name.strip(): target.split(":")[0].strip().rsplit(".", 1)[-1]
+            for name, target in pairs}
+
+
+COMMANDS = sorted(_console_scripts().values())
 
 # Run in a fresh interpreter: each command defines its flags on the global FLAGS at import,
 # and several share names (--seed), so they cannot all be imported into one process.
 _DUMP = r"""
-import importlib, json, sys
+import importlib, json, sys, warnings
 from absl import flags
 from age_tf import config
 out = {}
 for name in sys.argv[1:]:
-    mod = importlib.import_module(f"age_tf.cli.{name}")
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        mod = importlib.import_module(f"age_tf.cli.{name}")
+    command = mod.COMMAND
     key = mod.__name__
     got = {f.name: {"default": f.default, "help": f.help}
            for f in flags.FLAGS.get_flags_for_module(key)}
-    want = {s.name: {"default": list(map(str, s.default)) if s.kind.endswith("list") and s.default is not None else s.default,
-                     "help": s.help}
-            for s in config.flag_specs(mod.CONFIG, mod.EXCLUDE)}
-    out[name] = {"got": got, "want": want}
+    want = {s.name: {"default": None if s.name in command.required else
+                     list(map(str, s.default)) if s.kind.endswith("list") and s.default is not None
+                     else s.default, "help": s.help}
+            for s in config.flag_specs(command.config_class, command.exclude)}
+    out[name] = {"got": got, "want": want, "required": list(command.required),
+                 "help": command.help_text(f"age-tf-{name}"),
+                 "warnings": [str(w.message) for w in caught]}
     for f in list(got):
         delattr(flags.FLAGS, f)
 print(json.dumps(out, default=str))
 """
 
 
-@pytest.mark.integration
-def test_every_command_has_exactly_its_dataclass_fields_as_flags():
+@pytest.fixture(scope="module")
+def command_dump():
     r = subprocess.run([sys.executable, "-c", _DUMP, *COMMANDS], cwd=ROOT, capture_output=True,
                        text=True, timeout=300)
     assert r.returncode == 0, r.stderr[-3000:]
-    dump = json.loads(r.stdout.strip().splitlines()[-1])
+    return json.loads(r.stdout.strip().splitlines()[-1])
+
+
+@pytest.mark.integration
+def test_every_command_has_exactly_its_dataclass_fields_as_flags(command_dump):
+    dump = command_dump
     for name in COMMANDS:
         got, want = dump[name]["got"], dump[name]["want"]
         assert set(got) == set(want), (name, set(got) ^ set(want))
@@ -230,3 +254,35 @@ def test_every_command_checks_its_numbers_when_flags_are_read():
 def test_an_unwritable_cache_folder_is_named():
     with pytest.raises(ValueError, match="--cache='/proc/nope/x'"):
         pipeline.PipelineConfig(cache="/proc/nope/x").validate()
+
+
+@pytest.mark.integration
+def test_every_commands_help_lists_its_flags_with_their_help(command_dump):
+    assert len(COMMANDS) >= 13 and "cross_dataset" in COMMANDS
+    for name in COMMANDS:
+        text, want = command_dump[name]["help"], command_dump[name]["want"]
+        assert text.startswith(f"age-tf-{name.replace('_', '-')}:"), (name, text[:80])
+        for flag in command_dump[name]["required"]:
+            assert f"--{flag}: (required)" in text, (name, flag)
+        for flag, spec in want.items():  # every flag, with (the start of) its help
+            assert f"  --{flag}" in text, (name, flag)
+            assert " ".join(spec["help"].split())[:40] in " ".join(text.split()), (name, flag)
+        assert "--config" in text and "--verbosity" in text
+
+
+@pytest.mark.integration
+def test_defining_the_flags_warns_of_nothing(command_dump):
+    # A required flag with a default made absl warn ("mark_flag_as_required will pass even if
+    # flag is not specified") at every start of age-tf-cross-dataset.
+    for name in COMMANDS:
+        assert command_dump[name]["warnings"] == [], (name, command_dump[name]["warnings"])
+
+
+@pytest.mark.parametrize("arg", ["--help", "--helpshort", "-h"])
+def test_the_console_script_prints_its_help(arg):
+    # prepare never imports TensorFlow: the real entry point, in a second.
+    r = subprocess.run([sys.executable, "-m", "age_tf.cli.prepare", arg], cwd=ROOT,
+                       capture_output=True, text=True, timeout=120)
+    assert r.returncode == 0 and r.stderr == ""
+    assert "--out_dir: (required)" in r.stdout and "--format:" in r.stdout
+    assert "PrepareConfig:" in r.stdout

@@ -46,6 +46,15 @@ def test_tiny_experiment_end_to_end_and_resume(tmp_path):
     assert r.returncode == 0, r.stderr[-3000:]
     assert "Table 2 (test set)" in r.stdout and "report:" in r.stdout
     assert "[1/" in r.stdout  # progress lines
+    # The first screen: each progress line once, no noise, the details in log.txt.
+    lines = [line for line in r.stdout.splitlines() if line.strip()]
+    steps = [line for line in lines if line.startswith("[")]
+    assert len(steps) == len(set(steps)) >= 16 and len(lines) <= 60, r.stdout
+    for noise in ("retracing", "GeneratorDatasetOp", "UserWarning", "INFO:tensorflow",
+                  "experiment.py:"):
+        assert noise not in r.stdout + r.stderr, (noise, r.stderr[-3000:])
+    log = open(os.path.join(out, "log.txt")).read()
+    assert "epoch 1/3" in log and steps[-1] in log
     _check_outputs(out, ["mobilenet_v2_head", "mobilenet_v2_full"])
     cfg = json.load(open(os.path.join(out, "runs", "mobilenet_v2_full", "config.json")))
     assert cfg["model"]["tune"] == "full" and cfg["learning_rate"] == 0.0001  # from its run config
@@ -70,6 +79,7 @@ def test_tiny_experiment_end_to_end_and_resume(tmp_path):
     assert again.stdout.count("already trained (early stopping after epoch 2)") == 5
     assert "already in" in again.stdout
     assert "epoch 1/3" not in again.stderr  # no training step ran
+    assert open(os.path.join(out, "log.txt")).read().count("epoch 1/3") == log.count("epoch 1/3")
     assert {p: os.path.getmtime(p) for p in ckpts} == ckpts
 
 

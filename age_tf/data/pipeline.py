@@ -500,6 +500,17 @@ class InputPipeline:
         return apply_options(ds, self.ordered).prefetch(AUTOTUNE)
 
 
+class _FloatImages:
+    """A uint8 batch -> fn(the batch as float32), or the float32 batch itself (fn None)."""
+
+    def __init__(self, fn):
+        self.fn = fn
+
+    def __call__(self, x):
+        x = tf.cast(x, tf.float32)
+        return x if self.fn is None else self.fn(x)
+
+
 def map_images(fn, manifest: pd.DataFrame, images_dir: str, cfg: PipelineConfig,
                image_size: int, what: str = "images") -> np.ndarray:
     """Applies fn (a float32 image batch -> array) to every manifest image, in row order;
@@ -512,11 +523,13 @@ def map_images(fn, manifest: pd.DataFrame, images_dir: str, cfg: PipelineConfig,
     cfg = dataclasses.replace(cfg, cache="" if cfg.cache == "memory" else cfg.cache)
     ds = InputPipeline(manifest, images_dir, cfg, image_size, training=False).dataset()
     if fn is None:
-        step = lambda x: tf.cast(x, tf.float32)  # noqa: E731 - eager: nothing to trace
+        step = _FloatImages(None)  # eager: nothing to trace
     else:
-        # One trace per call: the batch dimension is left open, so the last, smaller batch
-        # does not trace fn again.
-        step = tf.function(lambda x: fn(tf.cast(x, tf.float32)), input_signature=[
+        # Traced once per call: the batch dimension is left open, so the last, smaller batch
+        # does not trace fn again. Each call traces a new function (fn differs); TensorFlow
+        # counts traces per Python code object, so a lambda here would add every call's one
+        # trace to the same count and warn of "retracing" that is not happening.
+        step = tf.function(_FloatImages(fn), input_signature=[
             tf.TensorSpec([None, image_size, image_size, 3], tf.uint8)])
     parts = []
     with progress.Bar(len(manifest), what) as bar:

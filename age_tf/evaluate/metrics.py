@@ -65,5 +65,8 @@ def bootstrap_ci(true_years, pred_years, fn, n: int = 1000, seed: int = 0, level
         at = np.cumsum(lengths) - lengths  # where each picked run starts in the resample
         idx = order[np.repeat(starts[pick] - at, lengths) + np.arange(lengths.sum())]
         stats.append(fn(t[idx], p[idx]))
+    stats = np.asarray(stats, np.float64)
+    if np.isnan(stats).all():  # undefined on every resample (e.g. a constant prediction)
+        return float("nan"), float("nan")
     lo, hi = np.nanpercentile(stats, [(1 - level) / 2 * 100, (1 + level) / 2 * 100])
     return float(lo), float(hi)

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import dataclasses
 import errno
+import functools
 import json
 import os
 import re
@@ -414,11 +415,16 @@ def _make_train_step(strategy, model, optimizer, global_batch: int, jit_compile:
 def _make_predict(strategy, model, dist_dataset):
     """Returns a function predicting a whole distributed dataset: (labels, predictions)."""
 
-    @tf.function
-    def step(x, y):
+    def gathered(x, y):
         pred, true = strategy.run(lambda a, b: (tf.cast(model(a, training=False), tf.float32), b),
                                   args=(x, y))
         return strategy.gather(true, axis=0), strategy.gather(pred, axis=0)
+
+    # reduce_retracing: the last, smaller batch traces once more with an open batch size.
+    # TensorFlow counts traces per Python code object; a fresh callable per run keeps every
+    # run's two traces its own (a shared nested function would sum them across runs and warn
+    # of "retracing" in a loop that is not happening).
+    step = tf.function(functools.partial(gathered), reduce_retracing=True)
 
     def predict():
         trues, preds = [], []
