@@ -336,3 +336,61 @@ def _replace_path(obj, path: tuple[str, ...], value):
     if len(path) == 1:
         return dataclasses.replace(obj, **{path[0]: value})
     return dataclasses.replace(obj, **{path[0]: _replace_path(getattr(obj, path[0]), path[1:], value)})
+
+
+def from_dict(cls, data, where: str = "config"):
+    """The dataclass `cls` from a JSON-style dict (what dataclasses.asdict wrote), checked.
+
+    Keys that are not fields are ignored (a record may carry more, e.g. a data fingerprint);
+    a missing field takes its default; lists become tuples. Every value must have its
+    field's type and range, so a hand-edited or damaged record is named, not trusted.
+
+    Raises:
+      ValueError: naming `where` and the field.
+    """
+    if not isinstance(data, dict):
+        raise ValueError(f"{where}: expected an object, got {type(data).__name__}")
+    hints = typing.get_type_hints(cls)
+    kwargs = {}
+    for f in dataclasses.fields(cls):
+        if f.name not in data:
+            continue
+        tp, value = hints[f.name], data[f.name]
+        if _is_dataclass_type(tp):
+            kwargs[f.name] = from_dict(tp, value, f"{where}: {f.name}")
+            continue
+        kwargs[f.name] = _typed(tp, value, f"{where}: field {f.name!r}")
+    try:
+        cfg = cls(**kwargs)
+        check_values(cfg)
+    except (TypeError, ValueError) as e:
+        raise ValueError(f"{where}: {e}") from e
+    return cfg
+
+
+def _typed(tp, value, where: str):
+    """value as type tp (int, float, bool, str, tuple[...] or X | None), or ValueError."""
+    inner, optional = _unwrap_optional(tp)
+    if value is None:
+        if optional:
+            return None
+        raise ValueError(f"{where} is null")
+    if typing.get_origin(inner) is tuple:
+        if not isinstance(value, (list, tuple)):
+            raise ValueError(f"{where}: {value!r} is not a list")
+        (item, *_) = typing.get_args(inner)
+        return tuple(_typed(item, v, where) for v in value)
+    if inner is bool:
+        ok = isinstance(value, bool)
+    elif inner is int:
+        ok = isinstance(value, int) and not isinstance(value, bool)
+    elif inner is float:
+        ok = isinstance(value, (int, float)) and not isinstance(value, bool)
+        value = float(value) if ok else value
+    elif inner is str:
+        ok = isinstance(value, str)
+    else:
+        ok = True
+    if not ok:
+        raise ValueError(f"{where}: {value!r} is not a {getattr(inner, '__name__', inner)}")
+    return value

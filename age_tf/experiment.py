@@ -9,15 +9,13 @@ import time
 
 import keras
 import pandas as pd
-from absl import logging
 
-from age_tf import config, fileio, progress
+from age_tf import config, fileio, metrics, progress
 from age_tf.config import field
-from age_tf.data import input_figures, pipeline, prepare
-from age_tf.evaluate import (audit, baselines, clean, evaluation, ground_truth, metrics,
-                             report)
+from age_tf.data import input_figures, prepare, prepared
+from age_tf.evaluate import audit, baselines, clean, evaluation, ground_truth, report
+from age_tf.train import standin_weights
 from age_tf.synthetic import synth
-from age_tf.standin import weights as standin_weights
 from age_tf.train import train_config, training
 from age_tf.train.run_dir import RunDir, is_done, run_status
 
@@ -159,7 +157,7 @@ def _prepare_data(cfg: ExperimentConfig, raw: str, data: str, steps: _Steps) -> 
         else:
             synth.generate(synth.SynthConfig(num_images=cfg.num_images, seed=cfg.train.seed), raw)
             steps.step(f"generated {cfg.num_images} synthetic rows in {raw}")
-    if os.path.exists(os.path.join(data, "report.json")):
+    if prepared.PreparedDir(data).exists():
         steps.step(f"prepared data already in {data}")
     else:
         r = prepare.prepare(prepare.PrepareConfig(mat=mat, images_dir=images_dir, out_dir=data,
@@ -171,7 +169,7 @@ def _prepare_data(cfg: ExperimentConfig, raw: str, data: str, steps: _Steps) -> 
 
 def label_ceiling_note(data: str, truth: str) -> str:
     """How well a perfect model could score against the noisy test labels."""
-    test, _ = pipeline.load_manifest(data, "test")
+    test, _ = prepared.load_manifest(data, "test")
     rendered = ground_truth.for_rows(truth, test)["rendered_age"].to_numpy(float)
     labels = test["age"].to_numpy(float)
     wrong = float((abs(labels - rendered) >= 20).mean())

@@ -8,7 +8,7 @@ matplotlib.use("Agg")  # Headless: tools run on servers and in CI.
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
-from age_tf import fileio  # noqa: E402
+from age_tf import fileio, metrics  # noqa: E402
 
 
 def save_figure(fig, path: str) -> None:
@@ -110,7 +110,7 @@ def plot_error_by_decade(by_run: dict[str, dict], path: str) -> None:
     Args:
       by_run: {label: {decade label: {"mae_years", "bias_years", "images"}}}.
     """
-    decades = [d for d in (f"{10 * i}-{10 * i + 9}" if i < 9 else "90-100" for i in range(10))
+    decades = [d for d in (metrics.decade_label(x) for x in metrics.DECADES)
                if any(d in v for v in by_run.values())]
     fig, axes = plt.subplots(1, 2, figsize=(13, 4.5), sharex=True)
     x = np.arange(len(decades))

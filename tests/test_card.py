@@ -10,8 +10,8 @@ import pandas as pd
 import pytest
 import tensorflow as tf
 
-from age_tf import labels
-from age_tf.data import pipeline
+from age_tf import export_format, labels
+from age_tf.data import pipeline, prepared
 from age_tf.evaluate import evaluation
 from age_tf.serve.served_model import AgeModel
 from age_tf.synthetic import synth
@@ -34,10 +34,15 @@ def test_the_cards_preprocessing_is_the_runs_config(trained_run):
     assert c["preprocessing"]["crop_margin"] == synth.CROP_MARGIN
     assert c["model"]["backbone"] == config["model"]["backbone"]
     assert c["data"]["rows"] == {k: v["images"] for k, v in report["splits"].items()}
-    assert c["synthetic"] is True and c["warning"] == card.SYNTHETIC_WARNING
+    assert c["synthetic"] is True and c["warning"] == export_format.SYNTHETIC_WARNING
     assert c["config_hash"] == card.config_hash(run)
     assert c["intervals"] == json.load(open(run.intervals))
     assert set(c["versions"]) >= {"tensorflow", "keras", "age_tf"}
+    # No path of the trainer's machine ships with the export: the data by name and hash.
+    assert c["data"]["name"] == os.path.basename(data_dir)
+    assert c["data"]["fingerprint"] == prepared.PreparedDir(data_dir).fingerprint()
+    text = json.dumps(c)
+    assert os.path.abspath(data_dir) not in text and os.path.abspath(model_dir) not in text
 
 
 def test_evaluation_puts_test_figures_and_coverage_in_the_card(trained_run):
@@ -59,7 +64,7 @@ def fresh_run(prepared, tmp_path_factory):
     from conftest import _tiny_config
 
     read = []
-    real = pipeline.load_manifest
+    real = prepared.load_manifest
 
     def spy(data_dir, split):
         read.append(split)
@@ -81,7 +86,7 @@ def test_no_test_value_enters_the_calibration(fresh_run):
     assert "test" not in read and "val" in read
     # The widths are the conformal ones of the validation residuals, recomputed here.
     model = keras.models.load_model(RunDir(cfg.model_dir).model_keras)
-    val, images_dir = pipeline.load_manifest(cfg.data_dir, "val")
+    val, images_dir = prepared.load_manifest(cfg.data_dir, "val")
     pred = labels.to_years(pipeline.map_images(lambda x: model(x, training=False), val,
                                                images_dir, cfg.pipeline, 32).astype(np.float64))
     want = intervals.calibrate(val["age"].to_numpy(float), pred, cfg.interval_coverage)
@@ -94,13 +99,13 @@ def test_both_signatures_serve_the_calibrated_interval(fresh_run):
     cfg, _ = fresh_run
     run = RunDir(cfg.model_dir)
     calibration = json.load(open(run.intervals))
-    manifest, images_dir = pipeline.load_manifest(cfg.data_dir, "val")
+    manifest, images_dir = prepared.load_manifest(cfg.data_dir, "val")
     paths = [os.path.join(images_dir, p) for p in manifest["path"][:8]]
     data = [open(p, "rb").read() for p in paths]
     loaded = tf.saved_model.load(run.export)
-    by_bytes = loaded.signatures[export.BYTES_SIGNATURE](image_bytes=tf.constant(data))
+    by_bytes = loaded.signatures[export_format.BYTES_SIGNATURE](image_bytes=tf.constant(data))
     images = np.stack([pipeline.resize(pipeline.decode(tf.constant(d)), 32).numpy() for d in data])
-    by_images = loaded.signatures[export.IMAGES_SIGNATURE](images=tf.constant(images, tf.float32))
+    by_images = loaded.signatures[export_format.IMAGES_SIGNATURE](images=tf.constant(images, tf.float32))
     low, high = intervals.interval(by_images["age"].numpy(), calibration)
     for out in (by_bytes, by_images):
         np.testing.assert_allclose(out["age"].numpy(), by_images["age"].numpy(), atol=1e-4)
@@ -112,7 +117,7 @@ SIZE = 64
 
 
 def _faces(prepared, n=64, size=SIZE):
-    manifest, images_dir = pipeline.load_manifest(prepared[0], "test")
+    manifest, images_dir = prepared.load_manifest(prepared[0], "test")
     return np.stack([pipeline.resize(pipeline.decode(tf.io.read_file(os.path.join(images_dir, p))),
                                      size).numpy() for p in manifest["path"][:n]]).astype(np.float32)
 

@@ -53,6 +53,6 @@ def test_table_scores_a_run_on_its_own_and_other_test_splits_beside_their_baseli
 def test_a_run_trained_on_crops_is_fed_faces_cropped_from_full_photos(trained_run, other_sets):
     run = evaluation.load_run(trained_run[0])
     cfg = run.pipeline_config(data_dir=other_sets["imdb_clean"])
-    from age_tf.data import pipeline
-    assert cfg.crop_faces and cfg.face_margin == pipeline.RELEASE_MARGIN  # as the crops were cut
+    from age_tf.data import sources
+    assert cfg.crop_faces and cfg.face_margin == sources.RELEASE_MARGIN  # as the crops were cut
     assert not run.pipeline_config(data_dir=other_sets["utkface"]).crop_faces

@@ -3,6 +3,7 @@
 import numpy as np
 import pytest
 
+from age_tf import metrics
 from age_tf.train import intervals
 
 
@@ -57,10 +58,10 @@ def test_bad_coverage_names_the_flag(coverage):
 def test_coverage_and_error_by_decade():
     true = np.array([5, 15, 15, 95, 100])
     pred = np.array([7, 14, 25, 90, 99])
-    rep = intervals.coverage_report(true, pred - 2, pred + 2)
+    rep = metrics.coverage_report(true, pred - 2, pred + 2)
     assert rep["by_decade"]["10-19"] == {"images": 2, "coverage": 0.5}
     assert rep["by_decade"]["90-100"]["images"] == 2 and rep["mean_width"] == 4
-    err = intervals.error_by_decade(true, pred)
+    err = metrics.error_by_decade(true, pred)
     assert err["10-19"]["bias_years"] == pytest.approx(4.5)  # (-1 + 10) / 2: over-estimates
     assert err["10-19"]["mae_years"] == pytest.approx(5.5)
     assert set(err) == {"0-9", "10-19", "90-100"}

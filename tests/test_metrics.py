@@ -1,10 +1,10 @@
-"""Tests for age_tf.evaluate.metrics against scipy and known answers."""
+"""Tests for age_tf.metrics against scipy and known answers."""
 
 import numpy as np
 import pytest
 import scipy.stats
 
-from age_tf.evaluate import metrics
+from age_tf import metrics
 
 
 @pytest.mark.parametrize("seed", [0, 1, 2])

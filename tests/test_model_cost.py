@@ -1,6 +1,7 @@
-"""Tests for age_tf.train.model_cost: parameter and multiply-accumulate counts (Table 1)."""
+"""Tests for age_tf.evaluate.model_cost: parameter and multiply-accumulate counts (Table 1)."""
 
-from age_tf.train import model_cost, models
+from age_tf.evaluate import model_cost
+from age_tf.train import models
 
 
 def test_macs_known_answer_mobilenet_v2_224():

@@ -11,7 +11,7 @@ import tensorflow as tf
 from matplotlib import cbook
 from PIL import Image
 
-from age_tf.data import pipeline
+from age_tf.data import pipeline, sources
 from age_tf.serve import photos
 from age_tf.synthetic import synth
 
@@ -103,8 +103,8 @@ def test_estimate_crops_with_the_cards_margin_and_gives_the_interval(grace, mode
     monkeypatch.setattr(photos, "crop_face", lambda image, box, margin, size: (
         margins.append(margin) or real_crop(image, box, margin, size)))
     photos.estimate(grace, model)
-    photos.estimate(grace, model, margin=pipeline.RELEASE_MARGIN)  # an explicit margin wins
-    assert margins == [synth.CROP_MARGIN, pipeline.RELEASE_MARGIN]
+    photos.estimate(grace, model, margin=sources.RELEASE_MARGIN)  # an explicit margin wins
+    assert margins == [synth.CROP_MARGIN, sources.RELEASE_MARGIN]
 
 
 def _cli(*args):

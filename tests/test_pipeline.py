@@ -11,7 +11,7 @@ import tensorflow as tf
 from PIL import Image
 
 from age_tf import labels
-from age_tf.data import pipeline
+from age_tf.data import pipeline, prepared
 
 S = 32  # tiny network input for tests
 
@@ -186,7 +186,7 @@ def test_sharding_by_input_context(folder):
 
 def test_load_manifest_errors(tmp_path):
     with pytest.raises(FileNotFoundError, match="train.csv not found: --data_dir must be"):
-        pipeline.load_manifest(str(tmp_path), "train")
+        prepared.load_manifest(str(tmp_path), "train")
 
 
 def test_epoch_seeded_order_is_reproducible_and_varies_by_epoch(folder):
@@ -292,3 +292,29 @@ def test_memory_cache_that_would_not_fit_is_refused_before_decoding(folder, monk
 def test_available_memory_reads_the_system():
     avail = pipeline.available_memory()
     assert avail is None or 2**20 < avail < 2**50
+
+
+def test_map_images_traces_once_per_call_and_never_warns_of_retracing(tmp_path, caplog):
+    # The demo printed TensorFlow's "triggered tf.function retracing" warning: each call
+    # traced its lambda again for the last, smaller batch, and the calls' traces were all
+    # counted as one function's.
+    from PIL import Image
+
+    for i in range(40):
+        Image.fromarray(np.full((20, 20, 3), i * 5, np.uint8)).save(tmp_path / f"{i}.jpg")
+    manifest = pd.DataFrame({"path": [f"{i}.jpg" for i in range(40)], "age": 30.0})
+    traces = []
+
+    def fn(x):
+        traces.append(x.shape[0])  # runs once per trace
+        return tf.reduce_mean(x, axis=[1, 2, 3])
+
+    cfg = pipeline.PipelineConfig(batch_size=16)  # 16 + 16 + 8: a smaller last batch
+    with caplog.at_level("WARNING"):
+        for _ in range(8):
+            out = pipeline.map_images(fn, manifest, str(tmp_path), cfg, 32, "testing")
+    assert len(traces) == 8  # one trace per call, the batch size left open
+    assert np.allclose(out, np.arange(40) * 5, atol=1.5)
+    assert not [r for r in caplog.records if "retracing" in r.getMessage()]
+    images = pipeline.map_images(None, manifest, str(tmp_path), cfg, 32)  # the images themselves
+    assert images.shape == (40, 32, 32, 3) and images.dtype == np.float32

@@ -2,6 +2,7 @@
 
 import io
 import logging as std_logging
+import sys
 
 import pytest
 from absl import logging
@@ -46,9 +47,11 @@ def test_on_a_terminal_the_bar_is_redrawn_in_place_and_erased():
 
 
 @pytest.fixture
-def absl_console():
-    """absl's handler on the absl logger, as in a command (it writes to stderr)."""
+def absl_console(monkeypatch, capsys):
+    """absl's handler on the absl logger, as in a command, writing to the captured stderr
+    (once the flags are parsed, by an earlier test's command, it writes to its own stream)."""
     handler = logging.get_absl_handler()
+    monkeypatch.setattr(handler.python_handler, "stream", sys.stderr)
     old_level = handler.level
     std_logging.getLogger("absl").addHandler(handler)
     yield

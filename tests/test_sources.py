@@ -158,6 +158,7 @@ def test_imdb_clean_face_cropped_with_the_release_margin_lands_on_the_rendered_c
         releases, tmp_path):
     """The CSV's box + 0.4 of its side per side is the crop the IMDB-WIKI release cut."""
     import tensorflow as tf
+
     from age_tf.data import pipeline
 
     out, report, manifests, _ = _prepare(releases, tmp_path, "imdb_clean", split="official")
@@ -165,8 +166,8 @@ def test_imdb_clean_face_cropped_with_the_release_margin_lands_on_the_rendered_c
     truth = pd.read_csv(_truth(releases, "imdb_clean")).set_index("full_path")
     m = pd.concat(manifests.values())
     w = m["face_x2"] - m["face_x1"]
-    left = m["face_x1"] - 1 - pipeline.RELEASE_MARGIN * w  # 0-based, as pipeline.face_box
-    top = m["face_y1"] - 1 - pipeline.RELEASE_MARGIN * (m["face_y2"] - m["face_y1"])
+    left = m["face_x1"] - 1 - sources.RELEASE_MARGIN * w  # 0-based, as pipeline.face_box
+    top = m["face_y1"] - 1 - sources.RELEASE_MARGIN * (m["face_y2"] - m["face_y1"])
     t = truth.loc[m["path"]]
     assert np.abs(left.to_numpy() - t["paste_x"].to_numpy()).max() <= 1
     assert np.abs(top.to_numpy() - t["paste_y"].to_numpy()).max() <= 1
@@ -178,13 +179,13 @@ def test_imdb_clean_face_cropped_with_the_release_margin_lands_on_the_rendered_c
         crop = pipeline.read_image(os.path.join(releases["imdb_clean"], "imdb_crop", row.path))
         x, y = t.loc[row.path, "paste_x"], t.loc[row.path, "paste_y"]
         box = np.array([row.face_x1, row.face_y1, row.face_x2, row.face_y2], np.float32)
-        ref = pipeline.resize(tf.constant(crop), 64, box - [x, y, x, y], pipeline.RELEASE_MARGIN)
+        ref = pipeline.resize(tf.constant(crop), 64, box - [x, y, x, y], sources.RELEASE_MARGIN)
         # The margin box spans side + 1 pixel centres and its corner is rounded: its edge rows
         # and columns can fall a hair outside the crop (black there), on the scene in the photo.
         ref = ref.numpy()[1:-1, 1:-1].astype(float)
 
         def error(shift):
-            face = pipeline.resize(photo, 64, box + shift, pipeline.RELEASE_MARGIN).numpy()
+            face = pipeline.resize(photo, 64, box + shift, sources.RELEASE_MARGIN).numpy()
             return np.abs(face[1:-1, 1:-1] - ref).mean()
 
         assert error(0) < min(error(np.array([d, 0, d, 0], np.float32)) for d in (-2, 2)), row.path

@@ -7,7 +7,8 @@ import keras
 import numpy as np
 import pytest
 
-from age_tf.standin import pretraining, weights
+from age_tf.standin import pretraining
+from age_tf.train import standin_weights as weights
 from age_tf.train import models
 
 # Loads and runs the shipped networks on rendered faces.

@@ -13,12 +13,14 @@ import numpy as np
 import pandas as pd
 import pytest
 import tensorflow as tf
+from train_commands import ROOT
+from train_commands import fingerprints as _fingerprints
+from train_commands import run as _run
+from train_commands import train_cmd as _train_cmd
 
 from age_tf import labels
-from age_tf.data import pipeline
+from age_tf.data import pipeline, prepared
 from age_tf.train import feature_cache, models, training
-from train_commands import ROOT, fingerprints as _fingerprints, run as _run
-from train_commands import train_cmd as _train_cmd
 
 pytestmark = pytest.mark.integration  # trains models or runs the commands
 
@@ -57,7 +59,7 @@ def test_export_matches_keras_model_on_both_signatures(demo_run, data_dir):
     model_dir, _ = demo_run
     model = keras.models.load_model(os.path.join(model_dir, "model.keras"))
     loaded = tf.saved_model.load(os.path.join(model_dir, "export"))
-    manifest, images_dir = pipeline.load_manifest(data_dir, "val")
+    manifest, images_dir = prepared.load_manifest(data_dir, "val")
     paths = [os.path.join(images_dir, p) for p in manifest["path"][:6]]
     data = [open(p, "rb").read() for p in paths]
     images = np.stack([pipeline.resize(pipeline.decode(tf.constant(d)), 32).numpy() for d in data])
@@ -312,14 +314,14 @@ def test_an_undecodable_file_never_ends_an_epoch(prepared, tmp_path, cache, tiny
     # decode and counts 1 step from them.
     steps = 2 if not cache else 1
     assert history["images_per_second"].notna().all() and len(history) == 2
-    manifest, images_dir = pipeline.load_manifest(data, "train")
+    manifest, images_dir = prepared.load_manifest(data, "train")
     pipe = pipeline.InputPipeline(manifest, images_dir, cfg.pipeline, 32, training=True)
     assert training.steps_per_epoch(cfg, len(pipe)) == steps
 
 
 def test_no_valid_monitor_value_exports_the_last_epoch_and_says_so(data_dir, tmp_path, monkeypatch,
                                                                    tiny_config):
-    from age_tf.evaluate import metrics
+    from age_tf import metrics
 
     monkeypatch.setattr(metrics, "srocc", lambda a, b: float("nan"))  # SROCC NaN every epoch
     model_dir = str(tmp_path / "run")

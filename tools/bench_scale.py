@@ -48,11 +48,11 @@ def _peak_mb() -> dict:
 def _manifest(data: str):
     import pandas as pd
 
-    from age_tf.data import pipeline
+    from age_tf.data import prepared
 
     frames = []
     for split in ("train", "val", "test"):
-        m, images_dir = pipeline.load_manifest(data, split)
+        m, images_dir = prepared.load_manifest(data, split)
         frames.append(m.assign(split=split))
     return pd.concat(frames, ignore_index=True), images_dir
 
@@ -87,8 +87,9 @@ def run_stage(stage: str, root: str) -> dict:
         out.update(images=len(manifest), pairs=counts["found"], listed=counts["listed"],
                    pairs_across_splits=counts["across_splits"])
     elif stage == "audit_features":
+        from age_tf import metrics
         from age_tf.data import pipeline
-        from age_tf.evaluate import audit, metrics
+        from age_tf.evaluate import audit
         from age_tf.train import models
 
         start = time.monotonic()

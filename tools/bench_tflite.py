@@ -17,8 +17,8 @@ import numpy as np
 import tensorflow as tf
 from absl import app, flags
 
-from age_tf.data import pipeline
-from age_tf.evaluate import metrics
+from age_tf import metrics
+from age_tf.data import pipeline, prepared
 from age_tf.serve.served_model import AgeModel
 from age_tf.train import export
 from age_tf.train.run_dir import RunDir
@@ -32,13 +32,10 @@ flags.mark_flags_as_required(["model_dir", "data_dir"])
 
 
 def _test_faces(run: RunDir, data_dir: str):
-    config = run.read_config()
-    manifest, images_dir = pipeline.load_manifest(data_dir, "test")
-    p = config["pipeline"]
-    pcfg = pipeline.PipelineConfig(batch_size=64, crop_faces=p["crop_faces"],
-                                   face_margin=p["face_margin"])
-    images = pipeline.map_images(lambda x: x, manifest, images_dir, pcfg,
-                                 config["model"]["image_size"])
+    cfg = run.train_config()
+    manifest, images_dir = prepared.load_manifest(data_dir, "test")
+    images = pipeline.map_images(None, manifest, images_dir, cfg.evaluation_pipeline(64),
+                                 cfg.model.image_size)
     return images.astype(np.float32), manifest["age"].to_numpy(float)
 
 

@@ -41,7 +41,8 @@ import tensorflow as tf
 from absl import app, flags, logging
 
 from age_tf import labels
-from age_tf.standin import pretraining, weights
+from age_tf.standin import pretraining
+from age_tf.train import standin_weights as weights
 
 FLAGS = flags.FLAGS
 flags.DEFINE_list("backbones", ["mobilenet_v2", "efficientnet_b3"], "Backbones to pretrain.")

@@ -13,7 +13,6 @@ A command module is its docstring, a `Command` and a body:
 
 from __future__ import annotations
 
-import dataclasses
 import errno
 import os
 import sys
@@ -126,6 +125,10 @@ class Command:
         """The resolved flags, one per line (written next to a run's outputs)."""
         return config.flags_text(self.specs)
 
+    def program(self) -> str:
+        """The console script's name: age_tf.cli.cross_dataset -> age-tf-cross-dataset."""
+        return "age-tf-" + self.module.rsplit(".", 1)[-1].replace("_", "-")
+
     def help_text(self, prog: str) -> str:
         """The command's docstring, then its flags grouped by the config that owns them."""
         doc = (sys.modules[self.module].__doc__ or "").strip()
@@ -178,7 +181,7 @@ class Command:
 
         def run() -> None:
             if any(a in HELP_ARGS for a in sys.argv[1:]):
-                write(sys.stdout, self.help_text(os.path.basename(sys.argv[0])))
+                write(sys.stdout, self.help_text(self.program()))
                 sys.exit(0)
             try:
                 argv = config.expand_flagfiles(sys.argv)

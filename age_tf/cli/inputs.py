@@ -5,14 +5,13 @@ Example:
 """
 
 from age_tf.cli import common
-from age_tf.data import input_figures, pipeline
+from age_tf.data import input_figures
 
 COMMAND = common.Command(__name__, input_figures.InputsConfig, required=("data_dir", "out_dir"))
 
 
 def main(cfg, args):
-    pcfg = pipeline.PipelineConfig(crop_faces=cfg.crop_faces, face_margin=cfg.face_margin)
-    paths = input_figures.write_input_figures(cfg.data_dir, cfg.out_dir, cfg.num, pcfg,
+    paths = input_figures.write_input_figures(cfg.data_dir, cfg.out_dir, cfg.num, cfg.pipeline,
                                               cfg.image_size, cfg.seed)
     return "\n".join(f"wrote {p}" for p in paths)
 

@@ -5,7 +5,7 @@ Example:
 """
 
 from age_tf.cli import common
-from age_tf.train import model_cost
+from age_tf.evaluate import model_cost
 
 COMMAND = common.Command(__name__, model_cost.ModelCostConfig)
 

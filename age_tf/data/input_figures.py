@@ -10,7 +10,7 @@ import tensorflow as tf
 
 from age_tf import plots
 from age_tf.config import field
-from age_tf.data import pipeline
+from age_tf.data import pipeline, prepared
 
 
 @dataclasses.dataclass
@@ -20,13 +20,9 @@ class InputsConfig:
     data_dir: str = field(None, "Output folder of age-tf-prepare.")
     out_dir: str = field(None, "Where to write figure1_faces.png and figure2_transformed.png.")
     num: int = field(16, low=1, help="Faces to show.")
-    image_size: int = field(256, low=8, help="Network input size in pixels (the study: 256).")
-    crop_faces: bool = field(False, "Crop the manifest's face box (plus --face_margin) before "
-                             "resizing (for full-size release images).")
-    face_margin: float = field(pipeline.RELEASE_MARGIN, low=0,
-                               help="Border around the face box, as a share of its size per side "
-                                    "(with --crop_faces).")
+    image_size: int = pipeline.image_size_field()
     seed: int = field(0, "Which faces, and their flips.")
+    pipeline: pipeline.PipelineConfig = field(default_factory=pipeline.PipelineConfig)
 
 
 def sample_faces(manifest: pd.DataFrame, images_dir: str, cfg: pipeline.PipelineConfig,
@@ -53,7 +49,7 @@ def sample_faces(manifest: pd.DataFrame, images_dir: str, cfg: pipeline.Pipeline
 def write_input_figures(data_dir: str, out_dir: str, num: int, cfg: pipeline.PipelineConfig,
                         image_size: int, seed: int = 0) -> list[str]:
     """Writes Figures 1 and 2 for the training split; returns their paths."""
-    manifest, images_dir = pipeline.load_manifest(data_dir, "train")
+    manifest, images_dir = prepared.load_manifest(data_dir, "train")
     before, after, ages, flipped = sample_faces(manifest, images_dir, cfg, image_size, num, seed)
     os.makedirs(out_dir, exist_ok=True)
     fig1 = os.path.join(out_dir, "figure1_faces.png")

@@ -21,15 +21,15 @@ from absl import logging
 
 from age_tf import labels, progress
 from age_tf.config import field
-from age_tf.data.metadata import DataError
 from age_tf.data import sources
 
 AUTOTUNE = tf.data.AUTOTUNE
 
 
-# The release's crops: the detector's box plus 40% of its size on each side (Rothe et al.,
-# DEX); the default margin wherever a face is cropped.
-RELEASE_MARGIN = 0.4
+def image_size_field():
+    """The network's input side in pixels: one definition for every config that has one
+    (ModelConfig's is the run's; age-tf-inputs draws at that size)."""
+    return field(256, low=32, help="Network input size in pixels (the study: 256).")
 
 
 @dataclasses.dataclass
@@ -40,7 +40,7 @@ class PipelineConfig:
     # Off by default: the release's `*_crop` images already carry a margin around the face.
     crop_faces: bool = field(False, "Crop the manifest's face box (plus --face_margin) before "
                              "resizing (for full-size release images).")
-    face_margin: float = field(RELEASE_MARGIN, low=0,
+    face_margin: float = field(sources.RELEASE_MARGIN, low=0,
                                help="Border around the face box, as a share of its size per side.")
     # Cache entries are named by a hash of the manifest, the files' sizes and times and the
     # preprocessing, so a stale or foreign entry is never read.
@@ -66,80 +66,6 @@ class PipelineConfig:
 def full_batches(images: int, batch_size: int) -> int:
     """Full batches in one pass over `images` (training drops the partial last one)."""
     return images // batch_size
-
-
-# A manifest is read whole: beyond this it is not one age-tf-prepare wrote (158k real IMDB
-# faces take ~30 MB), and reading it could take the machine's memory.
-MAX_MANIFEST_BYTES = 1 << 30
-REQUIRED_COLUMNS = ("path", "age")
-
-
-def framing(data_dir: str) -> str:
-    """sources.CROPS or sources.FULL_PHOTOS, as age-tf-prepare recorded (folders from before
-    it did, and folders without a report, hold crops)."""
-    try:
-        with open(os.path.join(data_dir, "report.json")) as f:
-            return json.load(f).get("framing", sources.CROPS)
-    except (OSError, ValueError, AttributeError):
-        return sources.CROPS
-
-
-def load_manifest(data_dir: str, split: str) -> tuple[pd.DataFrame, str]:
-    """Reads `<data_dir>/<split>.csv` and the images folder recorded by age-tf-prepare.
-
-    Returns:
-      (manifest, images_dir).
-
-    Raises:
-      FileNotFoundError: the manifest or report is missing (names the file and the fix).
-      DataError: a column is missing or a value is unusable (names file, column and row).
-    """
-    path = os.path.join(data_dir, f"{split}.csv")
-    report = os.path.join(data_dir, "report.json")
-    for p in (path, report):
-        if not os.path.exists(p):
-            raise FileNotFoundError(
-                f"{p} not found: --data_dir must be an output folder of age-tf-prepare")
-    try:
-        with open(report) as f:
-            images_dir = json.load(f)["inputs"]["images_dir"]
-    except (ValueError, KeyError, TypeError) as e:
-        raise DataError(f"{report}: not an age-tf-prepare report (no inputs.images_dir); "
-                        "prepare the data again") from e
-    return read_manifest(path), images_dir
-
-
-def read_manifest(path: str) -> pd.DataFrame:
-    """One manifest CSV, checked: a path and an age on every row, ages numbers in
-    [labels.MIN_AGE, labels.MAX_AGE], no path twice.
-
-    Raises:
-      DataError: naming the file, the column and the first bad row (its line in the file).
-    """
-    df = sources.checked_csv(path, REQUIRED_COLUMNS, MAX_MANIFEST_BYTES, "manifest CSV",
-                             "manifests come from age-tf-prepare", dtype={"path": str})
-
-    def bad(column: str, mask, what: str):
-        i = int(np.flatnonzero(np.asarray(mask))[0])
-        value = df[column].iloc[i]
-        value = repr(value) if isinstance(value, str) else getattr(value, "item", lambda: value)()
-        n = int(np.sum(mask))
-        raise DataError(f"{path}: column {column!r}, line {i + 2}: {value} {what}"
-                        + (f" ({n} rows in all)" if n > 1 else ""))
-
-    if df["path"].isna().any() or (df["path"].str.strip() == "").any():
-        bad("path", df["path"].isna() | (df["path"].fillna("").str.strip() == ""), "is empty")
-    ages = pd.to_numeric(df["age"], errors="coerce")
-    if ages.isna().any() or not np.isfinite(ages).all():
-        bad("age", ages.isna() | ~np.isfinite(ages.fillna(0)), "is not a number of years")
-    out_of_range = (ages < labels.MIN_AGE) | (ages > labels.MAX_AGE)
-    if out_of_range.any():
-        bad("age", out_of_range, f"is outside {labels.MIN_AGE}-{labels.MAX_AGE} years")
-    twice = df["path"].duplicated()
-    if twice.any():
-        bad("path", twice, "is listed twice")
-    df["age"] = ages
-    return df
 
 
 def decode(data: tf.Tensor) -> tf.Tensor:

@@ -17,14 +17,14 @@ from absl import logging
 
 from age_tf import fileio, labels, plots
 from age_tf.config import field
-from age_tf.data import dedup, images, sources
+from age_tf.data import dedup, images, prepared, sources
 from age_tf.data.dedup import DEFAULT_MAX_DISTANCE, DEFAULT_MIN_CORRELATION
 from age_tf.data.metadata import DataError
 from age_tf.data.split import SPLIT_NAMES, parse_fractions, stratified_group_split
 
 OUTPUT_FILES = (
-    "train.csv", "val.csv", "test.csv", "rejected.csv", "report.json", "age_distribution.png",
-    "fingerprints.npz",
+    *(f"{s}.csv" for s in prepared.SPLITS), prepared.REJECTED, prepared.REPORT,
+    prepared.AGE_FIGURE, prepared.FINGERPRINTS,
 )
 TEMP_PREFIX = ".prepare-"  # + pid: the outputs are written here, then moved in
 MANIFEST_COLUMNS = [
@@ -211,7 +211,7 @@ def prepare(cfg: PrepareConfig) -> dict:
       cfg: paths and parameters.
 
     Returns:
-      The report (also written to report.json).
+      The report (also written to the folder's report file, prepared.REPORT).
 
     Raises:
       DataError: bad input (file, struct, paths) or nothing left after filtering; raised
@@ -403,12 +403,12 @@ def _write_outputs(cfg, manifests, rejected: pd.DataFrame, report: dict, prints)
     try:
         for name, m in manifests.items():
             m.to_csv(os.path.join(tmp, f"{name}.csv"), index=False)
-        rejected.sort_values("row").to_csv(os.path.join(tmp, "rejected.csv"), index=False)
-        with open(os.path.join(tmp, "report.json"), "w") as f:
+        rejected.sort_values("row").to_csv(os.path.join(tmp, prepared.REJECTED), index=False)
+        with open(os.path.join(tmp, prepared.REPORT), "w") as f:
             json.dump(report, f, indent=2, default=str)
         plots.plot_age_distribution({k: v["age"].to_numpy() for k, v in manifests.items()},
-                                    os.path.join(tmp, "age_distribution.png"))
-        images.save_fingerprints(os.path.join(tmp, "fingerprints.npz"), *prints,
+                                    os.path.join(tmp, prepared.AGE_FIGURE))
+        images.save_fingerprints(os.path.join(tmp, prepared.FINGERPRINTS), *prints,
                                  os.path.abspath(cfg.images_dir))
         for f in OUTPUT_FILES:
             os.replace(os.path.join(tmp, f), os.path.join(cfg.out_dir, f))

@@ -27,6 +27,10 @@ from age_tf.data.metadata import DataError, load_metadata, read_release
 FORMATS = ("imdb_wiki", "imdb_clean", "appa_real", "utkface", "agedb")
 LABELS = ("real", "apparent")
 OFFICIAL_SPLIT_FORMATS = ("imdb_clean", "appa_real")  # releases with their own subsets
+# The release's crops: the detector's box plus 40% of its size on each side (Rothe et al.,
+# DEX), as IMDB-WIKI's and APPA-REAL's face files were cut; the default margin wherever a
+# face is cropped.
+RELEASE_MARGIN = 0.4
 CROPS, FULL_PHOTOS = "crops", "full photos"  # each image is the face / crop its face box
 COLUMNS = ["row", "full_path", "age", "identity", "gender", "face_x1", "face_y1", "face_x2",
            "face_y2", "face_score", "second_face_score", "official_split", "label_source",
@@ -35,7 +39,9 @@ COLUMNS = ["row", "full_path", "age", "identity", "gender", "face_x1", "face_y1"
 # CSV, is ~20 MB).
 MAX_CSV_BYTES = 512 * 2**20
 MAX_LISTED_FILES = 5_000_000
-_SPLIT_OF_FILE = {"train": "train", "valid": "val", "test": "test"}
+# APPA-REAL's subsets, by the name its folders and CSVs use -> the manifest's split.
+APPA_SPLIT_OF_FILE = {"train": "train", "valid": "val", "test": "test"}
+APPA_CSV = "gt_avg_{}.csv"  # one per subset, of the mean ratings and real ages
 IMDB_CLEAN_CSVS = {"train": "imdb_train_new.csv", "val": "imdb_valid_new.csv",
                    "test": "imdb_test_new.csv"}
 IMDB_CLEAN_COLUMNS = ("filename", "age", "gender", "x_min", "y_min", "x_max", "y_max")
@@ -228,8 +234,8 @@ def appa_real(release_dir: str, label: str) -> Source:
     The release names no person: each image is its own group.
     """
     parts = []
-    for file_split, split in _SPLIT_OF_FILE.items():
-        df = read_csv(os.path.join(release_dir, f"gt_avg_{file_split}.csv"), APPA_COLUMNS)
+    for file_split, split in APPA_SPLIT_OF_FILE.items():
+        df = read_csv(os.path.join(release_dir, APPA_CSV.format(file_split)), APPA_COLUMNS)
         df["full_path"] = file_split + "/" + df["file_name"].str.strip() + "_face.jpg"
         df["official_split"] = split
         parts.append(df)
@@ -244,7 +250,7 @@ def appa_real(release_dir: str, label: str) -> Source:
                    label_source=f"appa_real: {column}", problem=problem)
     return Source("appa_real", table, release_dir, release_dir, CROPS,
                   "none in the release: each image is its own group",
-                  read_release(os.path.join(release_dir, "gt_avg_train.csv")))
+                  read_release(os.path.join(release_dir, APPA_CSV.format("train"))))
 
 
 def _utk_fields(name: str) -> tuple[float, float, str]:

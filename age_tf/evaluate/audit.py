@@ -16,13 +16,13 @@ import numpy as np
 import pandas as pd
 from absl import logging
 
-from age_tf import fileio, plots
+from age_tf import fileio, metrics, plots
 from age_tf.config import field
-from age_tf.data import dedup, images, pipeline
-from age_tf.evaluate import evaluation, ground_truth, metrics
-from age_tf.train.run_dir import RunDir
+from age_tf.data import dedup, images, pipeline, prepared
+from age_tf.evaluate import evaluation, ground_truth
 from age_tf.evaluate import ridge as ridge_fit
 from age_tf.train import feature_cache, models
+from age_tf.train.run_dir import RunDir
 
 SPLITS = ("train", "val", "test")
 
@@ -179,7 +179,7 @@ def backbone_features(model_dir: str, data_dir: str, splits=SPLITS, feature_stor
     frames = []
     images_dir = None
     for split in splits:
-        m, images_dir = pipeline.load_manifest(data_dir, split)
+        m, images_dir = prepared.load_manifest(data_dir, split)
         frames.append(m.assign(split=split))
     manifest = pd.concat(frames, ignore_index=True)
     extractor = models.feature_extractor(run.model)

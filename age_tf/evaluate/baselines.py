@@ -15,10 +15,10 @@ import os
 import numpy as np
 import pandas as pd
 
-from age_tf import fileio
-from age_tf.data import pipeline, sources
+from age_tf import fileio, metrics
+from age_tf.data import pipeline, prepared, sources
 from age_tf.data.metadata import DataError
-from age_tf.evaluate import evaluation, metrics, ridge
+from age_tf.evaluate import evaluation, ridge
 
 ALPHAS = (0.01, 0.1, 1.0, 10.0, 100.0, 1000.0)
 NAMES = {"median": "training median", "ridge": "ridge on pixels"}
@@ -55,7 +55,7 @@ def compute(data_dir: str, bootstrap: int = 1000, seed: int = 0,
     """
     frames, images_dir = {}, None
     for split in ("train", "val", "test"):
-        frames[split], images_dir = pipeline.load_manifest(data_dir, split)
+        frames[split], images_dir = prepared.load_manifest(data_dir, split)
     ages = {s: f["age"].to_numpy(float) for s, f in frames.items()}
     median = float(np.median(ages["train"]))
     # No bootstrap for a constant prediction: its correlations are undefined in every sample.
@@ -63,7 +63,7 @@ def compute(data_dir: str, bootstrap: int = 1000, seed: int = 0,
         _frame(frames["test"], np.full(len(ages["test"]), median), ground_truth), 0, seed)}
     out["median"]["value"] = median
 
-    full = pipeline.framing(data_dir) == sources.FULL_PHOTOS
+    full = prepared.PreparedDir(data_dir).framing() == sources.FULL_PHOTOS
     feats = {s: pixel_features(f, images_dir, full) for s, f in frames.items()}
     mu, sd = feats["train"].mean(0), feats["train"].std(0) + 1e-6
     feats = {s: (v - mu) / sd for s, v in feats.items()}

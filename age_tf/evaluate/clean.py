@@ -20,10 +20,10 @@ import os
 import numpy as np
 import pandas as pd
 
-from age_tf import fileio
+from age_tf import fileio, metrics
 from age_tf.config import field
-from age_tf.data import pipeline, prepare
-from age_tf.evaluate import audit, ground_truth, metrics
+from age_tf.data import prepare, prepared
+from age_tf.evaluate import audit, ground_truth
 from age_tf.train.run_dir import RunDir
 
 ACTIONS = ("drop", "relabel")
@@ -111,7 +111,7 @@ def oracle_labels(data_dir: str, truth_csv: str, out_dir: str) -> None:
     ceiling that cleaning is measured against); test.csv and the rest copied unchanged."""
     if os.path.abspath(out_dir) == os.path.abspath(data_dir):
         raise ValueError("oracle labels need their own folder")
-    manifests = {split: pipeline.read_manifest(os.path.join(data_dir, f"{split}.csv"))
+    manifests = {split: prepared.read_manifest(os.path.join(data_dir, f"{split}.csv"))
                  for split in CLEANED_SPLITS}
     truths = {split: ground_truth.for_rows(truth_csv, m) for split, m in manifests.items()}
     prepare.copy_prepared(data_dir, out_dir, skip=CLEANED_FILES)

@@ -14,6 +14,7 @@ import os
 
 from age_tf import fileio
 from age_tf.config import field
+from age_tf.data import prepared
 from age_tf.evaluate import baselines, evaluation
 from age_tf.train.run_dir import match_data
 
@@ -33,17 +34,15 @@ class CrossConfig:
         if not self.model_dirs or not self.data_dirs:
             raise ValueError("--model_dirs and --data_dirs each need at least one folder")
         for d in self.data_dirs:
-            if not os.path.exists(os.path.join(d, "report.json")):
+            if not prepared.PreparedDir(d).exists():
                 raise ValueError(f"--data_dirs: {d} is not an age-tf-prepare output folder "
-                                 "(no report.json)")
+                                 f"(no {prepared.REPORT})")
         fileio.check_writable_dir(os.path.dirname(os.path.abspath(self.out)), "out", self.out)
 
 
 def dataset_name(data_dir: str) -> str:
     """'<format> (<folder>)', as the folder's report records its release."""
-    with open(os.path.join(data_dir, "report.json")) as f:
-        fmt = json.load(f)["inputs"].get("format", "imdb_wiki")
-    return f"{fmt} ({os.path.basename(os.path.normpath(data_dir))})"
+    return prepared.PreparedDir(data_dir).name()
 
 
 def cross_evaluate(cfg: CrossConfig) -> list[dict]:

@@ -12,12 +12,12 @@ import numpy as np
 import pandas as pd
 from absl import logging
 
-from age_tf import fileio, labels, plots
+from age_tf import fileio, labels, metrics, plots
 from age_tf.config import field
-from age_tf.data import pipeline, sources
-from age_tf.evaluate import ground_truth, metrics
-from age_tf.train import card, intervals
+from age_tf.data import pipeline, prepared, sources
 from age_tf.data.metadata import DataError
+from age_tf.evaluate import ground_truth
+from age_tf.train import card, intervals
 from age_tf.train.run_dir import DataMatch, RunDir, config_digest, match_data
 
 
@@ -65,13 +65,11 @@ class TrainedRun:
         around its box (0.4 of its side per side), which is how IMDB-WIKI's crops were cut
         from the same photos, so the model sees faces framed as in training.
         """
-        p = self.config["pipeline"]
-        if (data_dir and not p["crop_faces"]
-                and pipeline.framing(data_dir) == sources.FULL_PHOTOS):
-            return pipeline.PipelineConfig(batch_size=batch_size, crop_faces=True,
-                                           face_margin=pipeline.RELEASE_MARGIN)
-        return pipeline.PipelineConfig(batch_size=batch_size, crop_faces=p["crop_faces"],
-                                       face_margin=p["face_margin"])
+        fed = self.dir.train_config().evaluation_pipeline(batch_size)
+        if (data_dir and not fed.crop_faces
+                and prepared.PreparedDir(data_dir).framing() == sources.FULL_PHOTOS):
+            return dataclasses.replace(fed, crop_faces=True, face_margin=sources.RELEASE_MARGIN)
+        return fed
 
     @functools.cached_property
     def calibration(self) -> dict | None:
@@ -142,7 +140,7 @@ def _rendered_metrics(pred: pd.DataFrame, bootstrap: int, seed: int, groups) -> 
     t = pred["rendered_age"].to_numpy(float)
     p = pred["predicted_age"].to_numpy(float)
     m = {"plcc": metrics.plcc(t, p), "mae_years": metrics.mae(t, p),
-         "by_decade": intervals.error_by_decade(t, p)}
+         "by_decade": metrics.error_by_decade(t, p)}
     if bootstrap:
         m["plcc_ci95"] = metrics.bootstrap_ci(t, p, metrics.plcc, bootstrap, seed, groups=groups)
         m["mae_years_ci95"] = metrics.bootstrap_ci(t, p, metrics.mae, bootstrap, seed, groups=groups)
@@ -153,9 +151,9 @@ def interval_metrics(pred: pd.DataFrame, calibration: dict) -> dict:
     """Test coverage of the served intervals (overall, per decade of true age), mean width;
     also against the rendered ages when the predictions carry them."""
     out = {"calibrated_coverage": calibration["coverage"],
-           **intervals.coverage_report(pred["true_age"], pred["age_low"], pred["age_high"])}
+           **metrics.coverage_report(pred["true_age"], pred["age_low"], pred["age_high"])}
     if "rendered_age" in pred:
-        out["rendered"] = intervals.coverage_report(pred["rendered_age"], pred["age_low"],
+        out["rendered"] = metrics.coverage_report(pred["rendered_age"], pred["age_low"],
                                                     pred["age_high"])
     return out
 
@@ -166,7 +164,7 @@ def compute_metrics(pred: pd.DataFrame, bootstrap: int = 1000, seed: int = 0) ->
     m = metrics.regression_metrics(t, p)
     m["loss"] = metrics.mae(labels.to_label(t), labels.to_label(p))
     m["images"] = len(pred)
-    m["by_decade"] = intervals.error_by_decade(t, p)
+    m["by_decade"] = metrics.error_by_decade(t, p)
     has_ids = "identity" in pred
     if has_ids:
         m["identities"] = int(pred["identity"].nunique())
@@ -185,7 +183,7 @@ def compute_metrics(pred: pd.DataFrame, bootstrap: int = 1000, seed: int = 0) ->
     elif "rendered_age" in pred:
         m["rendered"] = {"plcc": float("nan"),
                          "mae_years": metrics.mae(pred["rendered_age"], pred["predicted_age"]),
-                         "by_decade": intervals.error_by_decade(pred["rendered_age"],
+                         "by_decade": metrics.error_by_decade(pred["rendered_age"],
                                                                 pred["predicted_age"])}
     return m
 
@@ -284,7 +282,7 @@ def evaluate(cfg: EvaluateConfig) -> dict:
     run = load_run(cfg.model_dir)
     fileio.check_writable_dir(run.dir.eval, "model_dir", cfg.model_dir)  # before the work
     match = check_data(run.dir, cfg.data_dir, cfg.split, cfg.other_data)
-    manifest, images_dir = pipeline.load_manifest(cfg.data_dir, cfg.split)
+    manifest, images_dir = prepared.load_manifest(cfg.data_dir, cfg.split)
     pred = predict(run, manifest, images_dir, cfg.data_dir)
     if cfg.ground_truth:
         pred = attach_rendered(pred, cfg.ground_truth)

@@ -7,12 +7,10 @@ row names must agree too, so the truth of another set is refused instead of scor
 
 from __future__ import annotations
 
-import os
-
 import pandas as pd
 
+from age_tf.data import prepared, sources
 from age_tf.data.metadata import DataError
-from age_tf.data.pipeline import MAX_MANIFEST_BYTES
 
 
 def for_rows(truth_csv: str, rows: pd.DataFrame, columns=("rendered_age",)) -> pd.DataFrame:
@@ -22,13 +20,10 @@ def for_rows(truth_csv: str, rows: pd.DataFrame, columns=("rendered_age",)) -> p
     Raises:
       DataError: the file is not a ground truth, lacks a row, or names another image for it.
     """
-    if os.path.getsize(truth_csv) > MAX_MANIFEST_BYTES:
-        raise DataError(f"{truth_csv}: too large for a ground_truth.csv")
     need = ["row", "full_path", *columns]
-    try:
-        truth = pd.read_csv(truth_csv, usecols=need, dtype={"full_path": str})
-    except ValueError as e:  # pandas names the missing columns
-        raise DataError(f"{truth_csv}: not a synthetic set's ground_truth.csv ({e})") from e
+    truth = sources.checked_csv(truth_csv, need, prepared.MAX_MANIFEST_BYTES, "ground_truth.csv",
+                                "pass the ground_truth.csv age-tf-synth wrote beside the "
+                                "release", dtype={"full_path": str})[need]
     if truth["row"].duplicated().any():
         raise DataError(f"{truth_csv}: row numbers listed twice; not a ground_truth.csv")
     joined = rows[["row", "path"]].merge(truth, on="row", how="left")

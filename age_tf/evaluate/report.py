@@ -6,11 +6,11 @@ import dataclasses
 import json
 import os
 
-from age_tf import fileio, plots
+from age_tf import fileio, metrics, plots
 from age_tf.config import field
+from age_tf.data import prepared
 from age_tf.data.metadata import DataError
-from age_tf.evaluate import baselines
-from age_tf.train import intervals, model_cost
+from age_tf.evaluate import baselines, model_cost
 from age_tf.train.run_dir import RunDir, match_data
 
 TUNE_LABEL = {"head": "new head only", "full": "all layers"}
@@ -73,7 +73,7 @@ def table2_markdown(rows: list[dict], baselines: list[dict] | None = None) -> st
 
 def _decades(rows: list[dict]) -> list[str]:
     seen = {d for r in rows for d in r.get("by_decade", {})}
-    return [d for d in (intervals.decade_label(x) for x in intervals.DECADES) if d in seen]
+    return [d for d in (metrics.decade_label(x) for x in metrics.DECADES) if d in seen]
 
 
 def _label(r: dict) -> str:
@@ -215,8 +215,7 @@ def write_report(run_dirs: list[str], out_path: str, data_dir: str | None = None
              "\nGMACs count multiply-accumulates, the quantity the study's \"GFLOPS\" column "
              "reports; FLOPs = 2 x MACs.\n", *(sections or [])]
     if data_dir:
-        with open(os.path.join(data_dir, "report.json")) as f:
-            prep = json.load(f)
+        prep = prepared.PreparedDir(data_dir).report()
         sizes = ", ".join(f"{k} {v['images']:,}" for k, v in prep["splits"].items())
         stages = " → ".join(f"{s['stage']} {s['kept']:,}" for s in prep["stages"])
         parts += ["\n## Data\n\n", f"Splits: {sizes}.\n\nStages: {stages}.\n\n",

@@ -11,12 +11,11 @@ import os
 import numpy as np
 import tensorflow as tf
 
-from age_tf import fileio
+from age_tf import export_format, fileio
 from age_tf.config import field
 from age_tf.data import pipeline
 from age_tf.serve import photos
 from age_tf.serve.served_model import AgeModel
-from age_tf.train import card as card_module
 
 
 @dataclasses.dataclass
@@ -148,7 +147,7 @@ def _interval_text(age: float, low: float | None, high: float | None, coverage) 
 
 
 def _model_summary(model: AgeModel) -> dict:
-    return card_module.summary(model.card) if model.card else {"card": None, "path": model.path}
+    return export_format.card_summary(model.card) if model.card else {"card": None, "path": model.path}
 
 
 def format_faces(paths: list[str], faces, errors: dict[str, str], output: str,

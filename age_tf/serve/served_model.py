@@ -13,9 +13,8 @@ import warnings
 import numpy as np
 import tensorflow as tf
 
-from age_tf.data import pipeline
-from age_tf.train import card as card_module
-from age_tf.train import export
+from age_tf import export_format
+from age_tf.data import sources
 
 NO_CARD_NOTE = ("note: {path} has no model card (an export older than cards): assuming "
                 "the release's crop margin {margin} and no intervals")
@@ -34,24 +33,24 @@ class AgeModel:
                 # TF 2.21 points to ai_edge_litert; its own interpreter still runs the file.
                 warnings.filterwarnings("ignore", message=".*tf.lite.Interpreter is deprecated")
                 self._interpreter = tf.lite.Interpreter(model_path=model_path)
-            self._runner = self._interpreter.get_signature_runner(export.IMAGES_SIGNATURE)
+            self._runner = self._interpreter.get_signature_runner(export_format.IMAGES_SIGNATURE)
             detail = self._runner.get_input_details()["images"]
             self.image_size = int(detail["shape"][1])
-            self.card = card_module.read(model_path + ".json")
+            self.card = export_format.read_card(export_format.card_path(model_path))
             self._call = self._call_tflite
         else:
-            self.path = export.find_export(model_path)
-            serve = tf.saved_model.load(self.path).signatures[export.IMAGES_SIGNATURE]
+            self.path = export_format.find_export(model_path)
+            serve = tf.saved_model.load(self.path).signatures[export_format.IMAGES_SIGNATURE]
             self._serve = serve
             self.image_size = int(serve.structured_input_signature[1]["images"].shape[1])
-            self.card = card_module.read(os.path.join(self.path, "assets", card_module.ASSET_NAME))
+            self.card = export_format.read_card(export_format.card_path(self.path))
             self._call = self._call_saved_model
 
     @property
     def crop_margin(self) -> float:
         """The framing of the faces the model was trained on (the release's by default)."""
         margin = ((self.card or {}).get("preprocessing") or {}).get("crop_margin")
-        return pipeline.RELEASE_MARGIN if margin is None else float(margin)
+        return sources.RELEASE_MARGIN if margin is None else float(margin)
 
     @property
     def coverage(self) -> float | None:
@@ -60,7 +59,7 @@ class AgeModel:
     def notes(self) -> list[str]:
         """What a user must be told once about this model (stderr lines)."""
         if self.card is None:
-            return [NO_CARD_NOTE.format(path=self.path, margin=pipeline.RELEASE_MARGIN)]
+            return [NO_CARD_NOTE.format(path=self.path, margin=sources.RELEASE_MARGIN)]
         return [f"warning: {self.card['warning']}"] if self.card.get("warning") else []
 
     def _call_saved_model(self, batch: np.ndarray) -> dict:

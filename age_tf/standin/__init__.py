@@ -6,7 +6,7 @@ each backbone once, for hours, on synthetic faces of people disjoint from every 
 and the package ships the result (float16, `<backbone>.npz` in this folder) with a JSON
 card (`<backbone>.json`) saying exactly how it was made.
 
-Two layers, so that the model code needs no renderer: `weights` is the shipped file format
-(what `--weights=standin` reads); `pretraining` is the corpus and the network that write it
-(what the tool and its tests need).
+Two floors, so that the model code needs no renderer: `age_tf.train.standin_weights` is the
+shipped file format (what `--weights=standin` reads, beside the model code); `pretraining`,
+here, is the corpus and the network that write it (what the tool and its tests need).
 """

@@ -12,10 +12,9 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from age_tf import labels, parallel
+from age_tf import labels, metrics, parallel
 from age_tf.data import pipeline
-from age_tf.evaluate import metrics
-from age_tf.standin import weights
+from age_tf.train import standin_weights as weights
 from age_tf.synthetic import faces, synth
 from age_tf.train import models
 

@@ -26,6 +26,7 @@ import pandas as pd
 from PIL import Image
 
 from age_tf import fileio, parallel
+from age_tf.data import sources
 from age_tf.data.metadata import RELEASE_FILE, DataError
 from age_tf.synthetic import faces
 
@@ -45,16 +46,14 @@ LAYOUTS = {
     "agedb": ("AgeDB",),
 }
 TRUTH_FILE = "ground_truth.csv"
-# The crop of the IMDB-WIKI release: the face box plus 40% of its side on every side.
-RELEASE_CROP_MARGIN = 0.4
 # Kinds with no face to list: every other dataset was built from detected faces.
 _NO_FACE = ("no_face", "placeholder")
 # IMDB-Clean's published split sizes: 183,886 / 45,971 / 56,086 faces.
 IMDB_CLEAN_SPLIT = (0.64, 0.16, 0.20)
-IMDB_CLEAN_FILES = ("imdb_train_new.csv", "imdb_valid_new.csv", "imdb_test_new.csv")
+IMDB_CLEAN_FILES = tuple(sources.IMDB_CLEAN_CSVS[s] for s in ("train", "val", "test"))
 # APPA-REAL's: 4,113 / 1,500 / 1,978 images.
 APPA_SPLIT = (4113 / 7591, 1500 / 7591, 1978 / 7591)
-APPA_SPLITS = ("train", "valid", "test")
+APPA_SPLITS = tuple(sources.APPA_SPLIT_OF_FILE)  # as its folders name them
 UTK_SIDE = 200
 
 
@@ -144,9 +143,9 @@ def write_imdb_clean(rendered, out_dir: str, boxes: list) -> pd.DataFrame:
             continue
         box = np.asarray(boxes[i], dtype=float).reshape(-1)
         face = box[2] - box[0]
-        side = int(round(face * (1 + 2 * RELEASE_CROP_MARGIN)))
-        x = int(round(box[0] - 1 - RELEASE_CROP_MARGIN * face))
-        y = int(round(box[1] - 1 - RELEASE_CROP_MARGIN * face))
+        side = int(round(face * (1 + 2 * sources.RELEASE_MARGIN)))
+        x = int(round(box[0] - 1 - sources.RELEASE_MARGIN * face))
+        y = int(round(box[1] - 1 - sources.RELEASE_MARGIN * face))
         if rng.random() < 0.03:  # a face at the photo's edge: the box reaches past it
             x = -side // 4
         place[i] = (x, y, side, max(x, 0) + side + int(rng.integers(0, 160)),
@@ -156,8 +155,8 @@ def write_imdb_clean(rendered, out_dir: str, boxes: list) -> pd.DataFrame:
         r = plan.iloc[i]
         x, y, side, width, height, scene = place[int(r["duplicate_of"]) if r["duplicate_of"] >= 0
                                                  else i]
-        f = side / (1 + 2 * RELEASE_CROP_MARGIN)  # the face inside the pasted crop
-        x_min, y_min = x + RELEASE_CROP_MARGIN * f, y + RELEASE_CROP_MARGIN * f
+        f = side / (1 + 2 * sources.RELEASE_MARGIN)  # the face inside the pasted crop
+        x_min, y_min = x + sources.RELEASE_MARGIN * f, y + sources.RELEASE_MARGIN * f
         rows.append(dict(
             filename=rendered.full_paths[i], age=int(r["rendered_age"]),
             gender="M" if r["gender"] == 1 else "F",
@@ -172,8 +171,7 @@ def write_imdb_clean(rendered, out_dir: str, boxes: list) -> pd.DataFrame:
     for (i, job), body in zip(jobs, _photos([j for _, j in jobs], rendered.workers)):
         fileio.write_files(photos_dir, [(rendered.full_paths[i], body)])
     table = pd.DataFrame(rows)
-    csv_cols = ["filename", "age", "gender", "x_min", "y_min", "x_max", "y_max", "head_roll",
-                "head_yaw", "head_pitch"]
+    csv_cols = [*sources.IMDB_CLEAN_COLUMNS, "head_roll", "head_yaw", "head_pitch"]
     ordered = []
     for s, name in enumerate(IMDB_CLEAN_FILES):
         part = table[table["split"] == s]
@@ -258,9 +256,8 @@ def write_appa_real(rendered, out_dir: str, boxes=None) -> pd.DataFrame:
     for (rel, _), body in zip(photo_jobs, _photos([j for _, j in photo_jobs], rendered.workers)):
         fileio.write_files(root, [(rel, body)])
     for split in APPA_SPLITS:
-        pd.DataFrame(avg[split], columns=["file_name", "num_ratings", "apparent_age_avg",
-                                          "apparent_age_std", "real_age"]).to_csv(
-            os.path.join(root, f"gt_avg_{split}.csv"), index=False)
+        pd.DataFrame(avg[split], columns=list(sources.APPA_COLUMNS)).to_csv(
+            os.path.join(root, sources.APPA_CSV.format(split)), index=False)
         pd.DataFrame(votes[split], columns=["file_name", "real_age", "apparent_age",
                                             "worker_age", "worker_gender"]).to_csv(
             os.path.join(root, f"gt_{split}.csv"), index=False)
@@ -268,7 +265,7 @@ def write_appa_real(rendered, out_dir: str, boxes=None) -> pd.DataFrame:
     dups = _duplicate_paths(plan, path_of)
     truth["duplicate_of"] = [dups[i] for i in order]
     truth.to_csv(os.path.join(root, TRUTH_FILE), index=False)
-    write_release_record(root, "APPA-REAL", RELEASE_CROP_MARGIN, rendered.seed, len(truth))
+    write_release_record(root, "APPA-REAL", sources.RELEASE_MARGIN, rendered.seed, len(truth))
     return truth
 
 

@@ -12,8 +12,7 @@ import pandas as pd
 import tensorflow as tf
 from absl import logging
 
-from age_tf import fileio, labels
-from age_tf.evaluate import metrics
+from age_tf import fileio, labels, metrics
 
 
 class LogsProducer(keras.callbacks.Callback):

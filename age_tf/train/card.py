@@ -18,13 +18,11 @@ import numpy
 import tensorflow
 
 from age_tf import __version__, fileio
-from age_tf.data import pipeline
-from age_tf.standin import weights as standin_weights
+from age_tf.data import prepared, sources
+from age_tf.export_format import CARD_FORMAT, SYNTHETIC_WARNING
+from age_tf.train import standin_weights
 from age_tf.train.run_dir import RunDir
 
-CARD_FORMAT = 1
-ASSET_NAME = "model_card.json"  # in <export>/assets/
-SYNTHETIC_WARNING = ("trained on synthetic faces: ages of real photos are not meaningful")
 # Labels of a prepared folder, by the record its maker left in it (clean.py).
 LABEL_RECORDS = {"clean.json": "cleaned", "oracle.json": "oracle (rendered ages)"}
 
@@ -44,30 +42,35 @@ def _weights(model_cfg: dict) -> dict:
                 "corpora": corpora}
     if source in ("imagenet", "none"):
         return {"source": source, "synthetic": False}
-    return {"source": "file", "path": os.path.abspath(source), "synthetic": False}
+    return {"source": "file", "file": os.path.basename(source), "synthetic": False}
 
 
 def _data(config: dict) -> dict:
-    """The training data as its prepared folder records it (or what is known without it)."""
-    data_dir = config["data_dir"]
-    out = {"data_dir": os.path.abspath(data_dir), "labels": "as given"}
+    """The training data as its prepared folder records it (or what is known without it).
+
+    The folder is named by its name and the fingerprint of its manifests, never by its path
+    on the trainer's machine: the card ships with every export.
+    """
+    folder = prepared.PreparedDir(config["data_dir"])
+    out = {"name": os.path.basename(os.path.normpath(folder.root)),
+           "fingerprint": config.get("data_fingerprint"), "labels": "as given"}
     for record, labels in LABEL_RECORDS.items():
-        path = os.path.join(data_dir, record)
+        path = os.path.join(folder.root, record)
         if os.path.exists(path):
             with open(path) as f:
                 out["labels"] = labels + (f" ({json.load(f).get('action')})"
                                           if record == "clean.json" else "")
-    report_path = os.path.join(data_dir, "report.json")
-    if not os.path.exists(report_path):
+    if not folder.exists():
         out.update(source="unknown (prepared folder gone)", synthetic=None, crop_margin=None)
         return out
-    with open(report_path) as f:
-        report = json.load(f)
+    report = folder.report()
     release = report["inputs"].get("release", {})
     inputs = report["inputs"]
-    out.update(source=release.get("generator") or inputs.get("source") or inputs["mat"],
+    source = release.get("generator") or inputs.get("source") or inputs.get("mat") or ""
+    out.update(format=folder.format(),
+               source=source if release.get("generator") else os.path.basename(str(source)),
                synthetic=bool(release.get("synthetic", False)),
-               crop_margin=release.get("crop_margin", pipeline.RELEASE_MARGIN),
+               crop_margin=release.get("crop_margin", sources.RELEASE_MARGIN),
                rows={k: v["images"] for k, v in report["splits"].items()})
     return out
 
@@ -91,7 +94,7 @@ def _test(run: RunDir) -> dict | None:
     with open(run.eval_metrics) as f:
         m = json.load(f)
     keys = ("images", "identities", "mae_years", "mae_years_ci95", "plcc", "plcc_ci95", "srocc",
-            "srocc_ci95", "cs5", "intervals", "by_decade", "split", "data_dir")
+            "srocc_ci95", "cs5", "intervals", "by_decade", "split")
     return {k: m[k] for k in keys if k in m}
 
 
@@ -119,7 +122,7 @@ def build(run: RunDir, calibration: dict | None) -> dict:
         "test": _test(run),
         "versions": _versions(),
         "config_hash": config_hash(run),
-        "run": os.path.abspath(run.root),
+        "run": os.path.basename(os.path.normpath(run.root)),  # not a path of the trainer's
     }
     if card["synthetic"]:
         card["warning"] = SYNTHETIC_WARNING
@@ -130,39 +133,3 @@ def write(card: dict, path: str) -> None:
     # An export written before cards has no assets/ folder.
     os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
     fileio.atomic_write_text(path, json.dumps(card, indent=2, default=str))
-
-
-MAX_CARD_BYTES = 1 << 20  # a card is a few KB; anything larger is not one
-
-
-def read(path: str) -> dict | None:
-    """A card file, or None when there is none (an export older than cards).
-
-    Raises:
-      ValueError: the file is not a card (names it and the fix).
-    """
-    if not os.path.exists(path):
-        return None
-    fix = "re-export the run (age-tf-export --model_dir=RUN) or remove the file"
-    if os.path.getsize(path) > MAX_CARD_BYTES:
-        raise ValueError(f"{path}: {os.path.getsize(path):,} bytes is not a model card; {fix}")
-    try:
-        with open(path) as f:
-            card = json.load(f)
-    except (OSError, ValueError) as e:
-        raise ValueError(f"{path}: not a readable model card ({e}); {fix}") from e
-    if not isinstance(card, dict) or not isinstance(card.get("preprocessing"), dict):
-        raise ValueError(f"{path}: not a model card (no preprocessing section); {fix}")
-    return card
-
-
-def summary(card: dict) -> dict:
-    """What a prediction's JSON output carries of the card."""
-    test = card.get("test") or {}
-    return {"backbone": card["model"]["backbone"], "tune": card["model"]["tune"],
-            "weights": card["weights"]["source"], "synthetic": card["synthetic"],
-            "labels": card["data"].get("labels"), "image_size": card["preprocessing"]["image_size"],
-            "crop_margin": card["preprocessing"]["crop_margin"],
-            "interval_coverage": (card.get("intervals") or {}).get("coverage"),
-            "test_mae_years": test.get("mae_years"), "test_plcc": test.get("plcc"),
-            **({"warning": card["warning"]} if "warning" in card else {})}

@@ -12,29 +12,12 @@ import keras
 import tensorflow as tf
 from absl import logging
 
-from age_tf import fileio, labels
+from age_tf import export_format, fileio, labels
 from age_tf.config import field
-from age_tf.data import pipeline
+from age_tf.data import pipeline, prepared
+from age_tf.export_format import BYTES_SIGNATURE, IMAGES_SIGNATURE
 from age_tf.train import card as card_module
 from age_tf.train.run_dir import RunDir
-
-IMAGES_SIGNATURE = "serving_default"
-BYTES_SIGNATURE = "serve_bytes"
-
-
-def find_export(path: str) -> str:
-    """The SavedModel folder of `path`: an export/ folder, or a run directory holding one.
-
-    Raises:
-      FileNotFoundError: no SavedModel there (says what to pass instead).
-    """
-    run_export = RunDir(path).export
-    if os.path.isdir(run_export):
-        path = run_export
-    if not os.path.exists(os.path.join(path, "saved_model.pb")):
-        raise FileNotFoundError(f"{path}: no SavedModel here; pass --model=<run>/export "
-                                "(a finished age-tf-train run's export folder) or the run folder")
-    return path
 
 
 def interval_fn(calibration: dict | None):
@@ -106,7 +89,7 @@ def export_saved_model(model: keras.Model, image_size: int, export_dir: str,
     archive.write_out(tmp, verbose=False)
     if card is not None:
         os.makedirs(os.path.join(tmp, "assets"), exist_ok=True)
-        card_module.write(card, os.path.join(tmp, "assets", card_module.ASSET_NAME))
+        card_module.write(card, export_format.card_path(tmp))
     # Swap in the new export; a crash in between leaves export.old, never half an export.
     if os.path.exists(export_dir):
         shutil.rmtree(old, ignore_errors=True)
@@ -183,7 +166,7 @@ def export_run(cfg: ExportConfig) -> str:
             f.write(data)
     card = {**card_module.build(run, calibration), "format": "tflite", "quantize": cfg.quantize,
             "file_bytes": len(data)}
-    card_module.write(card, out + ".json")
+    card_module.write(card, export_format.card_path(out))
     logging.info("wrote %s (%.1f MB, %s) and its card %s.json", out, len(data) / 1e6,
                  cfg.quantize, out)
     return out
@@ -212,14 +195,11 @@ def tflite_bytes(export_dir: str, quantize: str = "none", representative=None) -
 
 def representative_images(run: RunDir, count: int):
     """Training images through the input pipeline (as the model saw them), one at a time."""
-    config = run.read_config()
-    manifest, images_dir = pipeline.load_manifest(config["data_dir"], "train")
+    cfg = run.train_config()
+    manifest, images_dir = prepared.load_manifest(cfg.data_dir, "train")
     manifest = manifest.sample(n=min(count, len(manifest)), random_state=0)
-    p = config["pipeline"]
-    pcfg = pipeline.PipelineConfig(batch_size=1, crop_faces=p["crop_faces"],
-                                   face_margin=p["face_margin"])
-    ds = pipeline.InputPipeline(manifest, images_dir, pcfg, config["model"]["image_size"],
-                                training=False).dataset()
+    ds = pipeline.InputPipeline(manifest, images_dir, cfg.evaluation_pipeline(1),
+                                cfg.model.image_size, training=False).dataset()
 
     def gen():
         for images, _ in ds:

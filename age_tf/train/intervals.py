@@ -19,7 +19,6 @@ DEFAULT_COVERAGE = 0.9
 # Predicted-age bin edges (years): children, each decade of adult life, then 70+.
 DEFAULT_EDGES = (10.0, 20.0, 30.0, 40.0, 50.0, 60.0, 70.0)
 MIN_PER_BIN = 30
-DECADES = tuple(range(0, 100, 10))  # true-age decades for the reports (90: 90-100)
 
 
 def _conformal_quantile(abs_residuals: np.ndarray, coverage: float) -> float:
@@ -86,45 +85,3 @@ def interval(pred_years, calibration: dict) -> tuple[np.ndarray, np.ndarray]:
     p = np.asarray(pred_years, np.float64)
     half = np.asarray(calibration["half_widths"], np.float64)[_bin_of(p, calibration["edges"])]
     return np.maximum(p - half, 0.0), p + half
-
-
-def decade_of(years) -> np.ndarray:
-    """0, 10, ..., 90 (90 holds 90-100)."""
-    return np.clip(np.asarray(years, np.float64) // 10, 0, 9).astype(int) * 10
-
-
-def coverage_report(true_years, low, high) -> dict:
-    """Share of true ages inside [low, high], overall and per decade of true age; mean width.
-
-    Returns:
-      {"coverage", "mean_width", "images", "by_decade": {"0-9": {"images", "coverage"}, ...}}.
-    """
-    t = np.asarray(true_years, np.float64)
-    inside = (t >= np.asarray(low)) & (t <= np.asarray(high))
-    decades = decade_of(t)
-    by = {}
-    for d in DECADES:
-        mine = decades == d
-        if mine.any():
-            by[decade_label(d)] = {"images": int(mine.sum()), "coverage": float(inside[mine].mean())}
-    return {"coverage": float(inside.mean()) if len(t) else float("nan"),
-            "mean_width": float(np.mean(np.asarray(high) - np.asarray(low))) if len(t) else float("nan"),
-            "images": int(len(t)), "by_decade": by}
-
-
-def decade_label(d: int) -> str:
-    return "90-100" if d == 90 else f"{d}-{d + 9}"
-
-
-def error_by_decade(true_years, pred_years) -> dict:
-    """MAE and mean signed error (prediction - truth: the bias) per decade of true age."""
-    t = np.asarray(true_years, np.float64)
-    e = np.asarray(pred_years, np.float64) - t
-    decades = decade_of(t)
-    out = {}
-    for d in DECADES:
-        mine = decades == d
-        if mine.any():
-            out[decade_label(d)] = {"images": int(mine.sum()), "mae_years": float(np.abs(e[mine]).mean()),
-                                    "bias_years": float(e[mine].mean())}
-    return out

@@ -13,7 +13,8 @@ from absl import logging
 
 from age_tf import config
 from age_tf.config import field
-from age_tf.standin import weights as standin_weights
+from age_tf.data import pipeline
+from age_tf.train import standin_weights
 
 TUNE_MODES = ("head", "full")
 
@@ -99,7 +100,7 @@ class ModelConfig:
     """Architecture and fine-tuning mode (the model flags of `age-tf-train`)."""
 
     backbone: str = field("mobilenet_v2", "Registered backbone.", choices=sorted(BACKBONES))
-    image_size: int = field(256, low=32, help="Network input size in pixels (the study: 256).")
+    image_size: int = pipeline.image_size_field()
     weights: str = field("imagenet", "'imagenet' (Keras' loader and cache), 'standin' (the "
                          "shipped backbone pretrained on synthetic faces, for offline demos), "
                          "'none' (random), or a path to a weights file of the backbone.")

@@ -23,6 +23,10 @@ import numpy as np
 import pandas as pd
 import tensorflow as tf
 
+from age_tf import export_format
+from age_tf.config import from_dict
+from age_tf.data import prepared
+
 
 @dataclasses.dataclass(frozen=True)
 class RunDir:
@@ -75,11 +79,11 @@ class RunDir:
 
     @property
     def export(self) -> str:  # the SavedModel
-        return self._("export")
+        return self._(export_format.EXPORT_FOLDER)
 
     @property
     def card(self) -> str:  # the model card, inside the export
-        return self._("export", "assets", "model_card.json")
+        return export_format.card_path(self.export)
 
     @property
     def eval(self) -> str:  # age-tf-evaluate's outputs
@@ -120,6 +124,21 @@ class RunDir:
                                     "age-tf-train run directory")
         with open(self.config) as f:
             return json.load(f)
+
+    def train_config(self):
+        """The run's TrainConfig, rebuilt from config.json and checked field by field.
+
+        Raises:
+          FileNotFoundError: no config.json (not a run directory).
+          ValueError: a field of config.json has the wrong type or range (names it).
+        """
+        from age_tf.train.train_config import TrainConfig  # it names RunDir: import here
+
+        try:
+            data = self.read_config()
+        except ValueError as e:  # json's errors
+            raise ValueError(f"{self.config}: not readable JSON ({e})") from e
+        return from_dict(TrainConfig, data, self.config)
 
     def latest_checkpoint(self) -> str | None:
         """The newest checkpoint whose state can be read (see checkpoint_paths)."""
@@ -280,7 +299,7 @@ def match_data(run: RunDir, data_dir: str, split: str) -> DataMatch:
                                 "of age-tf-prepare")
     paths = _paths(split_csv)
     try:
-        same = config.get("data_fingerprint") == data_fingerprint(data_dir)
+        same = config.get("data_fingerprint") == prepared.PreparedDir(data_dir).fingerprint()
     except OSError:
         same = False
     own_dir = config.get("data_dir") or ""
@@ -299,15 +318,6 @@ def match_data(run: RunDir, data_dir: str, split: str) -> DataMatch:
     return DataMatch(False, len(paths), seen,
                      f"not the run's own data ({own_dir}); {seen} of its {len(paths)} "
                      f"{split} images were this run's training or validation images")
-
-
-def data_fingerprint(data_dir: str) -> str:
-    """A hash of the training and validation manifests (what a resumed run must train on)."""
-    h = hashlib.sha256()
-    for split in ("train", "val"):
-        with open(os.path.join(data_dir, f"{split}.csv"), "rb") as f:
-            h.update(f.read())
-    return h.hexdigest()[:16]
 
 
 # Settings that may differ when a run is resumed: they change how it runs, not what it

@@ -8,7 +8,7 @@ import os
 
 from age_tf import config, fileio
 from age_tf.config import field
-from age_tf.data import pipeline, sources
+from age_tf.data import pipeline, prepared, sources
 from age_tf.train import distribution, models
 from age_tf.train.run_dir import RunDir
 from age_tf.train.schedules import LR_SCHEDULES
@@ -69,6 +69,12 @@ class TrainConfig:
     seed: int = field(0, "Seeds weights, data order and flips.")
     flags_text: str = field("", flag=False)  # the resolved flags, for flags.txt / TensorBoard
 
+    def evaluation_pipeline(self, batch_size: int) -> pipeline.PipelineConfig:
+        """How the run's faces are fed outside training (evaluation, calibration, export):
+        the framing it trained with, nothing cached."""
+        return pipeline.PipelineConfig(batch_size=batch_size, crop_faces=self.pipeline.crop_faces,
+                                       face_margin=self.pipeline.face_margin)
+
     def validate(self) -> None:
         """Raises ValueError naming the flag at fault."""
         config.check_values(self)  # every number finite and in its field's range
@@ -80,7 +86,7 @@ class TrainConfig:
             path = os.path.join(self.data_dir, f"{split}.csv")
             if not os.path.exists(path):
                 raise ValueError(f"--data_dir: {path} not found; is it an age-tf-prepare output folder?")
-        if pipeline.framing(self.data_dir) == sources.FULL_PHOTOS and not self.pipeline.crop_faces:
+        if prepared.PreparedDir(self.data_dir).framing() == sources.FULL_PHOTOS and not self.pipeline.crop_faces:
             raise ValueError(f"--data_dir={self.data_dir!r} holds full photos with face boxes (e.g. "
                              "IMDB-Clean): pass --crop_faces to train on the faces")
         fileio.check_writable_dir(self.model_dir, "model_dir")

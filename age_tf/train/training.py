@@ -6,8 +6,9 @@ around `strategy.run` works under every strategy. One loop, so single-device, mu
 multi-worker runs share every line of training code; Keras callbacks still plug in.
 
 The steps, in call order: `train_and_evaluate` checks the configuration and the run folder,
-`build_inputs`, `create_or_restore_state`, `make_callbacks`, then `train_loop` runs
-`run_epoch` until the last epoch or early stopping, and `finish` exports what trained.
+`create_run` builds the inputs and calls `create_or_restore_state`, `train_loop` makes the
+callbacks (`make_callbacks`) and runs `run_epoch` until the last epoch or early stopping,
+and `finish` exports what trained.
 """
 
 from __future__ import annotations
@@ -29,12 +30,18 @@ import tensorflow as tf
 from absl import logging
 
 from age_tf import fileio, labels, progress
-from age_tf.data import pipeline
+from age_tf.data import pipeline, prepared
 from age_tf.data.metadata import DataError
 from age_tf.train import callbacks as cb
 from age_tf.train import card, distribution, export, feature_cache, intervals, models
-from age_tf.train.run_dir import (RunDir, RunState, StopReason, check_resumable, config_digest,
-                                  data_fingerprint, run_status)
+from age_tf.train.run_dir import (
+    RunDir,
+    RunState,
+    StopReason,
+    check_resumable,
+    config_digest,
+    run_status,
+)
 from age_tf.train.schedules import make_schedule
 from age_tf.train.train_config import MONITORS, TrainConfig, init_weights
 
@@ -94,11 +101,11 @@ def train_and_evaluate(cfg: TrainConfig, strategy: tf.distribute.Strategy | None
 
 
 def _train(cfg: TrainConfig, strategy, run_dir: RunDir) -> dict:
-    fingerprint = data_fingerprint(cfg.data_dir)
+    fingerprint = prepared.PreparedDir(cfg.data_dir).fingerprint()
     check_resumable(run_dir, dataclasses.asdict(cfg), fingerprint)
-    status = run_status(run_dir)
-    if status["finished"] and os.path.exists(run_dir.metrics):
-        logging.info("%s already finished (%s); nothing to train", cfg.model_dir, status["reason"])
+    if is_done(run_dir):
+        logging.info("%s already finished (%s); nothing to train", cfg.model_dir,
+                     run_status(run_dir)["reason"])
         with open(run_dir.metrics) as f:
             return json.load(f)
     chief = distribution.is_chief(strategy)
@@ -147,7 +154,7 @@ def _check_batch(cfg: TrainConfig, strategy) -> None:
 
 def _config_text(cfg: TrainConfig) -> str:
     """config.json of the run: its configuration and the data it trains on."""
-    config = {**dataclasses.asdict(cfg), "data_fingerprint": data_fingerprint(cfg.data_dir)}
+    config = {**dataclasses.asdict(cfg), "data_fingerprint": prepared.PreparedDir(cfg.data_dir).fingerprint()}
     return json.dumps(config, indent=2, default=str)
 
 
@@ -160,8 +167,8 @@ def _write_config(cfg: TrainConfig, run_dir: RunDir) -> None:
 
 def create_run(cfg: TrainConfig, strategy, chief: bool, run_dir: RunDir) -> Run:
     """Inputs, model, optimizer and state of the run, restored from its last checkpoint."""
-    train_df, images_dir = pipeline.load_manifest(cfg.data_dir, "train")
-    val_df, _ = pipeline.load_manifest(cfg.data_dir, "val")
+    train_df, images_dir = prepared.load_manifest(cfg.data_dir, "train")
+    val_df, _ = prepared.load_manifest(cfg.data_dir, "val")
     check_disjoint(cfg.data_dir, train_df, val_df)
     write_dir = run_dir if chief else run_dir.worker(distribution.worker_id(strategy))
     if cfg.feature_cache:
@@ -450,7 +457,7 @@ def calibrate_intervals(cfg: TrainConfig, model: keras.Model, predict_val=None) 
         scaled_true, pred = predict_val()
         true = labels.to_years(scaled_true.astype(np.float64))
     else:
-        val_df, images_dir = pipeline.load_manifest(cfg.data_dir, "val")
+        val_df, images_dir = prepared.load_manifest(cfg.data_dir, "val")
         pred = pipeline.map_images(lambda x: model(x, training=False), val_df, images_dir,
                                    cfg.pipeline, cfg.model.image_size, "calibrating")
         true = val_df["age"].to_numpy(float)

@@ -15,7 +15,8 @@ import numpy as np
 
 from age_tf import fileio
 
-STANDIN_DIR = os.path.dirname(os.path.abspath(__file__))
+# The files ship as package data in age_tf/standin/, beside the code that made them.
+STANDIN_DIR = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "standin")
 PRETRAIN_PREFIX = "pretrain_"  # layer names of the pretraining head
 
 
