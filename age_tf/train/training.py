@@ -40,6 +40,7 @@ from age_tf.train.run_dir import (
     StopReason,
     check_resumable,
     config_digest,
+    is_done,
     run_status,
 )
 from age_tf.train.schedules import make_schedule
