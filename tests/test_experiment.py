@@ -85,7 +85,7 @@ def test_tiny_experiment_end_to_end_and_resume(tmp_path):
 
 @pytest.mark.slow
 def test_demo_experiment_as_in_readme(tmp_path):
-    """The README's first command, at full demo size (about 15 minutes on 2 cores)."""
+    """The README's first command, at full demo size (6 to 14 minutes on 2 cores)."""
     out = str(tmp_path / "demo")
     r = _run(["--config=demo", f"--out_dir={out}"], 3600)
     assert r.returncode == 0, r.stderr[-3000:]

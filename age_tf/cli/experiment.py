@@ -1,7 +1,7 @@
 """age-tf-experiment: the study end to end — data, four runs, evaluation, audit, report.
 
 Examples:
-  # Offline demo on synthetic data (about 15 minutes on 2 CPU cores):
+  # Offline demo on synthetic data (6 to 14 minutes on 2 CPU cores):
   age-tf-experiment --config=demo --out_dir=runs/demo
   # The study on real IMDB-WIKI data, on a GPU machine:
   age-tf-experiment --config=study --mat=/data/imdb/imdb.mat --images_dir=/data/imdb/imdb_crop \

@@ -17,7 +17,7 @@ import numpy as np
 import tensorflow as tf
 from PIL import Image, ImageDraw, ImageFont
 
-from age_tf import fileio
+from age_tf import fileio, progress
 from age_tf.data import pipeline
 from age_tf.serve.served_model import AgeModel
 
@@ -136,10 +136,12 @@ def estimate_many(photos: list[tuple[str, np.ndarray]], model: AgeModel, detecto
     """
     margin = model.crop_margin if margin is None else margin
     faces, crops = [], []
-    for name, image in photos:
-        for i, (box, conf, marks) in enumerate(detector(image)):
-            faces.append(Face(name, i, box, conf, marks))
-            crops.append(crop_face(image, box, margin, model.image_size))
+    with progress.Bar(len(photos), "finding faces", unit="photos") as bar:
+        for name, image in photos:
+            for i, (box, conf, marks) in enumerate(detector(image)):
+                faces.append(Face(name, i, box, conf, marks))
+                crops.append(crop_face(image, box, margin, model.image_size))
+            bar.update()
     if crops:
         out = model(np.stack(crops), batch_size)
         for i, face in enumerate(faces):
