@@ -18,6 +18,3 @@ def main(cfg, args):
 
 
 run = COMMAND.entry_point(main)
-
-if __name__ == "__main__":
-    run()

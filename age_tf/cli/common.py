@@ -8,7 +8,7 @@ A command module is its docstring, a `Command` and a body:
     def main(cfg, args):           # the parsed, checked config; positional arguments
         return prepare.summary(cfg, prepare.prepare(cfg))   # printed, if not None
 
-    run = COMMAND.entry_point(main)
+    run = COMMAND.entry_point(main)    # the console script; also `python -m` runs it
 """
 
 from __future__ import annotations
@@ -126,8 +126,11 @@ class Command:
         return config.flags_text(self.specs)
 
     def program(self) -> str:
-        """The console script's name: age_tf.cli.cross_dataset -> age-tf-cross-dataset."""
-        return "age-tf-" + self.module.rsplit(".", 1)[-1].replace("_", "-")
+        """The console script's name: age_tf.cli.cross_dataset -> age-tf-cross-dataset (also
+        when the module runs as `python -m age_tf.cli.cross_dataset`, as __main__)."""
+        spec = getattr(sys.modules.get(self.module), "__spec__", None)
+        name = spec.name if spec is not None else self.module
+        return "age-tf-" + name.rsplit(".", 1)[-1].replace("_", "-")
 
     def help_text(self, prog: str) -> str:
         """The command's docstring, then its flags grouped by the config that owns them."""
@@ -164,7 +167,11 @@ class Command:
 
     def entry_point(self, body):
         """The console script's function: parses the flags, runs `body(cfg, args)` and
-        prints what it returns; bad input ends it with its message and exit code 2."""
+        prints what it returns; bad input ends it with its message and exit code 2.
+
+        A module run as a script (`python -m age_tf.cli.train`) is run at once: this is the
+        `if __name__ == "__main__"` of every command, written once.
+        """
 
         def main(argv):
             progress.show_details(asked_for_details(sys.argv))
@@ -189,5 +196,7 @@ class Command:
                 _fail(e)
             app.run(main, argv=argv)
 
+        if self.module == "__main__":
+            run()
         return run
 

@@ -24,6 +24,3 @@ def main(cfg, args):
 
 
 run = COMMAND.entry_point(main)
-
-if __name__ == "__main__":
-    run()

@@ -38,24 +38,16 @@ class PreparedDir:
 
     root: str
 
+    def file(self, name: str) -> str:
+        """A file of the folder: REPORT, REJECTED, AGE_FIGURE, FINGERPRINTS, or a manifest."""
+        return os.path.join(self.root, name)
+
     @property
     def report_path(self) -> str:
-        return os.path.join(self.root, REPORT)
-
-    @property
-    def rejected(self) -> str:
-        return os.path.join(self.root, REJECTED)
-
-    @property
-    def age_figure(self) -> str:
-        return os.path.join(self.root, AGE_FIGURE)
-
-    @property
-    def fingerprints(self) -> str:
-        return os.path.join(self.root, FINGERPRINTS)
+        return self.file(REPORT)
 
     def manifest_path(self, split: str) -> str:
-        return os.path.join(self.root, f"{split}.csv")
+        return self.file(f"{split}.csv")
 
     def exists(self) -> bool:
         """age-tf-prepare finished here (its report is written last)."""
