@@ -56,6 +56,23 @@ def check_writable_dir(path: str, flag: str, flag_value: str | None = None) -> N
         raise ValueError(f"{shown}: {existing} is not writable; choose a folder you can write")
 
 
+def check_new_file(path: str, flag: str, overwrite: bool, also: tuple[str, ...] = ()) -> None:
+    """Refuses, before any work, to replace an existing output (or the files written beside
+    it, `also`) unless --overwrite was given; and a folder where a file is meant.
+
+    Raises:
+      ValueError: naming the flag, the file and the two ways on.
+    """
+    if os.path.isdir(path):
+        raise ValueError(f"--{flag}={path!r} is a folder; name the file to write")
+    existing = [p for p in (path, *also) if os.path.exists(p)]
+    if existing and not overwrite:
+        raise ValueError(f"--{flag}={path!r}: {', '.join(existing)} already exist"
+                         f"{'s' if len(existing) == 1 else ''}; pass --overwrite to replace, "
+                         "or choose another name")
+    check_writable_dir(os.path.dirname(os.path.abspath(path)), flag, path)
+
+
 def _pid_alive(pid: int) -> bool:
     try:
         os.kill(pid, 0)

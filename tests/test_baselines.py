@@ -3,6 +3,7 @@
 import numpy as np
 import pytest
 
+from age_tf.data import prepared as prepared_lib
 from age_tf.evaluate import baselines, report
 
 
@@ -28,8 +29,8 @@ def larger(tmp_path_factory):
 
 
 def test_median_row_is_the_training_median(prepared, result):
-    train, _ = prepared.load_manifest(prepared[0], "train")
-    test, _ = prepared.load_manifest(prepared[0], "test")
+    train, _ = prepared_lib.load_manifest(prepared[0], "train")
+    test, _ = prepared_lib.load_manifest(prepared[0], "test")
     median = np.median(train["age"])
     assert result["median"]["value"] == median
     assert result["median"]["mae_years"] == pytest.approx(np.mean(np.abs(test["age"] - median)))

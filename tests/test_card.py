@@ -11,7 +11,8 @@ import pytest
 import tensorflow as tf
 
 from age_tf import export_format, labels
-from age_tf.data import pipeline, prepared
+from age_tf.data import pipeline
+from age_tf.data import prepared as prepared_lib
 from age_tf.evaluate import evaluation
 from age_tf.serve.served_model import AgeModel
 from age_tf.synthetic import synth
@@ -40,7 +41,7 @@ def test_the_cards_preprocessing_is_the_runs_config(trained_run):
     assert set(c["versions"]) >= {"tensorflow", "keras", "age_tf"}
     # No path of the trainer's machine ships with the export: the data by name and hash.
     assert c["data"]["name"] == os.path.basename(data_dir)
-    assert c["data"]["fingerprint"] == prepared.PreparedDir(data_dir).fingerprint()
+    assert c["data"]["fingerprint"] == prepared_lib.PreparedDir(data_dir).fingerprint()
     text = json.dumps(c)
     assert os.path.abspath(data_dir) not in text and os.path.abspath(model_dir) not in text
 
@@ -64,14 +65,14 @@ def fresh_run(prepared, tmp_path_factory):
     from conftest import _tiny_config
 
     read = []
-    real = prepared.load_manifest
+    real = prepared_lib.load_manifest
 
     def spy(data_dir, split):
         read.append(split)
         return real(data_dir, split)
 
     mp = pytest.MonkeyPatch()
-    mp.setattr(pipeline, "load_manifest", spy)
+    mp.setattr(prepared_lib, "load_manifest", spy)
     try:
         cfg = _tiny_config(prepared[0], str(tmp_path_factory.mktemp("fresh") / "run"),
                            epochs=1, steps_per_epoch=2)
@@ -86,7 +87,7 @@ def test_no_test_value_enters_the_calibration(fresh_run):
     assert "test" not in read and "val" in read
     # The widths are the conformal ones of the validation residuals, recomputed here.
     model = keras.models.load_model(RunDir(cfg.model_dir).model_keras)
-    val, images_dir = prepared.load_manifest(cfg.data_dir, "val")
+    val, images_dir = prepared_lib.load_manifest(cfg.data_dir, "val")
     pred = labels.to_years(pipeline.map_images(lambda x: model(x, training=False), val,
                                                images_dir, cfg.pipeline, 32).astype(np.float64))
     want = intervals.calibrate(val["age"].to_numpy(float), pred, cfg.interval_coverage)
@@ -99,7 +100,7 @@ def test_both_signatures_serve_the_calibrated_interval(fresh_run):
     cfg, _ = fresh_run
     run = RunDir(cfg.model_dir)
     calibration = json.load(open(run.intervals))
-    manifest, images_dir = prepared.load_manifest(cfg.data_dir, "val")
+    manifest, images_dir = prepared_lib.load_manifest(cfg.data_dir, "val")
     paths = [os.path.join(images_dir, p) for p in manifest["path"][:8]]
     data = [open(p, "rb").read() for p in paths]
     loaded = tf.saved_model.load(run.export)
@@ -117,7 +118,7 @@ SIZE = 64
 
 
 def _faces(prepared, n=64, size=SIZE):
-    manifest, images_dir = prepared.load_manifest(prepared[0], "test")
+    manifest, images_dir = prepared_lib.load_manifest(prepared[0], "test")
     return np.stack([pipeline.resize(pipeline.decode(tf.io.read_file(os.path.join(images_dir, p))),
                                      size).numpy() for p in manifest["path"][:n]]).astype(np.float32)
 

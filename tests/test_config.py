@@ -13,8 +13,7 @@ from absl import flags
 
 from age_tf import config
 from age_tf.data import pipeline
-from age_tf.train import standin_weights
-from age_tf.train import models, train_config
+from age_tf.train import models, standin_weights, train_config
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 

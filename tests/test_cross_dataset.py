@@ -56,3 +56,24 @@ def test_a_run_trained_on_crops_is_fed_faces_cropped_from_full_photos(trained_ru
     from age_tf.data import sources
     assert cfg.crop_faces and cfg.face_margin == sources.RELEASE_MARGIN  # as the crops were cut
     assert not run.pipeline_config(data_dir=other_sets["utkface"]).crop_faces
+
+
+def test_folders_are_checked_before_any_is_evaluated(tmp_path):
+    # Hostile-input item 13: a folder given twice was evaluated and listed twice; a folder
+    # without test.csv was found after the others were evaluated, blaming --data_dir.
+    good = tmp_path / "good"
+    good.mkdir()
+    (good / "report.json").write_text("{}")
+    (good / "test.csv").write_text("path,age\n")
+    no_test = tmp_path / "no_test"
+    no_test.mkdir()
+    (no_test / "report.json").write_text("{}")
+    out = str(tmp_path / "table.md")
+    runs = (str(tmp_path / "run"),)
+    cases = [((str(good), str(good) + "/"), "--data_dirs lists .* more than once"),
+             ((str(good), str(no_test)), r"--data_dirs: .*no_test has no test split")]
+    for data_dirs, says in cases:
+        with pytest.raises(ValueError, match=says):
+            cross_dataset.CrossConfig(model_dirs=runs, data_dirs=data_dirs, out=out).validate()
+    with pytest.raises(ValueError, match="--model_dirs lists"):
+        cross_dataset.CrossConfig(model_dirs=runs * 2, data_dirs=(str(good),), out=out).validate()

@@ -21,7 +21,7 @@ def test_mirrored_over_two_logical_cpus(data_dir, tmp_path):
     r = run(train_cmd(data_dir, str(tmp_path / "m"), "--epochs=1", "--strategy=mirrored",
                         "--num_cpu_devices=2", "--noexport"))
     assert r.returncode == 0, r.stderr[-3000:]
-    assert "(MirroredStrategy): 2 replica(s), global batch 16 (8 per replica)" in r.stderr
+    assert "(MirroredStrategy): 2 replica(s), global batch 16 (8 per replica)" in r.stdout
 
 
 def _free_ports(n):
@@ -46,8 +46,9 @@ def test_two_workers_finish_with_identical_weights(data_dir, tmp_path):
             # other at the next collective.
             with open(logs[i], "w") as log:
                 procs.append(subprocess.Popen(
+                    # -v=0: each worker's detailed log (its final weights) on its output.
                     train_cmd(data_dir, str(tmp_path / "mw"), "--epochs=1",
-                               "--strategy=multi_worker", "--noexport"),
+                               "--strategy=multi_worker", "--noexport", "-v=0"),
                     cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT))
         # Generous: two TensorFlow processes share the cores (240 s timed out on a busy host).
         deadline = time.monotonic() + 600

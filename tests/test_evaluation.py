@@ -7,7 +7,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from age_tf.data import prepared
+from age_tf.data import prepared as prepared_lib
 from age_tf.evaluate import evaluation
 
 
@@ -42,7 +42,7 @@ def test_evaluate_writes_predictions_metrics_figures(trained_run):
 
 def test_every_figure_drawn_for_known_errors(trained_run, tmp_path):
     _, data_dir = trained_run
-    manifest, images_dir = prepared.load_manifest(data_dir, "test")
+    manifest, images_dir = prepared_lib.load_manifest(data_dir, "test")
     pred = manifest[["path", "age"]].rename(columns={"age": "true_age"}).head(30).copy()
     offsets = np.r_[np.full(10, 45.0), np.full(10, 17.0), np.zeros(10)]
     pred["predicted_age"] = pred["true_age"] + offsets

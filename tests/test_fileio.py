@@ -28,3 +28,35 @@ def test_stale_temp_folders_of_dead_processes_go_and_a_live_ones_stay(tmp_path):
     removed = fileio.remove_stale_temp_dirs(str(tmp_path), ".prepare-")
     assert sorted(removed) == sorted([f".prepare-{dead}-abc", ".prepare-xyz"])
     assert sorted(os.listdir(tmp_path)) == sorted([f".prepare-{os.getpid()}-def", "keep"])
+
+
+def test_an_existing_output_is_never_replaced_without_overwrite(tmp_path):
+    # Hostile-input item 9: age-tf-export --out=existing.tflite (and its card) and
+    # age-tf-cross-dataset --out=existing.md were replaced without a word.
+    from age_tf.evaluate import cross_dataset, model_cost, report
+
+    table = tmp_path / "table.md"
+    table.write_text("mine")
+    with pytest.raises(ValueError, match=r"--out='.*table.md': .*table.md already exists; pass "
+                                         "--overwrite"):
+        fileio.check_new_file(str(table), "out", overwrite=False)
+    fileio.check_new_file(str(table), "out", overwrite=True)  # asked for
+    fileio.check_new_file(str(tmp_path / "new.md"), "out", overwrite=False)
+    card = tmp_path / "age.tflite.json"
+    card.write_text("{}")  # only the file written beside it exists
+    with pytest.raises(ValueError, match="age.tflite.json already exists"):
+        fileio.check_new_file(str(tmp_path / "age.tflite"), "out", False, (str(card),))
+    with pytest.raises(ValueError, match="is a folder"):
+        fileio.check_new_file(str(tmp_path), "out", overwrite=True)
+    for cfg in (report.ReportConfig(runs=("r",), out=str(table)),
+                model_cost.ModelCostConfig(output=str(table))):
+        with pytest.raises(ValueError, match="--overwrite"):
+            cfg.validate()
+    data = tmp_path / "data"
+    data.mkdir()
+    (data / "report.json").write_text("{}")
+    (data / "test.csv").write_text("path,age\n")
+    with pytest.raises(ValueError, match="--overwrite"):
+        cross_dataset.CrossConfig(model_dirs=("r",), data_dirs=(str(data),),
+                                  out=str(table)).validate()
+    assert table.read_text() == "mine"

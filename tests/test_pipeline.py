@@ -11,7 +11,8 @@ import tensorflow as tf
 from PIL import Image
 
 from age_tf import labels
-from age_tf.data import pipeline, prepared
+from age_tf.data import pipeline
+from age_tf.data import prepared as prepared_lib
 
 S = 32  # tiny network input for tests
 
@@ -186,7 +187,7 @@ def test_sharding_by_input_context(folder):
 
 def test_load_manifest_errors(tmp_path):
     with pytest.raises(FileNotFoundError, match="train.csv not found: --data_dir must be"):
-        prepared.load_manifest(str(tmp_path), "train")
+        prepared_lib.load_manifest(str(tmp_path), "train")
 
 
 def test_epoch_seeded_order_is_reproducible_and_varies_by_epoch(folder):

@@ -8,7 +8,8 @@ import numpy as np
 import pytest
 
 from age_tf import labels
-from age_tf.data import pipeline, prepared
+from age_tf.data import pipeline
+from age_tf.data import prepared as prepared_lib
 
 pytestmark = pytest.mark.integration  # trains models or runs the commands
 
@@ -18,7 +19,7 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 @pytest.fixture(scope="module")
 def photos(trained_run, tmp_path_factory):
     model_dir, data_dir = trained_run
-    manifest, images_dir = prepared.load_manifest(data_dir, "test")
+    manifest, images_dir = prepared_lib.load_manifest(data_dir, "test")
     d = tmp_path_factory.mktemp("photos")
     good = [os.path.join(images_dir, p) for p in manifest["path"][:3]]
     (d / "notes.jpg").write_text("not an image")

@@ -144,3 +144,19 @@ def test_which_data_folder_is_a_runs_own(trained_run, tmp_path):
     m = match_data(run, other, "test")
     assert not m.own and m.seen == 7 and m.images == len(test) + 7
     assert json.load(open(run.config))["data_dir"] in m.note
+
+
+def test_a_run_records_its_folders_absolute_and_may_find_its_data_moved(tmp_path, monkeypatch):
+    # Hostile-input item 8: config.json kept data_dir as typed (runs/demo/data), so every
+    # reader of the run from another folder looked in the wrong place.
+    from age_tf.train import training
+    from age_tf.train.train_config import TrainConfig
+
+    monkeypatch.chdir(tmp_path)
+    cfg = training.with_absolute_paths(TrainConfig(data_dir="data", model_dir="runs/a",
+                                                   init_from="runs/head"))
+    assert cfg.data_dir == str(tmp_path / "data") and cfg.model_dir == str(tmp_path / "runs/a")
+    assert cfg.init_from == str(tmp_path / "runs/head") and cfg.feature_store == ""
+    from age_tf.train.run_dir import RESUME_FREE
+
+    assert "data_dir" in RESUME_FREE  # a moved folder is judged by its fingerprint

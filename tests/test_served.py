@@ -20,7 +20,8 @@ import pytest
 import tensorflow as tf
 
 from age_tf import labels
-from age_tf.data import pipeline, prepared
+from age_tf.data import pipeline
+from age_tf.data import prepared as prepared_lib
 from age_tf.evaluate import evaluation
 from age_tf.train import models, train_config, training
 
@@ -44,7 +45,7 @@ def fakes(tmp_path_factory, prepared):
 
 
 def _fixed_batch(data_dir, n=8, split="test"):
-    manifest, images_dir = prepared.load_manifest(data_dir, split)
+    manifest, images_dir = prepared_lib.load_manifest(data_dir, split)
     paths = [os.path.join(images_dir, p) for p in manifest["path"][:n]]
     images = np.stack([pipeline.resize(pipeline.decode(tf.io.read_file(p)), S).numpy() for p in paths])
     return paths, images.astype(np.float32)

@@ -242,3 +242,46 @@ def test_one_command_writes_and_one_prepares_a_release(tmp_path):
     assert report["identities"] == "the name in the file name"
     r = run("age_tf.cli.prepare", "--format=agedb", f"--out_dir={tmp_path}/data2")
     assert r.returncode == 2 and "--format=agedb needs --release_dir" in r.stderr
+
+
+def test_a_column_named_twice_is_refused_by_name(tmp_path):
+    # Hostile-input item 6: pandas renamed the second 'age' to 'age.1' and the first was used.
+    path = tmp_path / "train.csv"
+    path.write_text("path,age,identity,age\na.jpg,30,1,31\n")
+    with pytest.raises(DataError, match=r"train.csv: column 'age' appears more than once"):
+        sources.checked_csv(str(path), ("path", "age"), 1 << 20, "manifest CSV", "fix it")
+    path.write_text("path,age,age.1\na.jpg,30,31\n")  # distinct names are fine
+    assert list(sources.checked_csv(str(path), ("path", "age"), 1 << 20, "m", "f")["age"]) == [30]
+
+
+def test_face_boxes_off_the_photo_are_rejected_with_a_reason(releases, tmp_path):
+    # Hostile-input item 5: a box wholly outside its photo ((-100,-100,-50,-50) in a 493x318
+    # photo; 1e9) was kept and cut into a black training crop.
+    import shutil
+
+    root = tmp_path / "ic"
+    shutil.copytree(os.path.join(releases["imdb_clean"], RELEASE["imdb_clean"]), root / "csvs")
+    csv = root / "csvs" / sources.IMDB_CLEAN_CSVS["train"]
+    df = pd.read_csv(csv, dtype=str)
+    photos = os.path.join(releases["imdb_clean"], "imdb")
+    clean = pd.read_csv(_truth(releases, "imdb_clean"))
+    fine = set(clean.loc[clean["kind"] == "ok", "full_path"])
+    rows = [i for i, f in enumerate(df["filename"])
+            if f in fine and os.path.exists(os.path.join(photos, f))][:3]
+    boxes = (["-100", "-100", "-50", "-50"], ["1e9", "1e9", "2e9", "2e9"], ["10", "10", "10", "40"])
+    for i, box in zip(rows, boxes):
+        df.loc[i, ["x_min", "y_min", "x_max", "y_max"]] = box
+    df.to_csv(csv, index=False)
+    out = str(tmp_path / "prep")
+    prepare.prepare(prepare.PrepareConfig(
+        format="imdb_clean", release_dir=str(root / "csvs"), out_dir=out, workers=2,
+        images_dir=os.path.join(releases["imdb_clean"], "imdb")))
+    rejected = pd.read_csv(os.path.join(out, "rejected.csv"))
+    off = rejected[rejected["stage"] == "face box on the photo"]
+    names = set(df.loc[rows, "filename"])
+    assert set(off["path"]) == set(df.loc[rows[:2], "filename"]), off
+    assert off["reason"].str.contains("lies outside the").sum() == 2
+    flat = rejected[rejected["path"] == df.loc[rows[2], "filename"]]  # no area: the adapter's
+    assert list(flat["reason"]) == ["face box x_min,y_min,x_max,y_max is not a box"]
+    kept = pd.concat(pd.read_csv(os.path.join(out, f"{s}.csv")) for s in ("train", "val", "test"))
+    assert not names & set(kept["path"])

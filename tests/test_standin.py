@@ -8,8 +8,8 @@ import numpy as np
 import pytest
 
 from age_tf.standin import pretraining
-from age_tf.train import standin_weights as weights
 from age_tf.train import models
+from age_tf.train import standin_weights as weights
 
 # Loads and runs the shipped networks on rendered faces.
 pytestmark = pytest.mark.integration

@@ -19,7 +19,8 @@ from train_commands import run as _run
 from train_commands import train_cmd as _train_cmd
 
 from age_tf import labels
-from age_tf.data import pipeline, prepared
+from age_tf.data import pipeline
+from age_tf.data import prepared as prepared_lib
 from age_tf.train import feature_cache, models, training
 
 pytestmark = pytest.mark.integration  # trains models or runs the commands
@@ -59,7 +60,7 @@ def test_export_matches_keras_model_on_both_signatures(demo_run, data_dir):
     model_dir, _ = demo_run
     model = keras.models.load_model(os.path.join(model_dir, "model.keras"))
     loaded = tf.saved_model.load(os.path.join(model_dir, "export"))
-    manifest, images_dir = prepared.load_manifest(data_dir, "val")
+    manifest, images_dir = prepared_lib.load_manifest(data_dir, "val")
     paths = [os.path.join(images_dir, p) for p in manifest["path"][:6]]
     data = [open(p, "rb").read() for p in paths]
     images = np.stack([pipeline.resize(pipeline.decode(tf.constant(d)), 32).numpy() for d in data])
@@ -133,20 +134,23 @@ def test_kill_9_resumes_to_the_same_weights_and_early_stop_and_a_finished_run_tr
     assert not (run_dir / "metrics.json").exists()
     resumed = _run(_train_cmd(data_dir, str(run_dir), *args))
     assert resumed.returncode == 0, resumed.stderr[-3000:]
-    assert "resumed from" in resumed.stderr
+    assert "resumed from" in resumed.stdout
     b = json.load(open(run_dir / "metrics.json"))
     assert pd.read_csv(run_dir / "history.csv")["epoch"].tolist() == [0, 1, 2]
     b.pop("config_digest"), a.pop("config_digest")  # of each run's own config.json
     assert b == a  # same stop, same best epoch, same validation figures
-    assert _fingerprints(resumed.stderr) == _fingerprints(straight.stderr)
+    # The run folder's log.txt holds the details (the final weights of every command run there).
+    assert (_fingerprints(open(run_dir / "log.txt").read())[-1]
+            == _fingerprints(open(tmp_path / "a" / "log.txt").read())[-1])
     assert not [f for f in os.listdir(run_dir) if ".tmp" in f]  # no half-written file left
     best = os.listdir(run_dir / "best")
     assert best == [f"epoch-{a['best_epoch'] - 1:04d}.weights.h5"]
 
     again = _run(_train_cmd(data_dir, str(run_dir), *args))
     assert again.returncode == 0, again.stderr[-3000:]
-    assert "already finished (early stopping); nothing to train" in again.stderr
-    assert "epoch 1/8" not in again.stderr and "epoch 4/8" not in again.stderr
+    assert "already finished (early stopping); nothing to train" in again.stdout
+    assert "epoch 1/8" not in again.stdout + again.stderr
+    assert "epoch 4/8" not in again.stdout + again.stderr
 
 
 @pytest.fixture(scope="module")
@@ -197,6 +201,11 @@ REFUSALS = {
     "no_age_column": ([], "data:no_age", 2, ["train.csv: no column 'age'"]),
     "no_path_column": ([], "data:no_path", 2, ["train.csv: no column 'path'"]),
     "val_is_train": ([], "data:val_is_train", 2, ["val.csv shares", "images with train.csv"]),
+    # Hostile-input item 4: an empty split ended in a traceback; --crop_faces on a release
+    # without boxes ran the pipeline, printed 53 TensorFlow warnings, then "0 usable images".
+    "empty_val": ([], "data:empty_val", 2, ["val.csv lists no image"]),
+    "crop_without_boxes": (["--crop_faces"], "data:no_boxes", 2,
+                           ["--crop_faces: ", "have no face box", "train without --crop_faces"]),
 }
 
 
@@ -208,6 +217,14 @@ def _bad_data(data_dir, kind, path):
     train = pd.read_csv(os.path.join(data_dir, "train.csv"))
     if kind == "val_is_train":
         shutil.copy(os.path.join(data_dir, "train.csv"), os.path.join(path, "val.csv"))
+        return str(path)
+    if kind == "empty_val":
+        pd.read_csv(os.path.join(data_dir, "val.csv")).head(0).to_csv(
+            os.path.join(path, "val.csv"), index=False)
+        return str(path)
+    if kind == "no_boxes":  # as UTKFace's manifests: the box columns empty
+        train[["face_x1", "face_y1", "face_x2", "face_y2"]] = float("nan")
+        train.to_csv(os.path.join(path, "train.csv"), index=False)
         return str(path)
     if kind in ("no_age", "no_path"):
         train = train.drop(columns=[kind[3:]])
@@ -255,7 +272,7 @@ def test_init_from_starts_from_the_runs_selected_weights(data_dir, finished_run,
     r = _run(_train_cmd(data_dir, str(tmp_path / "next"), "--epochs=1", "--steps_per_epoch=1",
                         "--noexport", f"--init_from={finished_run}"))
     assert r.returncode == 0, r.stderr[-3000:]
-    started = [l.rsplit("(weights ", 1)[1].rstrip(")") for l in r.stderr.splitlines()
+    started = [l.rsplit("(weights ", 1)[1].rstrip(")") for l in r.stdout.splitlines()
                if "started from" in l]
     # The weights it started from are the finished run's selected ones, not fresh ones.
     cfg = json.load(open(os.path.join(finished_run, "config.json")))
@@ -314,7 +331,7 @@ def test_an_undecodable_file_never_ends_an_epoch(prepared, tmp_path, cache, tiny
     # decode and counts 1 step from them.
     steps = 2 if not cache else 1
     assert history["images_per_second"].notna().all() and len(history) == 2
-    manifest, images_dir = prepared.load_manifest(data, "train")
+    manifest, images_dir = prepared_lib.load_manifest(data, "train")
     pipe = pipeline.InputPipeline(manifest, images_dir, cfg.pipeline, 32, training=True)
     assert training.steps_per_epoch(cfg, len(pipe)) == steps
 

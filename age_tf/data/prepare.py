@@ -195,6 +195,27 @@ def metadata_filters(df: pd.DataFrame, stages: _Stages, cfg: PrepareConfig) -> N
     age_filter(df, stages, cfg)
 
 
+def boxes_on_photo(df: pd.DataFrame, width: np.ndarray, height: np.ndarray):
+    """Which rows' face boxes (1-based pixels, as the release gives them) are finite, have an
+    area, and overlap their photo; with the reason for the rest. A box wholly off the photo
+    would be cut into a black crop and trained on.
+
+    Returns:
+      (bool mask, per-row reasons).
+    """
+    x1, y1, x2, y2 = (df[c].to_numpy(float) for c in ("face_x1", "face_y1", "face_x2", "face_y2"))
+    finite = np.isfinite(x1) & np.isfinite(y1) & np.isfinite(x2) & np.isfinite(y2)
+    with np.errstate(invalid="ignore"):
+        area = finite & (x2 > x1) & (y2 > y1)
+        overlap = area & (x2 > 1) & (y2 > 1) & (x1 < width) & (y1 < height)
+    reasons = np.where(~finite, "no face box", np.where(
+        ~area, [f"face box ({a:g}, {b:g}, {c:g}, {d:g}) has no area" for a, b, c, d in
+                zip(x1, y1, x2, y2)],
+        [f"face box ({a:g}, {b:g}, {c:g}, {d:g}) lies outside the {w}x{h} photo"
+         for a, b, c, d, w, h in zip(x1, y1, x2, y2, width, height)]))
+    return overlap, reasons
+
+
 def age_filter(df: pd.DataFrame, stages: _Stages, cfg: PrepareConfig) -> None:
     age = df["age"].to_numpy(float)
     valid = np.isfinite(age)
@@ -252,6 +273,9 @@ def prepare(cfg: PrepareConfig) -> dict:
             info_cols["width"][i], info_cols["height"][i] = info.width, info.height
             info_cols["conversion"][i] = info.conversion
         stages.apply("image usable", ok, reasons, df)
+        if source.framing == sources.FULL_PHOTOS:
+            inside, why = boxes_on_photo(df, info_cols["width"], info_cols["height"])
+            stages.apply("face box on the photo", inside | ~stages.alive, why, df)
         if cfg.dedup:
             usable = [(i, info) for i, info in zip(idx, infos) if info.ok]
             dup_report = _deduplicate(df, stages, usable, cfg)

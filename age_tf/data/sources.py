@@ -15,6 +15,7 @@ rejected.csv gives a reason for every row of the release.
 
 from __future__ import annotations
 
+import csv
 import dataclasses
 import os
 import re
@@ -86,14 +87,28 @@ def checked_csv(path: str, required, max_bytes: int, what: str, fix: str,
         raise DataError(f"{path}: {size / 2**20:,.0f} MB is too large for a {what} (at most "
                         f"{max_bytes // 2**20:,} MB); {fix}")
     try:
+        header = _header(path)
         df = pd.read_csv(path, **read_kw)
-    except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as e:
+    except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError,
+            csv.Error) as e:
         raise DataError(f"{path}: not a readable {what} ({e})") from e
+    twice = sorted({c for c in header if header.count(c) > 1})
+    if twice:  # pandas would rename the second to 'age.1' and read the first without a word
+        raise DataError(f"{path}: column {', '.join(map(repr, twice))} appears more than once in "
+                        f"the header; which one holds the values cannot be told; {fix}")
     missing = [c for c in required if c not in df.columns]
     if missing:
         raise DataError(f"{path}: no column {', '.join(map(repr, missing))} (has: "
                         f"{', '.join(map(str, df.columns))}); {fix}")
     return df
+
+
+def _header(path: str, max_bytes: int = 1 << 20) -> list[str]:
+    """The column names of a CSV's first line (read within max_bytes)."""
+    with open(path, encoding="utf-8-sig", newline="") as f:
+        line = f.readline(max_bytes)
+    rows = list(csv.reader([line]))
+    return [c.strip() for c in rows[0]] if rows else []
 
 
 def read_csv(path: str, required: tuple[str, ...]) -> pd.DataFrame:

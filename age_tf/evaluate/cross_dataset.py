@@ -29,15 +29,27 @@ class CrossConfig:
     out: str = field(None, "Where to write the table (Markdown; a .json beside it).")
     bootstrap: int = field(1000, low=0, help="Bootstrap resamples for the intervals (0: none).")
     seed: int = field(0, "Seeds the bootstrap.")
+    overwrite: bool = field(False, "Replace an existing --out table (and its .json).")
 
     def validate(self) -> None:
         if not self.model_dirs or not self.data_dirs:
             raise ValueError("--model_dirs and --data_dirs each need at least one folder")
-        for d in self.data_dirs:
-            if not prepared.PreparedDir(d).exists():
+        for flag, folders in (("model_dirs", self.model_dirs), ("data_dirs", self.data_dirs)):
+            real = [os.path.realpath(d) for d in folders]
+            twice = sorted({d for d, r in zip(folders, real) if real.count(r) > 1})
+            if twice:
+                raise ValueError(f"--{flag} lists {', '.join(twice)} more than once (the same "
+                                 "folder); give each once")
+        for d in self.data_dirs:  # every folder checked before any is evaluated
+            folder = prepared.PreparedDir(d)
+            if not folder.exists():
                 raise ValueError(f"--data_dirs: {d} is not an age-tf-prepare output folder "
                                  f"(no {prepared.REPORT})")
-        fileio.check_writable_dir(os.path.dirname(os.path.abspath(self.out)), "out", self.out)
+            if not os.path.isfile(folder.manifest_path("test")):
+                raise ValueError(f"--data_dirs: {d} has no test split "
+                                 f"({folder.manifest_path('test')} not found)")
+        fileio.check_new_file(self.out, "out", self.overwrite,
+                              (os.path.splitext(self.out)[0] + ".json",))
 
 
 def dataset_name(data_dir: str) -> str:

@@ -6,6 +6,7 @@ import dataclasses
 
 import keras
 
+from age_tf import fileio
 from age_tf.config import field
 from age_tf.train import models
 
@@ -51,6 +52,11 @@ class ModelCostConfig:
                                    "published size (224 / 300).")
     head_units: tuple[int, ...] = field((512, 128), "Hidden units of the GELU head.")
     output: str | None = field(None, "Also write the markdown table to this file.")
+    overwrite: bool = field(False, "Replace an existing --output file.")
+
+    def validate(self) -> None:
+        if self.output:
+            fileio.check_new_file(self.output, "output", self.overwrite)
 
     def resolved_sizes(self) -> list[int | None]:
         """Raises ValueError naming the flag for an unknown backbone or size."""

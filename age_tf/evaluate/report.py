@@ -137,12 +137,13 @@ class ReportConfig:
     data_dir: str | None = field(None, "Prepared data (adds the age-distribution figure).")
     baselines: str | None = field(None, "A baselines.json (age-tf-experiment writes one) to "
                                   "put beside the runs in Table 2.")
+    overwrite: bool = field(False, "Replace an existing --out report.")
 
     def validate(self) -> None:
         if os.path.isdir(self.out):
             raise ValueError(f"--out={self.out!r} is a folder; name the report file, e.g. "
                              f"{os.path.join(self.out, 'report.md')}")
-        fileio.check_writable_dir(os.path.dirname(os.path.abspath(self.out)), "out", self.out)
+        fileio.check_new_file(self.out, "out", self.overwrite)
 
 
 def _threshold_table(rows: list | None) -> str:

@@ -119,6 +119,14 @@ class ExportConfig:
                             ".tflite).")
     calibration_images: int = field(200, low=1,
                                     help="Training images that calibrate int8 activations.")
+    overwrite: bool = field(False, "Replace an existing .tflite file and its card.")
+    data_dir: str | None = field(None, "int8: the run's prepared data, where it is now if it "
+                                 "moved since training (default: the folder config.json names).")
+
+    def tflite_path(self) -> str:
+        """--out, or <model_dir>/model[_<quantize>].tflite."""
+        suffix = "" if self.quantize == "none" else f"_{self.quantize}"
+        return self.out or os.path.join(self.model_dir, f"model{suffix}.tflite")
 
     def validate(self) -> None:
         run = RunDir(self.model_dir)
@@ -130,6 +138,9 @@ class ExportConfig:
                              "written to <model_dir>/export")
         if self.out and not self.out.endswith(".tflite"):
             raise ValueError(f"--out={self.out!r}: name the file *.tflite")
+        if self.format == "tflite":
+            out = self.tflite_path()
+            fileio.check_new_file(out, "out", self.overwrite, (export_format.card_path(out),))
 
 
 def run_calibration(run: RunDir) -> dict | None:
@@ -156,9 +167,8 @@ def export_run(cfg: ExportConfig) -> str:
     if not os.path.exists(os.path.join(run.export, "saved_model.pb")):
         raise ValueError(f"--model_dir={cfg.model_dir!r} has no SavedModel to convert; run "
                          f"age-tf-export --model_dir={cfg.model_dir} first")
-    suffix = "" if cfg.quantize == "none" else f"_{cfg.quantize}"
-    out = cfg.out or os.path.join(run.root, f"model{suffix}.tflite")
-    representative = (representative_images(run, cfg.calibration_images)
+    out = cfg.tflite_path()
+    representative = (representative_images(run, cfg.calibration_images, cfg.data_dir)
                       if cfg.quantize == "int8" else None)
     data = tflite_bytes(run.export, cfg.quantize, representative)
     with fileio.atomic_path(out) as tmp:
@@ -193,10 +203,19 @@ def tflite_bytes(export_dir: str, quantize: str = "none", representative=None) -
     return converter.convert()
 
 
-def representative_images(run: RunDir, count: int):
-    """Training images through the input pipeline (as the model saw them), one at a time."""
+def representative_images(run: RunDir, count: int, data_dir: str | None = None):
+    """Training images through the input pipeline (as the model saw them), one at a time.
+
+    Raises:
+      FileNotFoundError: the run's data folder is not there (says to pass --data_dir).
+    """
     cfg = run.train_config()
-    manifest, images_dir = prepared.load_manifest(cfg.data_dir, "train")
+    data_dir = data_dir or cfg.data_dir
+    if not prepared.PreparedDir(data_dir).exists():
+        raise FileNotFoundError(
+            f"{data_dir}: the run's prepared data is not there (int8 calibrates on its training "
+            "images); pass --data_dir=<where it is now>")
+    manifest, images_dir = prepared.load_manifest(data_dir, "train")
     manifest = manifest.sample(n=min(count, len(manifest)), random_state=0)
     ds = pipeline.InputPipeline(manifest, images_dir, cfg.evaluation_pipeline(1),
                                 cfg.model.image_size, training=False).dataset()

@@ -42,6 +42,10 @@ class RunDir:
         return self._("config.json")
 
     @property
+    def log(self) -> str:  # the detailed log of every training command run here
+        return self._("log.txt")
+
+    @property
     def flags(self) -> str:  # the resolved command-line flags
         return self._("flags.txt")
 
@@ -322,7 +326,8 @@ def match_data(run: RunDir, data_dir: str, split: str) -> DataMatch:
 
 # Settings that may differ when a run is resumed: they change how it runs, not what it
 # computes (same order, same flips, same steps). Everything else must match.
-RESUME_FREE = {"model_dir", "flags_text", "log_every", "export", "strategy", "jit_compile",
+# data_dir: the folder may move; what it holds is checked by the data fingerprint.
+RESUME_FREE = {"model_dir", "data_dir", "flags_text", "log_every", "export", "strategy", "jit_compile",
                "feature_cache", "feature_store", "pipeline.cache", "num_cpu_devices",
                "interval_coverage"}
 
@@ -351,6 +356,8 @@ def check_resumable(run: RunDir, config: dict, fingerprint: str) -> None:
     old = run.read_config()
     old_fp = old.pop("data_fingerprint", None)
     before, now = _flatten(old), _flatten(config)
+    if before.get("init_from"):  # recorded as typed before runs kept absolute paths
+        before["init_from"] = os.path.abspath(before["init_from"])
     changed = [f"--{k.rsplit('.', 1)[-1]}: {before.get(k)!r} -> {now[k]!r}"
                for k in sorted(now) if k not in RESUME_FREE and before.get(k) != now[k]]
     if old_fp is not None and old_fp != fingerprint:

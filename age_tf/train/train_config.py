@@ -6,6 +6,8 @@ import dataclasses
 import json
 import os
 
+import numpy as np
+
 from age_tf import config, fileio
 from age_tf.config import field
 from age_tf.data import pipeline, prepared, sources
@@ -75,6 +77,21 @@ class TrainConfig:
         return pipeline.PipelineConfig(batch_size=batch_size, crop_faces=self.pipeline.crop_faces,
                                        face_margin=self.pipeline.face_margin)
 
+    def _check_manifest(self, manifest, path: str) -> None:
+        """A split the run can use: not empty, and with a face box on every row when the
+        faces are to be cut from them (--crop_faces)."""
+        if manifest.empty:
+            raise ValueError(f"--data_dir: {path} lists no image; prepare the data again with "
+                             "more images (each split needs some)")
+        if self.pipeline.crop_faces:
+            boxes = manifest.reindex(columns=pipeline.BOX_COLUMNS).to_numpy(float)
+            missing = int((~np.isfinite(boxes).all(axis=1)).sum())
+            if missing:
+                raise ValueError(f"--crop_faces: {missing} of the {len(manifest)} rows of {path} "
+                                 "have no face box (this release gives none: UTKFace, AgeDB "
+                                 "and APPA-REAL images are face crops); train without "
+                                 "--crop_faces")
+
     def validate(self) -> None:
         """Raises ValueError naming the flag at fault."""
         config.check_values(self)  # every number finite and in its field's range
@@ -82,10 +99,12 @@ class TrainConfig:
         self.pipeline.validate()
         if not os.path.isdir(self.data_dir):
             raise ValueError(f"--data_dir={self.data_dir!r} is not a folder; run age-tf-prepare first")
+        folder = prepared.PreparedDir(self.data_dir)
         for split in ("train", "val"):
-            path = os.path.join(self.data_dir, f"{split}.csv")
+            path = folder.manifest_path(split)
             if not os.path.exists(path):
                 raise ValueError(f"--data_dir: {path} not found; is it an age-tf-prepare output folder?")
+            self._check_manifest(prepared.read_manifest(path), path)
         if prepared.PreparedDir(self.data_dir).framing() == sources.FULL_PHOTOS and not self.pipeline.crop_faces:
             raise ValueError(f"--data_dir={self.data_dir!r} holds full photos with face boxes (e.g. "
                              "IMDB-Clean): pass --crop_faces to train on the faces")

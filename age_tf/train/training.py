@@ -90,23 +90,34 @@ def train_and_evaluate(cfg: TrainConfig, strategy: tf.distribute.Strategy | None
       ValueError: bad configuration (named flag), checked before any work.
     """
     cfg.validate()
+    cfg = with_absolute_paths(cfg)
     strategy = strategy or distribution.get_strategy(cfg.strategy)
     _check_batch(cfg, strategy)
     run_dir = RunDir(cfg.model_dir)
     if not distribution.is_chief(strategy):
         return _train(cfg, strategy, run_dir)
     with run_dir.lock():  # one training process per run folder
-        for path in run_dir.remove_partial_writes():
-            logging.info("removed %s (left by an interrupted write)", path)
-        return _train(cfg, strategy, run_dir)
+        os.makedirs(run_dir.root, exist_ok=True)
+        with progress.log_to(run_dir.log):
+            for path in run_dir.remove_partial_writes():
+                logging.info("removed %s (left by an interrupted write)", path)
+            return _train(cfg, strategy, run_dir)
+
+
+def with_absolute_paths(cfg: TrainConfig) -> TrainConfig:
+    """cfg with its folders absolute: config.json, and every reader of the run folder, must
+    not depend on the folder the command ran from."""
+    absolute = {k: os.path.abspath(getattr(cfg, k)) for k in
+                ("data_dir", "model_dir", "init_from", "feature_store") if getattr(cfg, k)}
+    return dataclasses.replace(cfg, **absolute)
 
 
 def _train(cfg: TrainConfig, strategy, run_dir: RunDir) -> dict:
     fingerprint = prepared.PreparedDir(cfg.data_dir).fingerprint()
     check_resumable(run_dir, dataclasses.asdict(cfg), fingerprint)
     if is_done(run_dir):
-        logging.info("%s already finished (%s); nothing to train", cfg.model_dir,
-                     run_status(run_dir)["reason"])
+        progress.say(f"{cfg.model_dir} already finished ({run_status(run_dir)['reason']}); "
+                     "nothing to train")
         with open(run_dir.metrics) as f:
             return json.load(f)
     chief = distribution.is_chief(strategy)
@@ -266,10 +277,11 @@ def create_or_restore_state(cfg: TrainConfig, strategy, steps: int, write_dir: R
     restored = restore_newest_readable(checkpoint, write_dir)
     manager = tf.train.CheckpointManager(checkpoint, write_dir.checkpoints, max_to_keep=2)
     if restored:  # a resumed run continues from its own weights
-        logging.info("resumed from %s at epoch %d", restored, int(state.epoch.numpy()))
+        progress.say(f"resumed from {restored} at epoch {int(state.epoch.numpy())}")
     elif cfg.init_from:
         model.load_weights(init_weights(cfg))
-        logging.info("started from %s (weights %s)", cfg.init_from, feature_cache.weights_fingerprint(model))
+        progress.say(f"started from {cfg.init_from} (weights "
+                     f"{feature_cache.weights_fingerprint(model)})")
     return model, optimizer, state, manager
 
 
@@ -305,12 +317,11 @@ def restore_newest_readable(checkpoint: tf.train.Checkpoint, run: RunDir) -> str
 
 def _log_setup(cfg, strategy, inputs: Inputs, n_train: int, n_val: int) -> None:
     replicas, batch = strategy.num_replicas_in_sync, cfg.pipeline.batch_size
-    logging.info(
-        "strategy %s (%s): %d replica(s), global batch %d (%d per replica), %d steps/epoch, "
-        "%d epochs, %d train (%d usable) / %d val images, seed %d, %s, XLA %s",
-        cfg.strategy, type(strategy).__name__, replicas, batch, batch // replicas,
-        inputs.steps_per_epoch, cfg.epochs, n_train, len(inputs.train), n_val, cfg.seed,
-        cfg.precision, cfg.jit_compile)
+    progress.say(
+        f"strategy {cfg.strategy} ({type(strategy).__name__}): {replicas} replica(s), global "
+        f"batch {batch} ({batch // replicas} per replica), {inputs.steps_per_epoch} steps/epoch, "
+        f"{cfg.epochs} epochs, {n_train} train ({len(inputs.train)} usable) / {n_val} val "
+        f"images, seed {cfg.seed}, {cfg.precision}, XLA {cfg.jit_compile}")
 
 
 def make_callbacks(run: Run, predict_val) -> cb.EpochCallbacks:
