@@ -6,7 +6,9 @@ Below both, so that serving never imports training code.
 
 from __future__ import annotations
 
+import hashlib
 import json
+import math
 import os
 
 IMAGES_SIGNATURE = "serving_default"  # float images [N, S, S, 3] in [0, 255]
@@ -42,25 +44,138 @@ def find_export(path: str) -> str:
     return path
 
 
+CARD_FIX = "re-export the run (age-tf-export --model_dir=RUN) or remove the file"
+
+
 def read_card(path: str) -> dict | None:
-    """A card file, or None when there is none (an export older than cards).
+    """A card file, checked (check_card), or None when there is none (an export older than
+    cards).
 
     Raises:
-      ValueError: the file is not a card (names it and the fix).
+      ValueError: the file is not a card, or a field is missing or out of range (names the
+        file and the field, and the fix).
     """
     if not os.path.exists(path):
         return None
-    fix = "re-export the run (age-tf-export --model_dir=RUN) or remove the file"
+    if not os.path.isfile(path):
+        raise ValueError(f"{path}: not a regular file, so not a model card; {CARD_FIX}")
     if os.path.getsize(path) > MAX_CARD_BYTES:
-        raise ValueError(f"{path}: {os.path.getsize(path):,} bytes is not a model card; {fix}")
+        raise ValueError(f"{path}: {os.path.getsize(path):,} bytes is not a model card; "
+                         f"{CARD_FIX}")
     try:
-        with open(path) as f:
+        with open(path, encoding="utf-8") as f:
             card = json.load(f)
     except (OSError, ValueError) as e:
-        raise ValueError(f"{path}: not a readable model card ({e}); {fix}") from e
-    if not isinstance(card, dict) or not isinstance(card.get("preprocessing"), dict):
-        raise ValueError(f"{path}: not a model card (no preprocessing section); {fix}")
+        raise ValueError(f"{path}: not a readable model card ({e}); {CARD_FIX}") from e
+    check_card(card, path)
     return card
+
+
+def _field(card: dict, dotted: str):
+    value = card
+    for key in dotted.split("."):
+        if not isinstance(value, dict) or key not in value:
+            return _MISSING
+        value = value[key]
+    return value
+
+
+_MISSING = object()
+
+
+def _number(v) -> bool:
+    return isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
+
+
+def _increasing_numbers(v) -> bool:
+    return (isinstance(v, list) and all(_number(x) for x in v)
+            and all(a < b for a, b in zip(v, v[1:])))
+
+
+# What serving reads from a card, and what each must be (None: may be null).
+_CARD_FIELDS = (
+    ("model", lambda v: isinstance(v, dict), "an object"),
+    ("model.backbone", lambda v: isinstance(v, str), "a name"),
+    ("model.tune", lambda v: isinstance(v, str), "a name"),
+    ("weights.source", lambda v: isinstance(v, str), "a name"),
+    ("data", lambda v: isinstance(v, dict), "an object"),
+    ("synthetic", lambda v: isinstance(v, bool), "true or false"),
+    ("preprocessing", lambda v: isinstance(v, dict), "an object"),
+    ("preprocessing.image_size", lambda v: isinstance(v, int) and not isinstance(v, bool)
+     and 8 <= v <= 4096, "a whole number of pixels in [8, 4096]"),
+    ("preprocessing.crop_margin", lambda v: v is None or (_number(v) and 0 <= v <= 2),
+     "null or a number in [0, 2] (a share of the face box per side)"),
+    ("intervals", lambda v: v is None or isinstance(v, dict), "null or an object"),
+)
+_INTERVAL_FIELDS = (
+    ("intervals.coverage", lambda v: _number(v) and 0 < v < 1, "a number in (0, 1)"),
+    ("intervals.edges", _increasing_numbers, "increasing numbers (years)"),
+    ("intervals.half_widths", lambda v: isinstance(v, list) and all(_number(x) and x >= 0
+                                                                    for x in v),
+     "numbers >= 0 (years)"),
+)
+
+
+def check_card(card, path: str) -> None:
+    """Checks what serving reads from a card: types, ranges, required sections.
+
+    Raises:
+      ValueError: naming the card, the field, its value and what it must be.
+    """
+    if not isinstance(card, dict):
+        raise ValueError(f"{path}: not a model card (not a JSON object); {CARD_FIX}")
+    fields = _CARD_FIELDS + (_INTERVAL_FIELDS if isinstance(card.get("intervals"), dict) else ())
+    for name, ok, what in fields:
+        value = _field(card, name)
+        if value is _MISSING:
+            raise ValueError(f"{path}: not a model card: no field '{name}'; {CARD_FIX}")
+        if not ok(value):
+            raise ValueError(f"{path}: field '{name}' is {json.dumps(value)[:80]}, not {what}; "
+                             f"{CARD_FIX}")
+    if isinstance(card.get("intervals"), dict):
+        edges, widths = card["intervals"]["edges"], card["intervals"]["half_widths"]
+        if len(widths) != len(edges) + 1:
+            raise ValueError(f"{path}: field 'intervals.half_widths' has {len(widths)} values "
+                             f"for {len(edges)} edges (needs one more); {CARD_FIX}")
+    for name in ("model_sha256", "file_sha256"):
+        value = card.get(name)
+        if value is not None and not (isinstance(value, str) and len(value) == 64
+                                      and all(c in "0123456789abcdef" for c in value)):
+            raise ValueError(f"{path}: field '{name}' is not a SHA-256 digest; {CARD_FIX}")
+
+
+def file_sha256(path: str, chunk: int = 1 << 20) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(chunk), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+def saved_model_sha256(export_dir: str) -> str:
+    """One SHA-256 over a SavedModel's files (names and bytes), its assets/ left out: the
+    card lives there and records this digest."""
+    h = hashlib.sha256()
+    for root, dirs, files in os.walk(export_dir):
+        dirs[:] = sorted(d for d in dirs if not (root == export_dir and d.startswith("assets")))
+        for name in sorted(files):
+            path = os.path.join(root, name)
+            h.update(os.path.relpath(path, export_dir).encode())
+            h.update(bytes.fromhex(file_sha256(path)))
+    return h.hexdigest()
+
+
+def check_digest(card: dict | None, field: str, actual: str, path: str) -> None:
+    """Refuses a model whose bytes are not the ones its card describes.
+
+    Raises:
+      ValueError: naming the model, both digests and the fix.
+    """
+    want = (card or {}).get(field)
+    if want is not None and want != actual:
+        raise ValueError(f"{path}: its SHA-256 ({actual[:16]}...) is not the one its card "
+                         f"records ({want[:16]}...): the model was damaged or replaced after "
+                         "export; export the run again (age-tf-export)")
 
 
 def card_summary(card: dict) -> dict:

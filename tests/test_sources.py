@@ -285,3 +285,59 @@ def test_face_boxes_off_the_photo_are_rejected_with_a_reason(releases, tmp_path)
     assert list(flat["reason"]) == ["face box x_min,y_min,x_max,y_max is not a box"]
     kept = pd.concat(pd.read_csv(os.path.join(out, f"{s}.csv")) for s in ("train", "val", "test"))
     assert not names & set(kept["path"])
+
+
+def test_links_and_special_files_in_a_release_are_rejected_never_read(releases, tmp_path):
+    # Hostile-input items 1 and 2: a link to a face outside the release got that face into
+    # val.csv; links to /etc/passwd were opened; a dangling link appeared nowhere; a link to
+    # /dev/zero was read without limit; a FIFO blocked prepare forever; a 50 GB sparse .jpg
+    # ended in "error: " with an empty message.
+    import shutil
+
+    release = tmp_path / "UTKFace"
+    shutil.copytree(os.path.join(releases["utkface"], RELEASE["utkface"]), release)
+    outside = tmp_path / "elsewhere"
+    outside.mkdir()
+    face = sorted(release.iterdir())[0]
+    shutil.copy(face, outside / "face.jpg")
+    planted = {
+        "30_0_0_20170101000001.jpg.chip.jpg": ("link", outside / "face.jpg"),
+        "31_0_0_20170101000002.jpg.chip.jpg": ("link", "/etc/passwd"),
+        "32_0_0_20170101000003.jpg.chip.jpg": ("link", tmp_path / "nothing.jpg"),
+        "33_0_0_20170101000004.jpg.chip.jpg": ("link", "/dev/zero"),
+        "34_0_0_20170101000005.jpg.chip.jpg": ("fifo", None),
+        "35_0_0_20170101000006.jpg.chip.jpg": ("sparse", 50 << 30),
+    }
+    for name, (kind, target) in planted.items():
+        if kind == "link":
+            os.symlink(target, release / name)
+        elif kind == "fifo":
+            os.mkfifo(release / name)
+        else:
+            with open(release / name, "wb") as f:
+                f.truncate(target)
+    out = str(tmp_path / "prep")
+    prepare.prepare(prepare.PrepareConfig(format="utkface", release_dir=str(release),
+                                          out_dir=out, workers=1))
+    rejected = pd.read_csv(os.path.join(out, "rejected.csv")).set_index("path")
+    reasons = {name: rejected.loc[name, "reason"] for name in planted}
+    assert "resolves outside the images folder" in reasons["30_0_0_20170101000001.jpg.chip.jpg"]
+    assert "resolves outside the images folder" in reasons["31_0_0_20170101000002.jpg.chip.jpg"]
+    assert "dangling symbolic link" in reasons["32_0_0_20170101000003.jpg.chip.jpg"]
+    assert "resolves outside" in reasons["33_0_0_20170101000004.jpg.chip.jpg"]
+    assert "not a regular file" in reasons["34_0_0_20170101000005.jpg.chip.jpg"]
+    assert "too large for an image file" in reasons["35_0_0_20170101000006.jpg.chip.jpg"]
+    kept = pd.concat(pd.read_csv(os.path.join(out, f"{s}.csv")) for s in ("train", "val", "test"))
+    assert not set(planted) & set(kept["path"])
+
+
+def test_predict_refuses_a_fifo_or_an_endless_file_without_reading_it(tmp_path):
+    from age_tf.serve import photos
+
+    os.mkfifo(tmp_path / "fifo.jpg")
+    os.symlink("/dev/zero", tmp_path / "zero.jpg")
+    for name, says in (("fifo.jpg", "not a regular file"), ("zero.jpg", "not a regular file")):
+        with pytest.raises(ValueError, match=says):
+            photos.photo_size(str(tmp_path / name))
+    with pytest.raises(FileNotFoundError):
+        photos.photo_size(str(tmp_path / "none.jpg"))

@@ -6,6 +6,7 @@ import dataclasses
 import hashlib
 import io
 import os
+import stat
 import time
 import warnings
 
@@ -23,6 +24,43 @@ PARALLEL_MIN_IMAGES = 5000
 
 # Decompression-bomb guard: the release's largest crops are a few thousand pixels a side.
 Image.MAX_IMAGE_PIXELS = 50_000_000
+
+# A face image, even a large photo's JPEG, is a few MB; a bigger "image" is not one, and is
+# refused before a byte is read (a 50 GB sparse file, a link to /dev/zero).
+MAX_IMAGE_FILE_BYTES = 128 << 20
+
+
+def _inside(path: str, folder: str) -> bool:
+    return os.path.commonpath([path, folder]) == folder
+
+
+def file_problem(path: str, root: str | None = None,
+                 max_bytes: int = MAX_IMAGE_FILE_BYTES) -> str:
+    """Why `path` must not be opened as an image ('' when it may): missing, a link to
+    nothing, resolving outside `root` (a release's folder), not a regular file (a FIFO
+    would block the reader forever, a device never ends), or larger than max_bytes.
+    Looks at the file system only; never opens the file."""
+    try:
+        st = os.lstat(path)
+    except FileNotFoundError:
+        return "missing file"
+    except (OSError, ValueError) as e:  # ValueError: a NUL byte in the name
+        return f"unreadable file name or entry ({getattr(e, 'strerror', None) or e})"
+    real = os.path.realpath(path)
+    if stat.S_ISLNK(st.st_mode) and not os.path.exists(real):
+        return "a link to nothing (a dangling symbolic link)"
+    if root is not None and not _inside(real, os.path.realpath(root)):
+        return f"resolves outside the images folder (to {real}): not read"
+    try:
+        st = os.stat(path)
+    except OSError as e:
+        return f"unreadable file ({e.strerror or e})"
+    if not stat.S_ISREG(st.st_mode):
+        return "not a regular file (a FIFO, device or folder): not read"
+    if st.st_size > max_bytes:
+        return (f"too large for an image file ({st.st_size / 2**20:,.0f} MB > "
+                f"{max_bytes >> 20} MB): not read")
+    return ""
 
 
 @dataclasses.dataclass
@@ -68,19 +106,23 @@ def dhash_from_gray(gray: Image.Image) -> int:
     return int(np.packbits(bits).view(">u8")[0])
 
 
-def check_image(path: str, min_size: int) -> ImageInfo:
+def check_image(path: str, min_size: int, root: str | None = None) -> ImageInfo:
     """Opens, fully decodes and fingerprints one image file.
 
     Args:
       path: absolute path of the file.
       min_size: smallest acceptable width and height in pixels.
+      root: the folder the file must resolve inside (file_problem).
 
     Returns:
       An ImageInfo; never raises for a bad file (the reason says what is wrong).
     """
+    problem = file_problem(path, root)
+    if problem:
+        return ImageInfo(ok=False, reason=problem)
     try:
         with open(path, "rb") as f:
-            data = f.read()
+            data = f.read(MAX_IMAGE_FILE_BYTES + 1)
     except FileNotFoundError:
         return ImageInfo(ok=False, reason="missing file")
     except OSError as e:
@@ -120,12 +162,13 @@ def check_image(path: str, min_size: int) -> ImageInfo:
 
 
 def _check_chunk(args):
-    paths, min_size = args
-    return [check_image(p, min_size) for p in paths]
+    paths, min_size, root = args
+    return [check_image(p, min_size, root) for p in paths]
 
 
 def check_images(
-    paths: list[str], min_size: int, workers: int | None = None, chunk_size: int = 128
+    paths: list[str], min_size: int, workers: int | None = None, chunk_size: int = 128,
+    root: str | None = None,
 ) -> list[ImageInfo]:
     """Checks many images in parallel worker processes, showing progress.
 
@@ -134,6 +177,7 @@ def check_images(
       min_size: smallest acceptable width and height.
       workers: process count (default: all cores); 1 runs in this process.
       chunk_size: paths per task; large enough to amortise inter-process traffic.
+      root: the folder every file must resolve inside (links out of it are not followed).
 
     Returns:
       One ImageInfo per path, in order.
@@ -145,7 +189,7 @@ def check_images(
     if len(paths) < PARALLEL_MIN_IMAGES:
         workers = 1
     with progress.Bar(len(paths), "checking images") as bar:
-        results = parallel.map_in_processes(_check_chunk, [(c, min_size) for c in chunks],
+        results = parallel.map_in_processes(_check_chunk, [(c, min_size, root) for c in chunks],
                                             workers, on_done=lambda i: bar.update(len(chunks[i])))
     logging.info("checked %d images in %.1fs", len(paths), time.monotonic() - bar.start)
     return [info for chunk in results for info in chunk]
@@ -196,7 +240,7 @@ def fingerprints(rel_paths: list[str], root: str, stored: str | None = None,
         todo = np.flatnonzero(~hit)
         logging.info("fingerprints: %d of %d reused from %s", int(hit.sum()), n, stored)
     if len(todo):
-        infos = check_images([os.path.join(root, rel_paths[i]) for i in todo], 1, workers)
+        infos = check_images([os.path.join(root, rel_paths[i]) for i in todo], 1, workers, root=root)
         for i, info in zip(todo, infos):
             if info.ok:
                 ok[i], dhash[i], thumbs[i] = True, info.dhash, info.thumb

@@ -264,7 +264,8 @@ def prepare(cfg: PrepareConfig) -> dict:
         idx = np.flatnonzero(stages.alive)
         root = os.path.abspath(cfg.images_dir)
         infos = images.check_images(
-            [os.path.join(root, df["full_path"].iat[i]) for i in idx], cfg.min_size, cfg.workers)
+            [os.path.join(root, df["full_path"].iat[i]) for i in idx], cfg.min_size, cfg.workers,
+            root=root)
         ok = np.zeros(len(df), dtype=bool)
         reasons = np.full(len(df), "", dtype=object)
         for i, info in zip(idx, infos):

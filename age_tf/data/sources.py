@@ -151,7 +151,9 @@ def list_images(folder: str) -> list[str]:
     names = []
     with os.scandir(folder) as it:
         for entry in it:
-            if entry.name.lower().endswith(".jpg") and entry.is_file():
+            # Links and special files are listed too: the image check rejects each with its
+            # reason (a dangling link or a FIFO must show in rejected.csv, not vanish).
+            if entry.name.lower().endswith(".jpg") and not entry.is_dir():
                 names.append(entry.name)
                 if len(names) > MAX_LISTED_FILES:
                     raise DataError(f"{folder}: more than {MAX_LISTED_FILES:,} images; is it "

@@ -18,12 +18,15 @@ import tensorflow as tf
 from PIL import Image, ImageDraw, ImageFont
 
 from age_tf import fileio, progress
-from age_tf.data import pipeline
+from age_tf.data import images, pipeline
 from age_tf.serve.served_model import AgeModel
 
 # Twice Pillow's decompression-bomb limit (89.5 MP), where Pillow itself refuses: 180 MP
 # decode to ~0.5 GB of RGB, and a 144 MP (12,000 px) camera panorama still reads.
 MAX_MEGAPIXELS = 180.0
+# A photo file larger than this is refused before it is read (compressed, 180 MP is well
+# under it; a sparse or endless file is not a photo).
+MAX_PHOTO_FILE_BYTES = 1 << 30
 
 # Faces are found on a copy whose longer side is at most this (MTCNN's time and memory grow
 # with the pixels: a 144 MP photo took 523 s and 13.9 GB at full size); crops are cut from
@@ -172,6 +175,12 @@ def photo_size(path: str, max_megapixels: float = MAX_MEGAPIXELS) -> tuple[int, 
       FileNotFoundError: no such file.
       ValueError: not an image, or over the budget (naming --max_megapixels).
     """
+    # A FIFO among the photos would block the reader forever, a link to /dev/zero never ends.
+    problem = images.file_problem(path, max_bytes=MAX_PHOTO_FILE_BYTES)
+    if problem == "missing file":
+        raise FileNotFoundError(path)
+    if problem:
+        raise ValueError(problem)
     limit = Image.MAX_IMAGE_PIXELS
     Image.MAX_IMAGE_PIXELS = None  # this function's budget applies, not Pillow's global one
     try:

@@ -7,6 +7,7 @@ size, crop margin) and what it is (synthetic training, interval coverage).
 
 from __future__ import annotations
 
+import hashlib
 import os
 import warnings
 
@@ -15,6 +16,9 @@ import tensorflow as tf
 
 from age_tf import export_format
 from age_tf.data import sources
+
+MAX_TFLITE_BYTES = 2 << 30  # the flatbuffer format's own limit
+TFLITE_IDENTIFIER = b"TFL3"  # bytes 4-8 of every TFLite flatbuffer
 
 NO_CARD_NOTE = ("note: {path} has no model card (an export older than cards): assuming "
                 "the release's crop margin {margin} and no intervals")
@@ -26,25 +30,47 @@ class AgeModel:
 
     def __init__(self, model_path: str):
         if model_path.endswith(".tflite"):
-            if not os.path.isfile(model_path):
-                raise FileNotFoundError(f"--model={model_path}: no such TFLite file")
-            self.path = model_path
-            with warnings.catch_warnings():
-                # TF 2.21 points to ai_edge_litert; its own interpreter still runs the file.
-                warnings.filterwarnings("ignore", message=".*tf.lite.Interpreter is deprecated")
-                self._interpreter = tf.lite.Interpreter(model_path=model_path)
-            self._runner = self._interpreter.get_signature_runner(export_format.IMAGES_SIGNATURE)
-            detail = self._runner.get_input_details()["images"]
-            self.image_size = int(detail["shape"][1])
-            self.card = export_format.read_card(export_format.card_path(model_path))
-            self._call = self._call_tflite
+            self._load_tflite(model_path)
         else:
-            self.path = export_format.find_export(model_path)
-            serve = tf.saved_model.load(self.path).signatures[export_format.IMAGES_SIGNATURE]
-            self._serve = serve
-            self.image_size = int(serve.structured_input_signature[1]["images"].shape[1])
-            self.card = export_format.read_card(export_format.card_path(self.path))
-            self._call = self._call_saved_model
+            self._load_saved_model(model_path)
+
+    def _load_tflite(self, model_path: str) -> None:
+        """The file is checked before the interpreter touches it: a damaged one crashed the
+        process (a truncated file) or answered other ages (flipped weight bytes)."""
+        if not os.path.isfile(model_path):
+            raise FileNotFoundError(f"--model={model_path}: no such TFLite file")
+        size = os.path.getsize(model_path)
+        if size > MAX_TFLITE_BYTES:
+            raise ValueError(f"--model={model_path}: {size / 2**30:.1f} GiB is not a TFLite file "
+                             "age-tf-export wrote")
+        with open(model_path, "rb") as f:
+            content = f.read()
+        if len(content) < 8 or content[4:8] != TFLITE_IDENTIFIER:
+            raise ValueError(f"--model={model_path}: not a TFLite file (no {TFLITE_IDENTIFIER!r} "
+                             "identifier); pass a .tflite file age-tf-export wrote")
+        self.path = model_path
+        self.card = export_format.read_card(export_format.card_path(model_path))
+        export_format.check_digest(self.card, "file_sha256", hashlib.sha256(content).hexdigest(),
+                                   model_path)
+        with warnings.catch_warnings():
+            # TF 2.21 points to ai_edge_litert; its own interpreter still runs the file.
+            warnings.filterwarnings("ignore", message=".*tf.lite.Interpreter is deprecated")
+            self._interpreter = tf.lite.Interpreter(model_content=content)
+        self._runner = self._interpreter.get_signature_runner(export_format.IMAGES_SIGNATURE)
+        detail = self._runner.get_input_details()["images"]
+        self.image_size = int(detail["shape"][1])
+        self._call = self._call_tflite
+
+    def _load_saved_model(self, model_path: str) -> None:
+        self.path = export_format.find_export(model_path)
+        self.card = export_format.read_card(export_format.card_path(self.path))
+        if self.card and self.card.get("model_sha256"):
+            export_format.check_digest(self.card, "model_sha256",
+                                       export_format.saved_model_sha256(self.path), self.path)
+        serve = tf.saved_model.load(self.path).signatures[export_format.IMAGES_SIGNATURE]
+        self._serve = serve
+        self.image_size = int(serve.structured_input_signature[1]["images"].shape[1])
+        self._call = self._call_saved_model
 
     @property
     def crop_margin(self) -> float:

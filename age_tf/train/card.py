@@ -19,6 +19,7 @@ import tensorflow
 
 from age_tf import __version__, fileio
 from age_tf.data import prepared, sources
+from age_tf import export_format
 from age_tf.export_format import CARD_FORMAT, SYNTHETIC_WARNING
 from age_tf.train import standin_weights
 from age_tf.train.run_dir import RunDir
@@ -124,6 +125,8 @@ def build(run: RunDir, calibration: dict | None) -> dict:
         "config_hash": config_hash(run),
         "run": os.path.basename(os.path.normpath(run.root)),  # not a path of the trainer's
     }
+    if os.path.exists(os.path.join(run.export, "saved_model.pb")):
+        card["model_sha256"] = export_format.saved_model_sha256(run.export)
     if card["synthetic"]:
         card["warning"] = SYNTHETIC_WARNING
     return card

@@ -4,6 +4,7 @@ years, and the model card inside."""
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 import json
 import os
 import shutil
@@ -88,6 +89,8 @@ def export_saved_model(model: keras.Model, image_size: int, export_dir: str,
     shutil.rmtree(tmp, ignore_errors=True)
     archive.write_out(tmp, verbose=False)
     if card is not None:
+        # The card records the bytes it describes: serving refuses a model changed since.
+        card = {**card, "model_sha256": export_format.saved_model_sha256(tmp)}
         os.makedirs(os.path.join(tmp, "assets"), exist_ok=True)
         card_module.write(card, export_format.card_path(tmp))
     # Swap in the new export; a crash in between leaves export.old, never half an export.
@@ -175,7 +178,8 @@ def export_run(cfg: ExportConfig) -> str:
         with open(tmp, "wb") as f:
             f.write(data)
     card = {**card_module.build(run, calibration), "format": "tflite", "quantize": cfg.quantize,
-            "file_bytes": len(data)}
+            "file_bytes": len(data), "file_sha256": hashlib.sha256(data).hexdigest()}
+    card.pop("model_sha256", None)  # the SavedModel's, not this file's
     card_module.write(card, export_format.card_path(out))
     logging.info("wrote %s (%.1f MB, %s) and its card %s.json", out, len(data) / 1e6,
                  cfg.quantize, out)
