@@ -341,3 +341,46 @@ def test_predict_refuses_a_fifo_or_an_endless_file_without_reading_it(tmp_path):
             photos.photo_size(str(tmp_path / name))
     with pytest.raises(FileNotFoundError):
         photos.photo_size(str(tmp_path / "none.jpg"))
+
+
+def test_names_that_cannot_be_read_are_rejected_rows_not_a_failed_release(releases, tmp_path):
+    # Hostile-input item 3: a UTKFace name '²_0_0_x.jpg.chip.jpg' or an AgeDB age '²³' failed
+    # the whole release (could not convert string to float: '²'); a name that is not UTF-8
+    # failed at the CSV write after all the work.
+    import shutil
+
+    release = tmp_path / "UTKFace"
+    shutil.copytree(os.path.join(releases["utkface"], RELEASE["utkface"]), release)
+    face = sorted(release.iterdir())[0]
+    shutil.copy(face, release / "\u00b2_0_0_20170101000001.jpg.chip.jpg")
+    bad_bytes = os.fsdecode(b"40_0_0_2017\xff0101.jpg.chip.jpg")
+    shutil.copy(face, os.path.join(str(release), bad_bytes))
+    out = str(tmp_path / "prep")
+    prepare.prepare(prepare.PrepareConfig(format="utkface", release_dir=str(release),
+                                          out_dir=out, workers=1))
+    rejected = pd.read_csv(os.path.join(out, "rejected.csv"))
+    reasons = dict(zip(rejected["path"], rejected["reason"]))
+    assert reasons["\u00b2_0_0_20170101000001.jpg.chip.jpg"] == "age '\u00b2' is not a number"
+    assert reasons["40_0_0_2017\\xff0101.jpg.chip.jpg"].endswith("is not UTF-8")
+    assert sources._agedb_fields("90006_JaneDoe_\u00b2\u00b3_m.jpg")[3] == "age '\u00b2\u00b3' is not a number"
+    assert "NUL byte" in sources.name_problem("a\x00b.jpg")
+
+
+def test_without_image_checks_a_path_listed_twice_is_kept_once(releases, tmp_path):
+    # Hostile-input item 7: --nocheck_images wrote a train.csv listing one path three times.
+    import shutil
+
+    csvs = tmp_path / "csvs"
+    shutil.copytree(os.path.join(releases["imdb_clean"], RELEASE["imdb_clean"]), csvs)
+    train = csvs / sources.IMDB_CLEAN_CSVS["train"]
+    df = pd.read_csv(train, dtype=str)
+    twice = df.iloc[[0, 0, 0]].assign(age=["20", "40", "60"])
+    pd.concat([df, twice]).to_csv(train, index=False)
+    out = str(tmp_path / "prep")
+    prepare.prepare(prepare.PrepareConfig(
+        format="imdb_clean", release_dir=str(csvs), out_dir=out, check_images=False,
+        images_dir=os.path.join(releases["imdb_clean"], "imdb")))
+    kept = pd.concat(pd.read_csv(os.path.join(out, f"{s}.csv")) for s in ("train", "val", "test"))
+    assert not kept["path"].duplicated().any()
+    rejected = pd.read_csv(os.path.join(out, "rejected.csv"))
+    assert (rejected["reason"] == "the same path on an earlier row").sum() == 3

@@ -182,7 +182,9 @@ def metadata_filters(df: pd.DataFrame, stages: _Stages, cfg: PrepareConfig) -> N
     """The release-metadata filters: IMDB-WIKI's face filters in the study's order, then the
     age range (for every release, after the names and labels it could not read)."""
     if cfg.format != "imdb_wiki":
-        problem = df["problem"].to_numpy(object)
+        problem = df["problem"].to_numpy(object).copy()
+        names = [sources.name_problem(str(p)) for p in df["full_path"]]
+        problem = np.where(problem == "", names, problem)
         stages.apply("name and label read", problem == "", problem, df)
         return age_filter(df, stages, cfg)
     score = df["face_score"].to_numpy()
@@ -282,6 +284,11 @@ def prepare(cfg: PrepareConfig) -> dict:
             dup_report = _deduplicate(df, stages, usable, cfg)
     else:
         logging.warning("--nocheck_images: image checks and duplicate removal skipped")
+        # Without the exact-duplicate search, a path listed twice would reach the manifests
+        # twice (with two ages, perhaps): each path is kept once, at its first row.
+        first = ~df["full_path"].duplicated().to_numpy()
+        stages.apply("path listed once", first | ~stages.alive,
+                     "the same path on an earlier row", df)
 
     if not stages.alive.any():
         raise DataError(
@@ -416,6 +423,12 @@ def _report(cfg, source: sources.Source, stages, manifests, dup_report, conversi
     }
 
 
+def _writable_text(value):
+    if not isinstance(value, str):
+        return value
+    return value.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
+
+
 def _write_outputs(cfg, manifests, rejected: pd.DataFrame, report: dict, prints) -> None:
     """Writes every output in a scratch folder, then moves them into place.
 
@@ -428,6 +441,8 @@ def _write_outputs(cfg, manifests, rejected: pd.DataFrame, report: dict, prints)
     try:
         for name, m in manifests.items():
             m.to_csv(os.path.join(tmp, f"{name}.csv"), index=False)
+        # A name that is not UTF-8 (rejected for it) is written with its bytes escaped.
+        rejected = rejected.assign(path=rejected["path"].map(_writable_text))
         rejected.sort_values("row").to_csv(os.path.join(tmp, prepared.REJECTED), index=False)
         with open(os.path.join(tmp, prepared.REPORT), "w") as f:
             json.dump(report, f, indent=2, default=str)

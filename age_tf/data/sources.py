@@ -270,6 +270,24 @@ def appa_real(release_dir: str, label: str) -> Source:
                   read_release(os.path.join(release_dir, APPA_CSV.format("train"))))
 
 
+def _whole_number(text: str) -> bool:
+    """ASCII digits only: str.isdigit() also accepts '²' and other digits float() refuses."""
+    return text.isascii() and text.isdigit()
+
+
+def name_problem(name: str) -> str:
+    """Why a file name cannot be kept in a manifest ('' when it can): a NUL byte (no file
+    system has it), or bytes that are not UTF-8 (the manifest could not be written)."""
+    if "\x00" in name:
+        return "file name holds a NUL byte"
+    try:
+        name.encode("utf-8")
+    except UnicodeEncodeError:
+        shown = name.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
+        return f"file name {shown!r} is not UTF-8"
+    return ""
+
+
 def _utk_fields(name: str) -> tuple[float, float, str]:
     """(age, IMDB-WIKI gender code, problem) of one UTKFace file name."""
     stem = name[: -len(".jpg.chip.jpg")] if name.endswith(".jpg.chip.jpg") else name[:-4]
@@ -278,7 +296,7 @@ def _utk_fields(name: str) -> tuple[float, float, str]:
         return np.nan, np.nan, (f"file name has {len(fields)} field(s), not "
                                 "age_gender_race_date&time")
     age, gender, race, _ = fields
-    if not age.isdigit():
+    if not _whole_number(age):
         return np.nan, np.nan, f"age {age!r} is not a number"
     if gender not in ("0", "1"):
         return float(age), np.nan, f"gender code {gender!r} is neither 0 (male) nor 1 (female)"
@@ -309,7 +327,7 @@ def _agedb_fields(name: str) -> tuple[float, float, str, str]:
     person, age, gender = "_".join(tokens[1:-2]), tokens[-2], tokens[-1].lower()
     if not person:
         return np.nan, np.nan, "", "no name between the id and the age"
-    if not age.isdigit():
+    if not _whole_number(age):
         return np.nan, np.nan, person, f"age {age!r} is not a number"
     if gender not in ("m", "f"):
         return float(age), np.nan, person, f"gender {tokens[-1]!r} is neither m nor f"
