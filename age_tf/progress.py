@@ -34,8 +34,7 @@ def say(line: str, always: bool = False) -> None:
     if _quiet and not always:
         logging.info(line)
         return
-    if _active is not None:
-        _active.clear()
+    clear()
     sys.stdout.write(line + "\n")
     sys.stdout.flush()
     logging.info(line, extra={_SHOWN: True})
@@ -55,6 +54,13 @@ def quiet():
 class _NotShownTwice(std_logging.Filter):
     def filter(self, record: std_logging.LogRecord) -> bool:
         return not getattr(record, _SHOWN, False)
+
+
+def clear() -> None:
+    """Erases the bar being drawn, if any, before other output (it is redrawn at its next
+    update)."""
+    if _active is not None:
+        _active.clear()
 
 
 def show_details(verbose: bool) -> None:

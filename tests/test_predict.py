@@ -125,3 +125,30 @@ def test_the_image_signature_refuses_another_size(trained_run):
     assert serve(images=tf.zeros([2, 32, 32, 3]))["age"].shape == (2,)
     with pytest.raises(tf.errors.InvalidArgumentError, match=r"images must be \[N, 32, 32, 3\]"):
         serve(images=tf.zeros([1, 64, 64, 3]))
+
+
+def test_detect_mode_streams_each_photo_before_reading_the_next(photos, monkeypatch):
+    # Hostile-input item 14: every photo was decoded before any face was searched and the
+    # results printed only at the end (300 photos of 12 MP: killed past 10 GB, no line).
+    from age_tf.serve import photos as photos_module
+    from age_tf.serve import predict
+
+    model_dir, good, text_file, _ = photos
+    events, real_read = [], photos_module.read_photo
+
+    def read(path, *args):
+        events.append(("read", path))
+        return real_read(path, *args)
+
+    monkeypatch.setattr(photos_module, "read_photo", read)
+    paths = [good[0], text_file, good[1], good[2]]
+    out, err, code = predict.run(predict.PredictConfig(model=model_dir), paths,
+                                 out=lambda t: events.append(("out", t)),
+                                 err=lambda t: events.append(("err", t)))
+    assert out == err == "" and code == 1  # streamed; the text file is an error
+    kinds = [(kind, path if kind == "read" else path.split(":")[0].split(" face")[0])
+             for kind, path in events if path]
+    reads = [i for i, (k, _) in enumerate(kinds) if k == "read"]
+    for photo, at in zip(paths, reads):  # each photo answered before the next is read
+        answer = next(i for i, (k, p) in enumerate(kinds) if k != "read" and p == photo)
+        assert at < answer < (reads[reads.index(at) + 1] if at != reads[-1] else len(kinds))

@@ -8,6 +8,7 @@ Examples:
 
 import sys
 
+from age_tf import progress
 from age_tf.cli import common
 from age_tf.serve import predict
 
@@ -17,10 +18,16 @@ COMMAND = common.Command(__name__, predict.PredictConfig, required=("model",), a
 def main(cfg, args):
     if not args:
         raise ValueError("give one or more photo paths after the flags")
-    out, err, code = predict.run(cfg, args)
-    common.write(sys.stdout, out)
-    common.write(sys.stderr, err)
+    # Each photo's lines as soon as it is done (a bar, if any, cleared first).
+    _, _, code = predict.run(cfg, args, out=lambda text: _show(sys.stdout, text),
+                             err=lambda text: _show(sys.stderr, text))
     sys.exit(code)
+
+
+def _show(stream, text: str) -> None:
+    if text:
+        progress.clear()
+        common.write(stream, text)
 
 
 run = COMMAND.entry_point(main)

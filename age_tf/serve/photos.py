@@ -17,7 +17,7 @@ import numpy as np
 import tensorflow as tf
 from PIL import Image, ImageDraw, ImageFont
 
-from age_tf import fileio, progress
+from age_tf import fileio
 from age_tf.data import images, pipeline
 from age_tf.serve.served_model import AgeModel
 
@@ -129,28 +129,35 @@ def downscaled(image: np.ndarray, side: int, strip_rows: int = 64) -> tuple[np.n
     return out, 1.0 / k
 
 
-def estimate_many(photos: list[tuple[str, np.ndarray]], model: AgeModel, detector: FaceDetector,
-                  margin: float | None = None, batch_size: int = 32) -> list[Face]:
-    """Every face of every photo with its age; the crops go through the model in batches.
+def estimate_photo(name: str, image: np.ndarray, model: AgeModel, detector: FaceDetector,
+                   margin: float | None = None, batch_size: int = 32) -> list[Face]:
+    """Every face of one photo with its age. The crops go through the model batch_size at a
+    time, so memory holds one batch of crops whatever the number of faces (a class photo).
 
     Args:
-      photos: (name, uint8 RGB image) pairs.
       margin: crop margin; default the one the model's card says it was trained on.
     """
     margin = model.crop_margin if margin is None else margin
-    faces, crops = [], []
-    with progress.Bar(len(photos), "finding faces", unit="photos") as bar:
-        for name, image in photos:
-            for i, (box, conf, marks) in enumerate(detector(image)):
-                faces.append(Face(name, i, box, conf, marks))
-                crops.append(crop_face(image, box, margin, model.image_size))
-            bar.update()
-    if crops:
-        out = model(np.stack(crops), batch_size)
-        for i, face in enumerate(faces):
+    faces = [Face(name, i, box, conf, marks)
+             for i, (box, conf, marks) in enumerate(detector(image))]
+    for start in range(0, len(faces), batch_size):
+        part = faces[start:start + batch_size]
+        out = model(np.stack([crop_face(image, f.box, margin, model.image_size) for f in part]),
+                    batch_size)
+        for i, face in enumerate(part):
             face.age = float(out["age"][i])
             if "age_low" in out:
                 face.age_low, face.age_high = float(out["age_low"][i]), float(out["age_high"][i])
+    return faces
+
+
+def estimate_many(photos, model: AgeModel, detector: FaceDetector,
+                  margin: float | None = None, batch_size: int = 32) -> list[Face]:
+    """Every face of every (name, uint8 RGB image) pair, photo by photo (estimate_photo);
+    `photos` may be a generator, so that only one photo is in memory at a time."""
+    faces = []
+    for name, image in photos:
+        faces += estimate_photo(name, image, model, detector, margin, batch_size)
     return faces
 
 

@@ -11,7 +11,7 @@ import os
 import numpy as np
 import tensorflow as tf
 
-from age_tf import export_format, fileio
+from age_tf import export_format, fileio, progress
 from age_tf.config import field
 from age_tf.data import pipeline
 from age_tf.serve import photos
@@ -61,35 +61,77 @@ MIN_CROP_SIDE = 24  # px: smaller than any face crop the models were trained on
 MAX_CROP_ASPECT = 2.0  # a face box plus margin is about square
 
 
-def run(cfg: PredictConfig, paths: list[str]) -> tuple[str, str, int]:
+def run(cfg: PredictConfig, paths: list[str], out=None, err=None) -> tuple[str, str, int]:
     """Predicts the photos as cfg says; returns (stdout text, stderr text, exit code).
+
+    Photos are read, searched and answered one at a time: memory holds one photo and one
+    batch of its face crops, whatever the number of photos or faces. With `out` / `err`
+    (functions taking text) each photo's lines are written as soon as it is done (a JSON
+    document at the end) and the texts returned are empty.
 
     A file that cannot be read is an error line (exit code 1) and the others still run; a
     photo with no face is reported, not an error. What the user must know about the model
     (trained on synthetic faces; no card) comes first on stderr, once.
     """
+    kept_out, kept_err = [], []
+    out, err = out or kept_out.append, err or kept_err.append
     cfg.validate()
     model = AgeModel(cfg.model)
-    notes = "".join(line + "\n" for line in model.notes())
+    err("".join(line + "\n" for line in model.notes()))
     if cfg.faces == "given":
         results = predict_files(model, paths, cfg.batch_size, cfg.max_megapixels)
-        out, err = format_results(results, cfg.output, model)
-        return out, notes + GIVEN_NOTE + "\n" + err, 1 if any(r["error"] for r in results) else 0
+        text, errors = format_results(results, cfg.output, model)
+        err(GIVEN_NOTE + "\n" + errors)
+        out(text)
+        return "".join(kept_out), "".join(kept_err), 1 if any(r["error"] for r in results) else 0
+    code = _detect(cfg, paths, model, out, err)
+    return "".join(kept_out), "".join(kept_err), code
+
+
+def _detect(cfg: PredictConfig, paths: list[str], model: AgeModel, out, err) -> int:
+    """Detect mode, photo by photo (see run); returns the exit code."""
     detector = photos.FaceDetector(cfg.min_face_size, cfg.min_confidence, cfg.detect_side)
-    images, errors = {}, {}
-    for path in paths:
-        try:
-            images[path] = photos.read_photo(path, cfg.max_megapixels)
-        except FileNotFoundError:
-            errors[path] = "file not found"
-        except (OSError, ValueError) as e:
-            errors[path] = str(e)
-    faces = photos.estimate_many(list(images.items()), model, detector, cfg.face_margin,
-                                 cfg.batch_size)
+    targets = annotation_paths(paths, cfg.annotate) if cfg.annotate else {}
     if cfg.annotate:
-        errors.update(write_annotations(images, faces, paths, cfg.annotate))
-    out, err = format_faces(paths, faces, errors, cfg.output, model)
-    return out, notes + err, 1 if errors else 0
+        os.makedirs(cfg.annotate, exist_ok=True)
+    if cfg.output == "csv":
+        out(_csv([], FACE_COLUMNS))
+    every_row, code = [], 0
+    with progress.Bar(len(paths), "finding faces", unit="photos") as bar:
+        for path in paths:
+            faces, error = _photo_faces(cfg, path, model, detector, targets.get(path))
+            rows = face_rows(path, faces, error)
+            if error:
+                err(f"{path}: error: {error}\n")
+                code = 1
+            if cfg.output == "json":
+                every_row += rows
+            elif cfg.output == "csv":
+                out(_csv(rows, FACE_COLUMNS).split("\n", 1)[1])
+            else:
+                out("".join(line + "\n" for line in row_lines(rows, model)))
+            bar.update()
+    if cfg.output == "json":
+        out(json.dumps({"model": _model_summary(model), "faces": every_row}, indent=2) + "\n")
+    return code
+
+
+def _photo_faces(cfg: PredictConfig, path: str, model: AgeModel, detector,
+                 annotated: str | None) -> tuple[list, str | None]:
+    """(faces with ages, error or None) of one photo; its annotated copy written if asked."""
+    try:
+        image = photos.read_photo(path, cfg.max_megapixels)
+    except FileNotFoundError:
+        return [], "file not found"
+    except (OSError, ValueError) as e:
+        return [], str(e)
+    faces = photos.estimate_photo(path, image, model, detector, cfg.face_margin, cfg.batch_size)
+    if annotated:
+        try:
+            photos.annotate(image, faces, annotated)
+        except (OSError, ValueError) as e:
+            return faces, f"annotated copy not written to {annotated}: {e}"
+    return faces, None
 
 
 def annotation_paths(paths: list[str], folder: str) -> dict[str, str]:
@@ -116,20 +158,6 @@ def annotation_paths(paths: list[str], folder: str) -> dict[str, str]:
     return out
 
 
-def write_annotations(images: dict, faces, paths: list[str], folder: str) -> dict[str, str]:
-    """Writes each readable photo's annotated copy; returns {photo: error} for copies that
-    could not be written (the predictions stand)."""
-    os.makedirs(folder, exist_ok=True)
-    targets = annotation_paths(paths, folder)
-    errors = {}
-    for path, image in images.items():
-        try:
-            photos.annotate(image, [f for f in faces if f.file == path], targets[path])
-        except (OSError, ValueError) as e:
-            errors[path] = f"annotated copy not written to {targets[path]}: {e}"
-    return errors
-
-
 FACE_COLUMNS = ["file", "face", "x1", "y1", "x2", "y2", "confidence", "age", "age_low",
                 "age_high", "note"]
 
@@ -150,30 +178,24 @@ def _model_summary(model: AgeModel) -> dict:
     return export_format.card_summary(model.card) if model.card else {"card": None, "path": model.path}
 
 
-def format_faces(paths: list[str], faces, errors: dict[str, str], output: str,
-                 model: AgeModel) -> tuple[str, str]:
-    """(stdout, stderr) for detect mode: one row per face; a photo without faces gets one
-    row saying so; unreadable files go to stderr (and to the row's note in CSV/JSON)."""
-    rows = []
-    for path in paths:
-        mine = [f for f in faces if f.file == path]
-        for f in mine:
-            rows.append({"file": path, "face": f.index, "x1": round(f.box[0], 1),
-                         "y1": round(f.box[1], 1), "x2": round(f.box[2], 1),
-                         "y2": round(f.box[3], 1), "confidence": round(f.confidence, 4),
-                         "age": round(f.age, 3), "age_low": _round(f.age_low),
-                         "age_high": _round(f.age_high), "note": "",
-                         "landmarks": {k: [round(v[0], 1), round(v[1], 1)] for k, v in f.landmarks.items()}})
-        if not mine:
-            note = f"error: {errors[path]}" if path in errors else "no face found"
-            rows.append({"file": path, "face": None, "x1": None, "y1": None, "x2": None,
-                         "y2": None, "confidence": None, "age": None, "age_low": None,
-                         "age_high": None, "note": note, "landmarks": {}})
-    err = "".join(f"{p}: error: {e}\n" for p, e in errors.items())
-    if output == "json":
-        return json.dumps({"model": _model_summary(model), "faces": rows}, indent=2) + "\n", err
-    if output == "csv":
-        return _csv(rows, FACE_COLUMNS), err
+def face_rows(path: str, faces, error: str | None) -> list[dict]:
+    """Detect mode's rows of one photo: one per face; a photo without faces gets one row
+    saying so (or its error)."""
+    rows = [{"file": path, "face": f.index, "x1": round(f.box[0], 1), "y1": round(f.box[1], 1),
+             "x2": round(f.box[2], 1), "y2": round(f.box[3], 1),
+             "confidence": round(f.confidence, 4), "age": round(f.age, 3),
+             "age_low": _round(f.age_low), "age_high": _round(f.age_high), "note": "",
+             "landmarks": {k: [round(v[0], 1), round(v[1], 1)] for k, v in f.landmarks.items()}}
+            for f in faces]
+    if not rows:
+        rows.append({"file": path, "face": None, "x1": None, "y1": None, "x2": None, "y2": None,
+                     "confidence": None, "age": None, "age_low": None, "age_high": None,
+                     "note": f"error: {error}" if error else "no face found", "landmarks": {}})
+    return rows
+
+
+def row_lines(rows: list[dict], model: AgeModel) -> list[str]:
+    """The plain-text lines of detect-mode rows (errors go to stderr, not here)."""
     lines = []
     for r in rows:
         if r["face"] is None:
@@ -183,7 +205,7 @@ def format_faces(paths: list[str], faces, errors: dict[str, str], output: str,
         lines.append(f"{r['file']} face {r['face']} at ({r['x1']:.0f}, {r['y1']:.0f}, "
                      f"{r['x2']:.0f}, {r['y2']:.0f}), confidence {r['confidence']:.2f}: "
                      + _interval_text(r["age"], r["age_low"], r["age_high"], model.coverage))
-    return "".join(line + "\n" for line in lines), err
+    return lines
 
 
 def _csv(rows: list[dict], columns: list[str]) -> str:
