@@ -132,6 +132,10 @@ def check_card(card, path: str) -> None:
         if not ok(value):
             raise ValueError(f"{path}: field '{name}' is {json.dumps(value)[:80]}, not {what}; "
                              f"{CARD_FIX}")
+    held = _field(card, "intervals.guarantee")
+    if held is not _MISSING and not (_number(held) and 0 < held < 1):
+        raise ValueError(f"{path}: field 'intervals.guarantee' is {json.dumps(held)[:80]}, not "
+                         f"a number in (0, 1); {CARD_FIX}")
     if isinstance(card.get("intervals"), dict):
         edges, widths = card["intervals"]["edges"], card["intervals"]["half_widths"]
         if len(widths) != len(edges) + 1:

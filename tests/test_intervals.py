@@ -65,3 +65,13 @@ def test_coverage_and_error_by_decade():
     assert err["10-19"]["bias_years"] == pytest.approx(4.5)  # (-1 + 10) / 2: over-estimates
     assert err["10-19"]["mae_years"] == pytest.approx(5.5)
     assert set(err) == {"0-9", "10-19", "90-100"}
+
+
+def test_too_few_validation_faces_state_what_their_intervals_guarantee():
+    # Hostile-input item 12: "90%" intervals calibrated on 1-3 faces, without a word: with
+    # n faces the guarantee is n / (n + 1), not 0.9.
+    assert intervals.faces_needed(0.9) == 9 and intervals.guarantee(9, 0.9) == 0.9
+    c = intervals.calibrate([30.0, 40.0, 50.0], [31.0, 45.0, 20.0], coverage=0.9)
+    assert c["guarantee"] == 0.75 and c["half_widths"] == [30.0]
+    many = intervals.calibrate(np.arange(100.0), np.arange(100.0) + 1, coverage=0.9)
+    assert "guarantee" not in many

@@ -80,7 +80,10 @@ class AgeModel:
 
     @property
     def coverage(self) -> float | None:
-        return ((self.card or {}).get("intervals") or {}).get("coverage")
+        """What the served intervals guarantee: the calibrated coverage, or less where the
+        validation split was too small to give it (the card's `guarantee`)."""
+        calibration = (self.card or {}).get("intervals") or {}
+        return calibration.get("guarantee", calibration.get("coverage"))
 
     def notes(self) -> list[str]:
         """What a user must be told once about this model (stderr lines)."""

@@ -14,11 +14,23 @@ from __future__ import annotations
 import math
 
 import numpy as np
+from absl import logging
 
 DEFAULT_COVERAGE = 0.9
 # Predicted-age bin edges (years): children, each decade of adult life, then 70+.
 DEFAULT_EDGES = (10.0, 20.0, 30.0, 40.0, 50.0, 60.0, 70.0)
 MIN_PER_BIN = 30
+
+
+def guarantee(n: int, coverage: float) -> float:
+    """What an interval from n held-out residuals guarantees: the coverage asked for when
+    ceil((n + 1) c) <= n, else only n / (n + 1) (the largest residual is all there is)."""
+    return coverage if math.ceil((n + 1) * coverage) <= n else min(coverage, n / (n + 1))
+
+
+def faces_needed(coverage: float) -> int:
+    """The fewest held-out faces that give `coverage` (9 for 90%)."""
+    return math.ceil(coverage / (1 - coverage) - 1e-9)  # n / (n + 1) >= coverage
 
 
 def _conformal_quantile(abs_residuals: np.ndarray, coverage: float) -> float:
@@ -76,8 +88,18 @@ def calibrate(true_years, pred_years, coverage: float = DEFAULT_COVERAGE,
     # An empty bin (possible only when every face fell in one bin) takes the overall width.
     overall = _conformal_quantile(residual, coverage)
     widths = [overall if w != w else w for w in widths]
-    return {"coverage": coverage, "edges": edges, "half_widths": widths, "counts": counts,
-            "method": "split conformal on validation residuals, one width per predicted-age bin"}
+    out = {"coverage": coverage, "edges": edges, "half_widths": widths, "counts": counts,
+           "method": "split conformal on validation residuals, one width per predicted-age bin"}
+    # Bins merge down to one before any holds fewer than min_per_bin, so only a tiny
+    # validation split can fall short: say what its intervals really guarantee.
+    held = guarantee(min(counts) if min(counts) else len(t), coverage)
+    if held < coverage:
+        out["guarantee"] = held
+        logging.warning(
+            "intervals: %d validation faces cannot give %.0f%% intervals (that needs %d or "
+            "more); these guarantee %.0f%%, and the card says so", len(t), 100 * coverage,
+            faces_needed(coverage), 100 * held)
+    return out
 
 
 def interval(pred_years, calibration: dict) -> tuple[np.ndarray, np.ndarray]:
