@@ -82,6 +82,13 @@ def _preprocessing(config: dict, data: dict) -> dict:
         "image_size": m["image_size"],
         "input": "RGB pixels in [0, 255] (grayscale and CMYK converted to RGB), resized "
                  "bilinear to image_size x image_size",
+        # Exactly, for a client that decodes and resizes itself (serve_bytes does this).
+        "decode": "JPEG: tf.io.decode_jpeg(channels=3) with its defaults (libjpeg-turbo, "
+                  "dct_method '' = the library's default IDCT, fancy upsampling); PNG and "
+                  "others: tf.io.decode_image(channels=3)",
+        "resize": "tf.image.resize(method='bilinear', antialias=False, half-pixel centers) to "
+                  "image_size x image_size, then +0.5 and saturate_cast to uint8; with "
+                  "crop_faces, tf.image.crop_and_resize of the face box widened by crop_margin",
         "crop_faces": p["crop_faces"],
         # The framing the network saw: its own crop of the release's box, or the release's.
         "crop_margin": p["face_margin"] if p["crop_faces"] else data.get("crop_margin"),
