@@ -17,15 +17,15 @@ EXPORT_FOLDER = "export"  # a run's SavedModel, inside the run folder
 
 CARD_FORMAT = 1
 CARD_ASSET = "model_card.json"  # in <export>/assets/
-TFLITE_CARD_SUFFIX = ".json"  # <file>.tflite.json beside a TFLite file
+FILE_CARD_SUFFIX = ".json"  # <file>.tflite.json / <file>.onnx.json beside a one-file model
 MAX_CARD_BYTES = 1 << 20  # a card is a few KB; anything larger is not one
 SYNTHETIC_WARNING = "trained on synthetic faces: ages of real photos are not meaningful"
 
 
 def card_path(model_path: str) -> str:
-    """Where the card of a SavedModel folder or a .tflite file is."""
-    if model_path.endswith(".tflite"):
-        return model_path + TFLITE_CARD_SUFFIX
+    """Where the card of a SavedModel folder, or of a one-file model (.tflite, .onnx), is."""
+    if model_path.endswith((".tflite", ".onnx")):
+        return model_path + FILE_CARD_SUFFIX
     return os.path.join(model_path, "assets", CARD_ASSET)
 
 

@@ -102,7 +102,8 @@ def export_saved_model(model: keras.Model, image_size: int, export_dir: str,
     return export_dir
 
 
-FORMATS = ("savedmodel", "tflite")
+FORMATS = ("savedmodel", "tflite", "onnx")
+FILE_FORMATS = {"tflite": ".tflite", "onnx": ".onnx"}  # written as one file, card beside it
 QUANTIZATIONS = ("none", "float16", "int8")
 
 
@@ -113,23 +114,25 @@ class ExportConfig:
     model_dir: str = field(None, "A finished age-tf-train run directory.")
     format: str = field("savedmodel", "savedmodel: (re)write <model_dir>/export with its card "
                         "(after evaluation, the card carries the test figures); tflite: one "
-                        ".tflite file for devices, its card beside it as <out>.json.",
-                        choices=FORMATS)
+                        ".tflite file for devices, its card beside it as <out>.json; onnx: "
+                        "one .onnx file for onnxruntime (pip install 'age_tf[onnx]'), its card "
+                        "beside it.", choices=FORMATS)
     quantize: str = field("none", "TFLite weights: none (float32), float16, or int8 (weights "
                           "and activations, calibrated on training images).",
                           choices=QUANTIZATIONS)
-    out: str | None = field(None, "The .tflite file (default <model_dir>/model[_<quantize>]"
-                            ".tflite).")
+    out: str | None = field(None, "The .tflite / .onnx file (default <model_dir>/model"
+                            "[_<quantize>].tflite, <model_dir>/model.onnx).")
     calibration_images: int = field(200, low=1,
                                     help="Training images that calibrate int8 activations.")
     overwrite: bool = field(False, "Replace an existing .tflite file and its card.")
     data_dir: str | None = field(None, "int8: the run's prepared data, where it is now if it "
                                  "moved since training (default: the folder config.json names).")
 
-    def tflite_path(self) -> str:
-        """--out, or <model_dir>/model[_<quantize>].tflite."""
+    def file_path(self) -> str:
+        """--out, or <model_dir>/model[_<quantize>].tflite / model.onnx."""
         suffix = "" if self.quantize == "none" else f"_{self.quantize}"
-        return self.out or os.path.join(self.model_dir, f"model{suffix}.tflite")
+        return self.out or os.path.join(self.model_dir,
+                                        f"model{suffix}{FILE_FORMATS[self.format]}")
 
     def validate(self) -> None:
         run = RunDir(self.model_dir)
@@ -139,10 +142,13 @@ class ExportConfig:
         if self.format == "savedmodel" and (self.out or self.quantize != "none"):
             raise ValueError("--out and --quantize are for --format=tflite; a SavedModel is "
                              "written to <model_dir>/export")
-        if self.out and not self.out.endswith(".tflite"):
-            raise ValueError(f"--out={self.out!r}: name the file *.tflite")
-        if self.format == "tflite":
-            out = self.tflite_path()
+        if self.format == "onnx" and self.quantize != "none":
+            raise ValueError("--quantize is for --format=tflite; the ONNX file is float32")
+        if self.format in FILE_FORMATS:
+            out = self.file_path()
+            if not out.endswith(FILE_FORMATS[self.format]):
+                raise ValueError(f"--out={self.out!r}: name the file "
+                                 f"*{FILE_FORMATS[self.format]}")
             fileio.check_new_file(out, "out", self.overwrite, (export_format.card_path(out),))
 
 
@@ -154,7 +160,7 @@ def run_calibration(run: RunDir) -> dict | None:
 
 
 def export_run(cfg: ExportConfig) -> str:
-    """Writes the run's SavedModel (with its card) or a TFLite file (card beside it).
+    """Writes the run's SavedModel (with its card), or a TFLite or ONNX file (card beside it).
 
     Returns:
       The path written.
@@ -170,20 +176,87 @@ def export_run(cfg: ExportConfig) -> str:
     if not os.path.exists(os.path.join(run.export, "saved_model.pb")):
         raise ValueError(f"--model_dir={cfg.model_dir!r} has no SavedModel to convert; run "
                          f"age-tf-export --model_dir={cfg.model_dir} first")
-    out = cfg.tflite_path()
+    out = cfg.file_path()
+    if cfg.format == "onnx":
+        model = keras.models.load_model(run.model_keras)  # the trained model itself
+        data = onnx_bytes(model, run.train_config().model.image_size, calibration)
+        return _write_file_with_card(out, data, run, calibration, "onnx", cfg.quantize)
     representative = (representative_images(run, cfg.calibration_images, cfg.data_dir)
                       if cfg.quantize == "int8" else None)
     data = tflite_bytes(run.export, cfg.quantize, representative)
+    return _write_file_with_card(out, data, run, calibration, "tflite", cfg.quantize)
+
+
+def _write_file_with_card(out: str, data: bytes, run: RunDir, calibration: dict | None,
+                          fmt: str, quantize: str) -> str:
+    """Writes a one-file model and its card (<out>.json, with the file's SHA-256)."""
     with fileio.atomic_path(out) as tmp:
         with open(tmp, "wb") as f:
             f.write(data)
-    card = {**card_module.build(run, calibration), "format": "tflite", "quantize": cfg.quantize,
+    card = {**card_module.build(run, calibration), "format": fmt, "quantize": quantize,
             "file_bytes": len(data), "file_sha256": hashlib.sha256(data).hexdigest()}
     card.pop("model_sha256", None)  # the SavedModel's, not this file's
     card_module.write(card, export_format.card_path(out))
     logging.info("wrote %s (%.1f MB, %s) and its card %s.json", out, len(data) / 1e6,
-                 cfg.quantize, out)
+                 quantize, out)
     return out
+
+
+def exact_gelu(x):
+    """GELU as 0.5 x (1 + erf(x / sqrt 2)): Keras' exact GELU, written with Erf, which ONNX
+    has (Keras' own form converts to Erfc, which onnxruntime refuses)."""
+    return 0.5 * x * (1.0 + tf.math.erf(x * tf.constant(0.7071067811865476, x.dtype)))
+
+
+def onnx_bytes(model: keras.Model, image_size: int, calibration: dict | None) -> bytes:
+    """The model with its interval, float images [N, S, S, 3] -> age, age_low, age_high in
+    years, as an ONNX graph (opset 17). The model's exact-GELU layers compute with Erf in
+    this copy of the graph (the same function; the test compares them).
+
+    Raises:
+      ValueError: tf2onnx is not installed (names the extra to install).
+    """
+    try:
+        import tf2onnx
+    except ImportError as e:
+        raise ValueError("--format=onnx needs tf2onnx: pip install 'age_tf[onnx]'") from e
+    for layer in model._flatten_layers(include_self=False, recursive=True):
+        if getattr(getattr(layer, "activation", None), "__name__", "") == "gelu":
+            layer.activation = exact_gelu
+
+    @tf.function(input_signature=[tf.TensorSpec([None, image_size, image_size, 3], tf.float32,
+                                                name="images")])
+    def serve(images):
+        # The interval's constants made inside the graph: captured eager tensors would become
+        # inputs of the ONNX graph.
+        years = labels.to_years(tf.cast(model(images, training=False), tf.float32))
+        return interval_fn(calibration)(years)
+
+    # Frozen first: every captured tensor (weights, and constants such as EfficientNet's
+    # normalization statistics) becomes part of the graph, not an input of it.
+    from tensorflow.python.framework.convert_to_constants import (
+        convert_variables_to_constants_v2)
+
+    concrete = serve.get_concrete_function()
+    frozen = convert_variables_to_constants_v2(concrete)
+    graph = frozen.graph.as_graph_def()
+    inputs = [t.name for t in frozen.inputs if t.dtype != tf.resource]
+    outputs = [t.name for t in frozen.outputs]
+    names = sorted(concrete.structured_outputs)  # the order tf.nest flattens a dict in
+    proto, _ = tf2onnx.convert.from_graph_def(graph, input_names=inputs, output_names=outputs,
+                                              opset=17)
+    for output, name in zip(proto.graph.output, names):  # the signature's names, not TF's
+        _rename_output(proto.graph, output.name, name)
+    return proto.SerializeToString()
+
+
+def _rename_output(graph, old: str, new: str) -> None:
+    for node in graph.node:
+        node.output[:] = [new if o == old else o for o in node.output]
+        node.input[:] = [new if i == old else i for i in node.input]
+    for output in graph.output:
+        if output.name == old:
+            output.name = new
 
 
 def tflite_bytes(export_dir: str, quantize: str = "none", representative=None) -> bytes:
