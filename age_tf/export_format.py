@@ -132,6 +132,11 @@ def check_card(card, path: str) -> None:
         if not ok(value):
             raise ValueError(f"{path}: field '{name}' is {json.dumps(value)[:80]}, not {what}; "
                              f"{CARD_FIX}")
+    span = _field(card, "intervals.age_range")
+    if span is not _MISSING and not (isinstance(span, list) and len(span) == 2
+                                     and all(_number(v) for v in span) and span[0] <= span[1]):
+        raise ValueError(f"{path}: field 'intervals.age_range' is {json.dumps(span)[:80]}, not "
+                         f"[lowest, highest] training age; {CARD_FIX}")
     held = _field(card, "intervals.guarantee")
     if held is not _MISSING and not (_number(held) and 0 < held < 1):
         raise ValueError(f"{path}: field 'intervals.guarantee' is {json.dumps(held)[:80]}, not "

@@ -75,3 +75,20 @@ def test_too_few_validation_faces_state_what_their_intervals_guarantee():
     assert c["guarantee"] == 0.75 and c["half_widths"] == [30.0]
     many = intervals.calibrate(np.arange(100.0), np.arange(100.0) + 1, coverage=0.9)
     assert "guarantee" not in many
+
+
+def test_served_ages_and_intervals_stay_within_the_training_ages():
+    # Hostile-input item 12: a 1-epoch model answered 196.7 years, interval 0.0-632.0.
+    import tensorflow as tf
+
+    from age_tf.train import export
+
+    c = {"coverage": 0.9, "edges": [20.0], "half_widths": [5.0, 10.0], "age_range": [1.0, 95.0]}
+    ages = np.array([-3.0, 10.0, 50.0, 93.0, 196.7])
+    low, high = intervals.interval(ages, c)
+    assert list(low) == [1.0, 5.0, 40.0, 83.0, 85.0] and list(high) == [6.0, 15.0, 60.0, 95.0, 95.0]
+    served = export.interval_fn(c)(tf.constant(ages, tf.float32))
+    assert np.allclose(served["age"], [1.0, 10.0, 50.0, 93.0, 95.0])
+    assert np.allclose(served["age_low"], low) and np.allclose(served["age_high"], high)
+    old = {"coverage": 0.9, "edges": [20.0], "half_widths": [5.0, 10.0]}  # before age_range
+    assert list(intervals.interval(np.array([50.0]), old)[1]) == [60.0]

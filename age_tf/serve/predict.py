@@ -166,8 +166,11 @@ def _round(value, digits=3):
     return None if value is None else round(value, digits)
 
 
-def _interval_text(age: float, low: float | None, high: float | None, coverage) -> str:
+def _interval_text(age: float, low: float | None, high: float | None, coverage,
+                   age_range=None) -> str:
     text = f"{age:.1f} years"
+    if age_range and not age_range[0] < age < age_range[1]:
+        text += f" (clipped: the model was trained on ages {age_range[0]:g}-{age_range[1]:g})"
     if low is not None:
         text += f" ({coverage:.0%} interval {low:.1f}-{high:.1f})" if coverage else \
             f" (interval {low:.1f}-{high:.1f})"
@@ -204,7 +207,8 @@ def row_lines(rows: list[dict], model: AgeModel) -> list[str]:
             continue
         lines.append(f"{r['file']} face {r['face']} at ({r['x1']:.0f}, {r['y1']:.0f}, "
                      f"{r['x2']:.0f}, {r['y2']:.0f}), confidence {r['confidence']:.2f}: "
-                     + _interval_text(r["age"], r["age_low"], r["age_high"], model.coverage))
+                     + _interval_text(r["age"], r["age_low"], r["age_high"], model.coverage,
+                                    model.age_range))
     return lines
 
 
@@ -266,6 +270,6 @@ def format_results(results: list[dict], output: str, model: AgeModel) -> tuple[s
     if output == "json":
         return json.dumps({"model": _model_summary(model), "results": results}, indent=2) + "\n", err
     out = "".join(f"{r['path']}: " + _interval_text(r["age"], r["age_low"], r["age_high"],
-                                                     model.coverage) + "\n"
+                                                     model.coverage, model.age_range) + "\n"
                   for r in results if not r["error"])
     return out, err

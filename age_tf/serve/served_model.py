@@ -79,6 +79,12 @@ class AgeModel:
         return sources.RELEASE_MARGIN if margin is None else float(margin)
 
     @property
+    def age_range(self) -> list[float] | None:
+        """The training ages, to which served ages and intervals are clipped (None: an
+        export from before they were)."""
+        return ((self.card or {}).get("intervals") or {}).get("age_range")
+
+    @property
     def coverage(self) -> float | None:
         """What the served intervals guarantee: the calibrated coverage, or less where the
         validation split was too small to give it (the card's `guarantee`)."""

@@ -28,12 +28,16 @@ def interval_fn(calibration: dict | None):
         return lambda age: {"age": age}
     edges = tf.constant(calibration["edges"], tf.float32, shape=[len(calibration["edges"])])
     half = tf.constant(calibration["half_widths"], tf.float32)
+    low_end, high_end = calibration.get("age_range") or (0.0, None)
 
     def with_interval(age):
+        if high_end is not None:  # no age, nor interval end, beyond the training ages
+            age = tf.clip_by_value(age, float(low_end), float(high_end))
         # Bin = number of edges <= age (numpy's searchsorted, side="right").
         bins = tf.reduce_sum(tf.cast(age[:, None] >= edges[None, :], tf.int32), axis=1)
         width = tf.gather(half, bins)
-        return {"age": age, "age_low": tf.maximum(age - width, 0.0), "age_high": age + width}
+        high = age + width if high_end is None else tf.minimum(age + width, float(high_end))
+        return {"age": age, "age_low": tf.maximum(age - width, float(low_end)), "age_high": high}
 
     return with_interval
 

@@ -103,7 +103,9 @@ def calibrate(true_years, pred_years, coverage: float = DEFAULT_COVERAGE,
 
 
 def interval(pred_years, calibration: dict) -> tuple[np.ndarray, np.ndarray]:
-    """(low, high) of each prediction; low is clipped at 0 years."""
-    p = np.asarray(pred_years, np.float64)
+    """(low, high) of each prediction, as the export serves them: within the training ages
+    (`age_range`; without one, low is clipped at 0 years)."""
+    low_end, high_end = calibration.get("age_range") or (0.0, np.inf)
+    p = np.clip(np.asarray(pred_years, np.float64), low_end, high_end)
     half = np.asarray(calibration["half_widths"], np.float64)[_bin_of(p, calibration["edges"])]
-    return np.maximum(p - half, 0.0), p + half
+    return np.maximum(p - half, low_end), np.minimum(p + half, high_end)

@@ -475,6 +475,9 @@ def calibrate_intervals(cfg: TrainConfig, model: keras.Model, predict_val=None) 
         true = val_df["age"].to_numpy(float)
     calibration = intervals.calibrate(true, labels.to_years(pred.astype(np.float64)),
                                       cfg.interval_coverage)
+    # Served ages and intervals stay within the ages the model was trained on.
+    train_ages = prepared.load_manifest(cfg.data_dir, "train")[0]["age"]
+    calibration["age_range"] = [float(train_ages.min()), float(train_ages.max())]
     logging.info("intervals at %.0f%%: half-widths %s years over predicted-age bins %s",
                  100 * cfg.interval_coverage, [round(w, 1) for w in calibration["half_widths"]],
                  calibration["edges"])
