@@ -73,8 +73,10 @@ def test_crop_widens_the_box_by_the_margin():
     assert abs(bright.min() - 9.5) <= 1.5 and abs(bright.max() - 28.5) <= 1.5
 
 
-def test_all_faces_of_all_photos_go_through_the_model_in_one_batch(grace, detector, model,
-                                                                   monkeypatch):
+def test_the_faces_of_a_photo_go_through_the_model_a_batch_at_a_time(grace, detector, model,
+                                                                     monkeypatch):
+    # Photo by photo, batch_size crops at a time: memory holds one photo's batch of crops,
+    # whatever the number of photos or faces (hostile-input items 14 and 15).
     calls = []
     real = model._call
 
@@ -85,7 +87,11 @@ def test_all_faces_of_all_photos_go_through_the_model_in_one_batch(grace, detect
     monkeypatch.setattr(model, "_call", spy)
     pair = np.concatenate([grace, grace[:, ::-1]], axis=1)
     faces = photos.estimate_many([("a", grace), ("b", pair)], model, detector)
-    assert [f.file for f in faces] == ["a", "b", "b"] and calls == [3]
+    assert [f.file for f in faces] == ["a", "b", "b"] and calls == [1, 2]
+    calls.clear()
+    crowd = np.concatenate([pair, pair], axis=1)  # four faces, batches of three
+    assert len(photos.estimate_photo("c", crowd, model, detector, batch_size=3)) == 4
+    assert calls == [3, 1]
     assert all(np.isfinite(f.age) for f in faces)
 
 
