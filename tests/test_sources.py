@@ -384,3 +384,15 @@ def test_without_image_checks_a_path_listed_twice_is_kept_once(releases, tmp_pat
     assert not kept["path"].duplicated().any()
     rejected = pd.read_csv(os.path.join(out, "rejected.csv"))
     assert (rejected["reason"] == "the same path on an earlier row").sum() == 3
+
+
+def test_a_release_one_folder_down_is_named(releases):
+    # First-screen item: age-tf-synth --format=utkface --out_dir=utk writes utk/UTKFace/, and
+    # --release_dir=utk answered "no .jpg file" without naming the folder it could see.
+    utk = releases["utkface"]
+    with pytest.raises(DataError, match=r"no \.jpg file; .*UTKFace looks like the release: "
+                                        r"pass --release_dir=.*UTKFace"):
+        sources.list_images(utk)
+    with pytest.raises(DataError, match=r"imdb_train_new.csv: not found; .*imdb-clean looks "
+                                        r"like the release: pass --release_dir=.*imdb-clean"):
+        sources.imdb_clean(releases["imdb_clean"], os.path.join(releases["imdb_clean"], "imdb"))
