@@ -58,8 +58,12 @@ def _fixed_batch(data_dir, n=8, split="test"):
 # extra ImageNet layer) is in the backbone either way. MobileNetV2 tunes everything.
 # Evaluation and age-tf-predict read the model.keras and SavedModel checked here whatever the
 # backbone: one backbone goes on through them (EfficientNet-B3 costs a minute a trace here).
+# EfficientNet-B3's chain (81 s) in the slow tier: its ImageNet-only layer is checked by
+# default in test_efficientnet_from_the_imagenet_file_by_path_equals_weights_imagenet, and
+# the chain itself is the same code as MobileNetV2's.
 @pytest.mark.parametrize("backbone, tune, through_the_commands", [
-    ("mobilenet_v2", "full", True), ("efficientnet_b3", "head", False)])
+    ("mobilenet_v2", "full", True),
+    pytest.param("efficientnet_b3", "head", False, marks=pytest.mark.slow)])
 def test_trained_model_equals_saved_exported_evaluated_and_served(
         backbone, tune, through_the_commands, fakes, prepared, tmp_path, monkeypatch):
     asked = fake_imagenet.patch_download(monkeypatch, fakes)
