@@ -21,6 +21,7 @@ import textwrap
 from absl import app, flags
 
 from age_tf import config, progress
+from age_tf.cli import quiet
 from age_tf.data.metadata import DataError
 
 # Read and expanded before absl parses (config.expand_flagfiles); defined for --help only.
@@ -81,13 +82,6 @@ def write(stream, text: str) -> None:
 
 
 HELP_ARGS = ("--help", "-h", "-?", "--helpshort")
-VERBOSE_ARGS = ("-v", "--verbosity")
-
-
-def asked_for_details(argv: list[str]) -> bool:
-    """--verbosity / -v given: absl's INFO log (and TensorFlow's) shown on the terminal."""
-    return any(a in VERBOSE_ARGS or a.startswith(tuple(f"{v}=" for v in VERBOSE_ARGS))
-               for a in argv[1:])
 
 
 def _wrap(text: str, indent: str) -> str:
@@ -174,7 +168,7 @@ class Command:
         """
 
         def main(argv):
-            progress.show_details(asked_for_details(sys.argv))
+            progress.show_details(quiet.asked_for_details(sys.argv))
             if len(argv) > 1 and self.args is None:
                 raise app.UsageError(f"unexpected arguments: {' '.join(argv[1:])}")
             try:

@@ -44,9 +44,14 @@ def command_name(orig_argv: list[str]) -> str | None:
     return None
 
 
+def asked_for_details(argv: list[str]) -> bool:
+    """--verbosity / -v given: the detailed log (absl's INFO, TensorFlow's) on the terminal."""
+    return any(a in ("-v", "--verbosity") or a.startswith(("--verbosity=", "-v="))
+               for a in argv[1:])
+
+
 def _asked_for_tensorflow_logs(argv: list[str]) -> bool:
-    return "TF_CPP_MIN_LOG_LEVEL" in os.environ or any(
-        a in ("-v", "--verbosity") or a.startswith(("--verbosity=", "-v=")) for a in argv[1:])
+    return "TF_CPP_MIN_LOG_LEVEL" in os.environ or asked_for_details(argv)
 
 
 def noise_patterns(has_gpu_device: bool | None = None) -> tuple[str, ...]:

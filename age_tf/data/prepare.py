@@ -198,23 +198,18 @@ def metadata_filters(df: pd.DataFrame, stages: _Stages, cfg: PrepareConfig) -> N
 
 
 def boxes_on_photo(df: pd.DataFrame, width: np.ndarray, height: np.ndarray):
-    """Which rows' face boxes (1-based pixels, as the release gives them) are finite, have an
-    area, and overlap their photo; with the reason for the rest. A box wholly off the photo
-    would be cut into a black crop and trained on.
+    """Which rows' face boxes (1-based pixels, as the release gives them) overlap their
+    photo, with the reason for the rest: a box wholly off the photo would be cut into a
+    black crop and trained on. (Boxes that are not boxes were rejected by the adapter.)
 
     Returns:
       (bool mask, per-row reasons).
     """
     x1, y1, x2, y2 = (df[c].to_numpy(float) for c in ("face_x1", "face_y1", "face_x2", "face_y2"))
-    finite = np.isfinite(x1) & np.isfinite(y1) & np.isfinite(x2) & np.isfinite(y2)
     with np.errstate(invalid="ignore"):
-        area = finite & (x2 > x1) & (y2 > y1)
-        overlap = area & (x2 > 1) & (y2 > 1) & (x1 < width) & (y1 < height)
-    reasons = np.where(~finite, "no face box", np.where(
-        ~area, [f"face box ({a:g}, {b:g}, {c:g}, {d:g}) has no area" for a, b, c, d in
-                zip(x1, y1, x2, y2)],
-        [f"face box ({a:g}, {b:g}, {c:g}, {d:g}) lies outside the {w}x{h} photo"
-         for a, b, c, d, w, h in zip(x1, y1, x2, y2, width, height)]))
+        overlap = (x2 > 1) & (y2 > 1) & (x1 < width) & (y1 < height)
+    reasons = [f"face box ({a:g}, {b:g}, {c:g}, {d:g}) lies outside the {w}x{h} photo"
+               for a, b, c, d, w, h in zip(x1, y1, x2, y2, width, height)]
     return overlap, reasons
 
 
