@@ -14,6 +14,7 @@ from age_tf import config, fileio, metrics, progress
 from age_tf.config import field
 from age_tf.data import input_figures, prepare, prepared
 from age_tf.evaluate import audit, baselines, clean, evaluation, ground_truth, report
+from age_tf.train import heads as heads_lib
 from age_tf.train import standin_weights
 from age_tf.synthetic import synth
 from age_tf.train import train_config, training
@@ -44,7 +45,8 @@ class ExperimentConfig:
     sample_fraction: float = field(0.5, low=0, high=1, low_open=True,
                                    help="Share of filtered images kept (the study: half).")
     runs: tuple[str, ...] = field(STUDY_RUNS, "Run configs (shipped names or paths): each sets "
-                                  "a few training flags over the base.")
+                                  "a few training flags over the base; NAME@HEAD trains it "
+                                  "with that --head (run NAME_HEAD).")
     feature_cache_for_head: bool = field(True, "Head-mode runs train from cached features.")
     # A trained head first, then every layer: better rows in fewer epochs on the demo
     # (measured in docs/measurements.md).
@@ -80,7 +82,10 @@ def run_configs(cfg: ExperimentConfig) -> dict[str, train_config.TrainConfig]:
     Raises:
       ValueError: a full-tuning run has no such head run, or too few epochs for its warmup.
     """
-    runs = {os.path.basename(n).removesuffix(".cfg"): run_config(cfg, n) for n in cfg.runs}
+    runs = {}
+    for spec in cfg.runs:
+        rc = run_config(cfg, spec)
+        runs[os.path.basename(rc.model_dir)] = rc
     if cfg.feature_cache_for_head:
         # One store for the whole experiment: the audit, the cleaning and Table 3's retrains
         # see the audited head run's images through the same frozen backbone.
@@ -88,16 +93,19 @@ def run_configs(cfg: ExperimentConfig) -> dict[str, train_config.TrainConfig]:
                 if rc.model.tune == "head" else rc for n, rc in runs.items()}
     if cfg.full_from_head_epochs <= 0:
         return runs
-    heads: dict[str, train_config.TrainConfig] = {}
+    # A full run starts from the head-only run of its backbone and head (the same layers).
+    heads: dict[tuple[str, str], train_config.TrainConfig] = {}
     for name, rc in runs.items():
+        key = (rc.model.backbone, rc.model.head)
         if rc.model.tune == "head":
-            heads.setdefault(rc.model.backbone, rc)
+            heads.setdefault(key, rc)
             continue
-        head = heads.get(rc.model.backbone)
+        head = heads.get(key)
         if head is None:
             raise ValueError(f"--full_from_head_epochs={cfg.full_from_head_epochs}: run {name} "
-                             f"has no head-only {rc.model.backbone} run before it in --runs; "
-                             "list one first, or pass --full_from_head_epochs=0")
+                             f"has no head-only {rc.model.backbone} run with --head="
+                             f"{rc.model.head} before it in --runs; list one first, or pass "
+                             "--full_from_head_epochs=0")
         if rc.warmup_epochs >= cfg.full_from_head_epochs:
             raise ValueError(f"--full_from_head_epochs={cfg.full_from_head_epochs} must exceed "
                              f"run {name}'s --warmup_epochs={rc.warmup_epochs}")
@@ -113,15 +121,25 @@ def feature_store(cfg: ExperimentConfig) -> str:
     return os.path.join(cfg.out_dir, "features") if cfg.feature_cache_for_head else ""
 
 
-def run_config(cfg: ExperimentConfig, name: str) -> train_config.TrainConfig:
-    """The base training config with run `name`'s own flags applied (its includes aside:
-    the base is the command line's). A shipped run config by name, or a path."""
-    lines = config.own_flags(config.resolve_config(name))
+def run_config(cfg: ExperimentConfig, spec: str) -> train_config.TrainConfig:
+    """The base training config with run `spec`'s own flags applied (its includes aside:
+    the base is the command line's). A shipped run config by name, or a path; NAME@HEAD
+    also sets --head (heads.HEADS).
+
+    Raises:
+      ValueError: an unknown head after @ (naming --runs).
+    """
+    name, _, head = spec.rpartition("@") if "@" in spec else (spec, "", "")
+    if head and head not in heads_lib.HEADS:
+        raise ValueError(f"--runs: {spec!r} asks for head {head!r}; choose one of "
+                         f"{sorted(heads_lib.HEADS)}")
+    lines = config.own_flags(config.resolve_config(name)) + ([f"--head={head}"] if head else [])
     run = config.apply_flag_lines(cfg.train, lines, exclude=EXCLUDED)
+    run_name = os.path.basename(name).removesuffix(".cfg") + (f"_{head}" if head else "")
     return dataclasses.replace(
         run, data_dir=os.path.join(cfg.out_dir, "data"),
-        model_dir=os.path.join(cfg.out_dir, "runs", os.path.basename(name).removesuffix(".cfg")),
-        flags_text=run.flags_text + f"# run config {name}\n" + "\n".join(lines) + "\n")
+        model_dir=os.path.join(cfg.out_dir, "runs", run_name),
+        flags_text=run.flags_text + f"# run config {spec}\n" + "\n".join(lines) + "\n")
 
 
 class _Steps:

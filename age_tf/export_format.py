@@ -191,6 +191,7 @@ def card_summary(card: dict) -> dict:
     """What a prediction's JSON output carries of the card."""
     test = card.get("test") or {}
     return {"backbone": card["model"]["backbone"], "tune": card["model"]["tune"],
+            "head": card["model"].get("head", "regression"),
             "weights": card["weights"]["source"], "synthetic": card["synthetic"],
             "labels": card["data"].get("labels"), "image_size": card["preprocessing"]["image_size"],
             "crop_margin": card["preprocessing"]["crop_margin"],

@@ -41,7 +41,7 @@ def test_tiny_experiment_end_to_end_and_resume(tmp_path):
             "--image_size=32", "--epochs=3", "--steps_per_epoch=3", "--batch_size=16",
             "--early_stopping_patience=1", "--early_stopping_min_delta=10", "--monitor=val_loss",
             "--bootstrap=50", "--full_from_head_epochs=3",
-            "--runs=mobilenet_v2_head,mobilenet_v2_full"]
+            "--runs=mobilenet_v2_head,mobilenet_v2_full,mobilenet_v2_head@ordinal"]
     r = _run(args, 900)
     assert r.returncode == 0, r.stderr[-3000:]
     assert "Table 2 (test set)" in r.stdout and "report:" in r.stdout
@@ -55,7 +55,9 @@ def test_tiny_experiment_end_to_end_and_resume(tmp_path):
         assert noise not in r.stdout + r.stderr, (noise, r.stderr[-3000:])
     log = open(os.path.join(out, "log.txt")).read()
     assert "epoch 1/3" in log and steps[-1] in log
-    _check_outputs(out, ["mobilenet_v2_head", "mobilenet_v2_full"])
+    text = _check_outputs(out, ["mobilenet_v2_head", "mobilenet_v2_full",
+                                "mobilenet_v2_head_ordinal"])
+    assert "| head |" in text and "| ordinal |" in text  # the heads told apart
     cfg = json.load(open(os.path.join(out, "runs", "mobilenet_v2_full", "config.json")))
     assert cfg["model"]["tune"] == "full" and cfg["learning_rate"] == 0.0001  # from its run config
     assert cfg["model"]["weights"] == "standin"  # the shipped stand-in, from demo.cfg
@@ -75,8 +77,8 @@ def test_tiny_experiment_end_to_end_and_resume(tmp_path):
     # Again: every step is found done and skipped; a run that stopped early is done too.
     again = _run(args, 600)
     assert again.returncode == 0, again.stderr[-3000:]
-    # The two runs and Table 3's three (cleaned twice, oracle) are all found done.
-    assert again.stdout.count("already trained (early stopping after epoch 2)") == 5
+    # The three runs and Table 3's three (cleaned twice, oracle) are all found done.
+    assert again.stdout.count("already trained (early stopping after epoch 2)") == 6
     assert "already in" in again.stdout
     assert "epoch 1/3" not in again.stderr  # no training step ran
     assert open(os.path.join(out, "log.txt")).read().count("epoch 1/3") == log.count("epoch 1/3")

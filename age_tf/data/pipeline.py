@@ -68,15 +68,21 @@ def full_batches(images: int, batch_size: int) -> int:
     return images // batch_size
 
 
+JPEG_IDCT = "INTEGER_ACCURATE"
+
+
 def decode(data: tf.Tensor) -> tf.Tensor:
     """JPEG or PNG bytes (whatever the file name says) -> uint8 RGB (grayscale/CMYK converted).
 
     JPEG, nearly every file, goes straight to decode_jpeg; decode_image's format dispatch
-    measured ~15% slower per image.
+    measured ~15% slower per image. Its IDCT is libjpeg's accurate integer one, the one
+    Pillow and most clients use: TensorFlow's default fast IDCT differs from Pillow by up to
+    17 grey levels, so a client decoding with Pillow could not reproduce the served ages;
+    the accurate one matches Pillow exactly at the same speed (tools/bench_decode.py).
     """
     image = tf.cond(
         tf.io.is_jpeg(data),
-        lambda: tf.io.decode_jpeg(data, channels=3),
+        lambda: tf.io.decode_jpeg(data, channels=3, dct_method=JPEG_IDCT),
         lambda: tf.io.decode_image(data, channels=3, expand_animations=False),
     )
     image.set_shape([None, None, 3])
@@ -177,7 +183,8 @@ def cache_key(manifest: pd.DataFrame, images_dir: str, cfg: PipelineConfig, imag
     never be read.
     """
     h = hashlib.sha256()
-    h.update(json.dumps({"format": CACHE_FORMAT, "size": image_size, "crop": cfg.crop_faces,
+    h.update(json.dumps({"format": CACHE_FORMAT, "idct": JPEG_IDCT, "size": image_size,
+                         "crop": cfg.crop_faces,
                          "margin": cfg.face_margin if cfg.crop_faces else None}).encode())
     for path in manifest["path"]:
         full = os.path.join(images_dir, path)

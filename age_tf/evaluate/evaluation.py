@@ -10,6 +10,7 @@ import os
 import keras
 import numpy as np
 import pandas as pd
+import tensorflow as tf
 from absl import logging
 
 from age_tf import fileio, labels, metrics, plots
@@ -17,7 +18,7 @@ from age_tf.config import field
 from age_tf.data import pipeline, prepared, sources
 from age_tf.data.metadata import DataError
 from age_tf.evaluate import ground_truth
-from age_tf.train import card, intervals
+from age_tf.train import card, heads, intervals, models
 from age_tf.train.run_dir import DataMatch, RunDir, config_digest, match_data
 
 
@@ -42,6 +43,8 @@ class EvaluateConfig:
 
 GALLERY_MIN_ERROR = 40.0  # the study's Figures 5/6
 MID_ERROR_RANGE = (15.0, 20.0)  # the study's Figures 7/8
+# A distribution head's own interval for a model without calibrated ones (their usual level).
+DISTRIBUTION_COVERAGE = 0.9
 
 
 @dataclasses.dataclass
@@ -114,17 +117,28 @@ def predict(run: TrainedRun, manifest: pd.DataFrame, images_dir: str,
     Raises:
       ValueError: an image failed to decode (predictions would not line up with rows).
     """
-    model = run.model
-    preds = pipeline.map_images(lambda x: model(x, training=False), manifest, images_dir,
-                                run.pipeline_config(data_dir=data_dir), run.image_size,
-                                "predicting")
+    model, dist = run.model, models.with_distribution(run.model)
+
+    def served_and_logits(x):  # one backbone pass for both
+        age, logits = dist(x, training=False)
+        return tf.concat([tf.cast(age, tf.float32)[:, None], tf.cast(logits, tf.float32)], 1)
+
+    preds = pipeline.map_images(served_and_logits if dist else (lambda x: model(x, training=False)),
+                                manifest, images_dir, run.pipeline_config(data_dir=data_dir),
+                                run.image_size, "predicting")
     out = manifest[["path", "age", "identity", "row"]].copy()
     out = out.rename(columns={"age": "true_age"})
-    out["predicted_age"] = labels.to_years(preds.astype(np.float64))
+    out["predicted_age"] = labels.to_years((preds[:, 0] if dist else preds).astype(np.float64))
     out["abs_error"] = (out["predicted_age"] - out["true_age"]).abs()
     calibration = run.calibration
     if calibration:
         out["age_low"], out["age_high"] = intervals.interval(out["predicted_age"], calibration)
+    if dist:
+        # The model's own interval: the central part of its age distribution, at the
+        # conformal intervals' coverage (uncalibrated: beside them, for comparison).
+        coverage = (calibration or {}).get("coverage", DISTRIBUTION_COVERAGE)
+        out["dist_low"], out["dist_high"] = heads.distribution_interval(
+            heads.age_distribution(preds[:, 1:]), coverage)
     return out
 
 
@@ -155,6 +169,17 @@ def interval_metrics(pred: pd.DataFrame, calibration: dict) -> dict:
     if "rendered_age" in pred:
         out["rendered"] = metrics.coverage_report(pred["rendered_age"], pred["age_low"],
                                                     pred["age_high"])
+    if "dist_low" in pred:
+        out["distribution"] = distribution_interval_metrics(pred)
+    return out
+
+
+def distribution_interval_metrics(pred: pd.DataFrame) -> dict:
+    """Coverage and width of a distribution head's own (uncalibrated) intervals."""
+    out = metrics.coverage_report(pred["true_age"], pred["dist_low"], pred["dist_high"])
+    if "rendered_age" in pred:
+        out["rendered"] = metrics.coverage_report(pred["rendered_age"], pred["dist_low"],
+                                                  pred["dist_high"])
     return out
 
 
@@ -294,13 +319,16 @@ def evaluate(cfg: EvaluateConfig) -> dict:
     result = compute_metrics(pred, cfg.bootstrap, cfg.seed)
     if "age_low" in pred:
         result["intervals"] = interval_metrics(pred, run.calibration)
+    elif "dist_low" in pred:
+        result["distribution_intervals"] = distribution_interval_metrics(pred)
     name, split = run.name, cfg.split
     result["figures"] = write_figures(pred, images_dir, out_dir, name, cfg.gallery_max, cfg.seed,
                                       (run.pipeline_config(data_dir=cfg.data_dir), manifest))
     result.update({"split": split, "model_dir": os.path.abspath(cfg.model_dir),
                    "data_dir": os.path.abspath(cfg.data_dir), "own_data": match.own,
                    "seen_in_training": match.seen, "out_dir": out_dir,
-                   "backbone": run.config["model"]["backbone"], "tune": run.config["model"]["tune"]})
+                   "backbone": run.config["model"]["backbone"], "tune": run.config["model"]["tune"],
+                   "head": run.config["model"].get("head", "regression")})
     fileio.atomic_write_text(os.path.join(out_dir, os.path.basename(run.dir.eval_metrics)),
                              json.dumps(result, indent=2))
     if match.own and split == "test" and os.path.isdir(run.dir.export):

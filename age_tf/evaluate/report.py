@@ -42,15 +42,21 @@ def table2_markdown(rows: list[dict], baselines: list[dict] | None = None) -> st
     everything = rows + list(baselines or [])
     # Synthetic data: also against the rendered ages, i.e. without the planted label noise.
     rendered = all("rendered" in r for r in everything) and everything
-    head = ("| network | tuned | test loss (MAE / 100) | MAE (years) | PLCC [95% CI] | SROCC [95% CI] "
+    # A head column only where runs differ from the study's regression head (Table 2 of the
+    # study's runs keeps the study's columns).
+    heads = any(r.get("head", "regression") != "regression" for r in rows)
+    head = ("| network | tuned |" + (" head |" if heads else "")
+            + " test loss (MAE / 100) | MAE (years) | PLCC [95% CI] | SROCC [95% CI] "
             "| CS@5 | test images |" + (" rendered age: MAE | rendered age: PLCC [95% CI] |"
                                         if rendered else "")
-            + "\n|---|---|---|---|---|---|---|---|" + ("---|---|" if rendered else "") + "\n")
+            + "\n|---|---|---|---|---|---|---|---|" + ("---|" if heads else "")
+            + ("---|---|" if rendered else "") + "\n")
     lines = []
     for r in everything:
         ci = lambda m, k: (f" [{m[k][0]:.3f}, {m[k][1]:.3f}]"  # noqa: E731
                            if k in m and m[k][0] == m[k][0] else "")
-        line = (f"| {r['backbone']} | {TUNE_LABEL.get(r['tune'], r['tune'])} | {r['loss']:.4f} "
+        line = (f"| {r['backbone']} | {TUNE_LABEL.get(r['tune'], r['tune'])} | "
+                + (f"{r.get('head', '—')} | " if heads else "") + f"{r['loss']:.4f} "
                 f"| {r['mae_years']:.2f} | {_num(r['plcc'], '.4f')}{ci(r, 'plcc_ci95')} "
                 f"| {_num(r['srocc'], '.4f')}{ci(r, 'srocc_ci95')} | {r['cs5']:.3f} | {r['images']} |")
         if rendered:
@@ -77,14 +83,17 @@ def _decades(rows: list[dict]) -> list[str]:
 
 
 def _label(r: dict) -> str:
-    return f"{r['backbone']}, {TUNE_LABEL.get(r['tune'], r['tune'])}"
+    head = r.get("head", "regression")
+    return (f"{r['backbone']}, {TUNE_LABEL.get(r['tune'], r['tune'])}"
+            + ("" if head == "regression" else f", {head}"))
 
 
 def error_by_decade_markdown(rows: list[dict], baselines: list[dict] | None = None,
                              key: str | None = None) -> str:
     """MAE / mean signed error (bias: + is too old) per decade of true age, one row per run
     and baseline; with key="rendered", against the rendered ages."""
-    everything = [r.get(key, {}) | {"backbone": r["backbone"], "tune": r["tune"]} if key else r
+    everything = [r.get(key, {}) | {k: r[k] for k in ("backbone", "tune", "head") if k in r}
+                  if key else r
                   for r in rows + list(baselines or [])]
     decades = _decades(everything)
     if not decades:
@@ -110,8 +119,11 @@ def intervals_markdown(rows: list[dict]) -> str:
     lines = ["| run | against | coverage | mean width (years) | "
              + " | ".join(decades) + " |", "|---|---|---|---|" + "---|" * len(decades)]
     for r in rows:
+        own = r["intervals"].get("distribution") or {}
         for against, rep in (("labels", r["intervals"]),
-                             ("rendered ages", r["intervals"].get("rendered"))):
+                             ("rendered ages", r["intervals"].get("rendered")),
+                             ("labels, the head's own", own or None),
+                             ("rendered ages, the head's own", own.get("rendered"))):
             if not rep:
                 continue
             cells = [f"{rep['by_decade'][d]['coverage']:.2f} (n={rep['by_decade'][d]['images']})"
@@ -121,7 +133,10 @@ def intervals_markdown(rows: list[dict]) -> str:
     coverage = rows[0]["intervals"]["calibrated_coverage"]
     return ("\n".join(lines) + f"\n\nIntervals served with every prediction, calibrated at "
             f"{coverage:.0%} on the validation split (split conformal, one width per bin of "
-            "predicted age); the test split never enters the calibration.\n")
+            "predicted age); the test split never enters the calibration."
+            + (" \"The head's own\": a distribution head's central interval of its predicted "
+               "age distribution at the same level, uncalibrated, for comparison."
+               if any("distribution" in r["intervals"] for r in rows) else "") + "\n")
 
 
 def _link(path: str, base: str, title: str) -> str:

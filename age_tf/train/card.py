@@ -18,10 +18,11 @@ import numpy
 import tensorflow
 
 from age_tf import __version__, fileio
-from age_tf.data import prepared, sources
+from age_tf import config as config_lib
+from age_tf.data import pipeline, prepared, sources
 from age_tf import export_format
 from age_tf.export_format import CARD_FORMAT, SYNTHETIC_WARNING
-from age_tf.train import standin_weights
+from age_tf.train import heads, models, standin_weights
 from age_tf.train.run_dir import RunDir
 
 # Labels of a prepared folder, by the record its maker left in it (clean.py).
@@ -83,9 +84,9 @@ def _preprocessing(config: dict, data: dict) -> dict:
         "input": "RGB pixels in [0, 255] (grayscale and CMYK converted to RGB), resized "
                  "bilinear to image_size x image_size",
         # Exactly, for a client that decodes and resizes itself (serve_bytes does this).
-        "decode": "JPEG: tf.io.decode_jpeg(channels=3) with its defaults (libjpeg-turbo, "
-                  "dct_method '' = the library's default IDCT, fancy upsampling); PNG and "
-                  "others: tf.io.decode_image(channels=3)",
+        "decode": f"JPEG: tf.io.decode_jpeg(channels=3, dct_method='{pipeline.JPEG_IDCT}') "
+                  "(libjpeg-turbo's accurate integer IDCT, fancy upsampling: the pixels Pillow "
+                  "decodes); PNG and others: tf.io.decode_image(channels=3)",
         "resize": "tf.image.resize(method='bilinear', antialias=False, half-pixel centers) to "
                   "image_size x image_size, then +0.5 and saturate_cast to uint8; with "
                   "crop_faces, tf.image.crop_and_resize of the face box widened by crop_margin",
@@ -121,7 +122,10 @@ def build(run: RunDir, calibration: dict | None) -> dict:
         "format": CARD_FORMAT,
         "model": {"backbone": m["backbone"], "tune": m["tune"],
                   "freeze_batchnorm": m.get("freeze_batchnorm", False),
-                  "head_units": m["head_units"], "output": "age in years"},
+                  "head_units": m["head_units"], "head": m.get("head", "regression"),
+                  "loss": heads.loss_text(m.get("head", "regression"), config_lib.from_dict(
+                      models.ModelConfig, m, f"{run.config}: model").loss_weights()),
+                  "output": "age in years"},
         "weights": weights,
         "data": data,
         "synthetic": bool(weights["synthetic"] or data.get("synthetic")),

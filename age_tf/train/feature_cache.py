@@ -54,7 +54,8 @@ class FeatureStore:
               image_size: int, mirrored: bool) -> str:
         key = {"weights": weights_fingerprint(extractor), "images_dir": os.path.realpath(images_dir),
                "image_size": image_size, "crop_faces": pcfg.crop_faces,
-               "face_margin": pcfg.face_margin, "mirrored": mirrored}
+               "face_margin": pcfg.face_margin, "mirrored": mirrored,
+               "idct": pipeline.JPEG_IDCT}
         digest = hashlib.sha256(json.dumps(key, sort_keys=True).encode()).hexdigest()[:16]
         backbone = next(layer for layer in extractor.layers if isinstance(layer, keras.Model))
         return os.path.join(self.folder, f"{backbone.name}-{digest}.npz")

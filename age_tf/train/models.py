@@ -14,7 +14,7 @@ from absl import logging
 from age_tf import config
 from age_tf.config import field
 from age_tf.data import pipeline
-from age_tf.train import standin_weights
+from age_tf.train import heads, standin_weights
 
 TUNE_MODES = ("head", "full")
 
@@ -106,7 +106,17 @@ class ModelConfig:
                          "'none' (random), or a path to a weights file of the backbone.")
     tune: str = field("head", "head: backbone frozen, only the new head trains; full: "
                       "everything trains.", choices=TUNE_MODES)
+    head: str = field("regression", "What the network predicts and its loss: regression (the "
+                      "study's MAE), classification (DEX), dldl (DLDL-v2), mean_variance, "
+                      "ordinal (CORAL); age_tf/train/heads.py.", choices=sorted(heads.HEADS))
     head_units: tuple[int, ...] = field((512, 128), low=1, help="Hidden units of the GELU head.")
+    head_sigma: float = field(2.0, low=0, low_open=True, help="dldl: the label distribution's "
+                              "standard deviation (years).")
+    head_l1_weight: float = field(1.0, low=0, help="dldl: weight of |expected age - age| "
+                                  "(years).")
+    head_mean_weight: float = field(0.2, low=0, help="mean_variance: weight of the mean loss.")
+    head_variance_weight: float = field(0.05, low=0, help="mean_variance: weight of the "
+                                        "variance loss.")
     dropout: float = field(0.0, low=0, high=1, high_open=True,
                            help="Dropout after each hidden head layer.")
     # None keeps Keras' (0.999 for MobileNetV2, 0.99 for EfficientNet), right for ImageNet
@@ -133,11 +143,19 @@ class ModelConfig:
         if self.backbone not in BACKBONES:
             raise ValueError(
                 f"--backbone={self.backbone!r} is not registered; choose one of {sorted(BACKBONES)}")
+        if self.head not in heads.HEADS:
+            raise ValueError(f"--head={self.head!r} is not registered; choose one of "
+                             f"{sorted(heads.HEADS)}")
         if self.tune not in TUNE_MODES:
             raise ValueError(f"--tune must be one of {TUNE_MODES}, got {self.tune!r}")
         if self.weights not in WEIGHT_CHOICES and not os.path.isfile(self.weights):
             raise ValueError(f"--weights={self.weights!r}: not one of {WEIGHT_CHOICES} or an "
                              "existing weights file")
+
+
+    def loss_weights(self) -> heads.LossWeights:
+        return heads.LossWeights(self.head_sigma, self.head_l1_weight, self.head_mean_weight,
+                                 self.head_variance_weight)
 
 
 WEIGHT_CHOICES = ("imagenet", "standin", "none")
@@ -186,7 +204,9 @@ def synchronizes_batchnorm(cfg: ModelConfig, replicas: int) -> bool:
 
 
 def build_model(cfg: ModelConfig) -> keras.Model:
-    """Backbone + head: Dense-GELU-Dense-GELU-Dense(1), input float [0, 255] pixels.
+    """Backbone + head: Dense-GELU-Dense-GELU, then the head's output and decoding layers
+    (heads.HEADS; regression: Dense(1)); input float [0, 255] pixels, output the served age
+    / AGE_SCALE.
 
     In 'head' mode the backbone is frozen and called with training=False, so its BatchNorm
     layers keep their ImageNet statistics even when the head trains. In 'full' mode every
@@ -219,8 +239,8 @@ def build_model(cfg: ModelConfig) -> keras.Model:
         x = keras.layers.Dense(units, activation="gelu", name=f"head_dense{i + 1}")(x)
         if cfg.dropout:
             x = keras.layers.Dropout(cfg.dropout, name=f"head_dropout{i + 1}")(x)
-    outputs = keras.layers.Dense(1, dtype="float32", name="age")(x)
-    outputs = keras.layers.Reshape((), dtype="float32", name="age_scaled")(outputs)
+    head = heads.HEADS[cfg.head]
+    outputs = head.decode()(head.output()(x))
     model = keras.Model(inputs, outputs, name=f"{cfg.backbone}_{cfg.tune}")
     trainable, frozen = count_params(model)
     logging.info("%s: %d trainable, %d frozen parameters", model.name, trainable, frozen)
@@ -228,8 +248,9 @@ def build_model(cfg: ModelConfig) -> keras.Model:
 
 
 def is_head_layer(layer) -> bool:
-    """A layer of the regression head (what head-mode tuning trains)."""
-    return layer.name.startswith("head_") or layer.name in ("age", "age_scaled")
+    """A layer of the head (what head-mode tuning trains, and its decoding)."""
+    return layer.name.startswith("head_") or layer.name in ("age", heads.RAW_LAYER,
+                                                            heads.SERVED_LAYER)
 
 
 def feature_extractor(model: keras.Model) -> keras.Model:
@@ -243,15 +264,39 @@ def feature_extractor(model: keras.Model) -> keras.Model:
     return keras.Model(inputs, x, name="features")
 
 
-def head_model(model: keras.Model) -> keras.Model:
-    """Pooled features -> age, sharing the model's head layers (training it trains them)."""
+def head_model(model: keras.Model, raw: bool = False) -> keras.Model:
+    """Pooled features -> served age (or, with `raw`, what the loss sees), sharing the
+    model's head layers (training it trains them)."""
     first = next(layer for layer in model.layers if is_head_layer(layer))
     inputs = keras.Input((first.input.shape[-1],), name="features")
+    last = heads.raw_layer_name(model) if raw else heads.SERVED_LAYER
     x = inputs
     for layer in model.layers:
         if is_head_layer(layer):
             x = layer(x)
-    return keras.Model(inputs, x, name="head")
+            if layer.name == last:
+                break
+    return keras.Model(inputs, x, name="head_raw" if raw else "head")
+
+
+def with_distribution(model: keras.Model) -> keras.Model | None:
+    """Pixels -> [served age, 101 age logits] for a distribution head (heads.HEADS), sharing
+    the model's layers; None for the others."""
+    if heads.raw_layer_name(model) != heads.RAW_LAYER:
+        return None
+    logits = model.get_layer(heads.RAW_LAYER).output
+    if logits.shape[-1] != len(heads.AGES) or isinstance(model.get_layer(heads.RAW_LAYER),
+                                                         heads.RankLogits):
+        return None
+    return keras.Model(model.input, [model.output, logits], name=f"{model.name}_distribution")
+
+
+def raw_model(model: keras.Model) -> keras.Model:
+    """Pixels -> what the loss sees (the model itself for regression), sharing its layers."""
+    name = heads.raw_layer_name(model)
+    if name == heads.SERVED_LAYER:
+        return model
+    return keras.Model(model.input, model.get_layer(name).output, name=f"{model.name}_raw")
 
 
 def count_params(model: keras.Model) -> tuple[int, int]:

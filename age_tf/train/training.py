@@ -33,7 +33,7 @@ from age_tf import fileio, labels, progress
 from age_tf.data import pipeline, prepared
 from age_tf.data.metadata import DataError
 from age_tf.train import callbacks as cb
-from age_tf.train import card, distribution, export, feature_cache, intervals, models
+from age_tf.train import card, distribution, export, feature_cache, heads, intervals, models
 from age_tf.train.run_dir import (
     RunDir,
     RunState,
@@ -66,6 +66,8 @@ class Run:
     dir: RunDir  # where this process writes: the run folder, or a worker's scratch folder
     model: keras.Model  # what is saved and served
     train_model: keras.Model  # what the steps train: the model, or its head on features
+    # (outputs what the head's loss sees: heads.HEADS)
+    predict_model: keras.Model  # the same layers to the served age (validation)
     optimizer: keras.optimizers.Optimizer
     state: RunState
     manager: tf.train.CheckpointManager
@@ -187,8 +189,10 @@ def create_run(cfg: TrainConfig, strategy, chief: bool, run_dir: RunDir) -> Run:
         # Features need every image (extract_features raises otherwise).
         steps = steps_per_epoch(cfg, len(train_df))
         model, optimizer, state, manager = create_or_restore_state(cfg, strategy, steps, write_dir)
-        train, val, train_model = feature_cache.feature_pipelines(
+        train, val, predict_model = feature_cache.feature_pipelines(
             cfg, strategy, model, train_df, val_df, images_dir)
+        with strategy.scope():
+            train_model = models.head_model(model, raw=True)
     else:
         train = pipeline.InputPipeline(train_df, images_dir, cfg.pipeline, cfg.model.image_size,
                                        training=True, seed=cfg.seed)
@@ -196,11 +200,11 @@ def create_run(cfg: TrainConfig, strategy, chief: bool, run_dir: RunDir) -> Run:
                                      training=False)
         steps = steps_per_epoch(cfg, len(train))
         model, optimizer, state, manager = create_or_restore_state(cfg, strategy, steps, write_dir)
-        train_model = model
+        train_model, predict_model = models.raw_model(model), model
     inputs = Inputs(train, val, steps)
     _log_setup(cfg, strategy, inputs, len(train_df), len(val_df))
-    return Run(cfg, strategy, chief, write_dir, model, train_model, optimizer, state, manager,
-               inputs)
+    return Run(cfg, strategy, chief, write_dir, model, train_model, predict_model, optimizer,
+               state, manager, inputs)
 
 
 def check_disjoint(data_dir: str, train_df: pd.DataFrame, val_df: pd.DataFrame) -> None:
@@ -345,9 +349,10 @@ def train_loop(run: Run) -> None:
     """Epochs from the checkpointed one until the last or early stopping; checkpoints each."""
     cfg, state, model = run.cfg, run.state, run.model
     val_dist = distribution.distribute_dataset(run.strategy, run.inputs.val.dataset())
-    train_step = _make_train_step(run.strategy, run.train_model, run.optimizer,
+    loss = functools.partial(heads.HEADS[cfg.model.head].loss, w=cfg.model.loss_weights())
+    train_step = _make_train_step(run.strategy, run.train_model, run.optimizer, loss,
                                   cfg.pipeline.batch_size, cfg.jit_compile)
-    predict_val = _make_predict(run.strategy, run.train_model, val_dist)
+    predict_val = _make_predict(run.strategy, run.predict_model, val_dist)
     if not isinstance(run.strategy, tf.distribute.MultiWorkerMirroredStrategy):
         run.predict_val = predict_val
     callback_list = make_callbacks(run, predict_val)
@@ -394,19 +399,24 @@ def run_epoch(run: Run, train_step, epoch: int) -> dict:
                 logging.info("epoch %d step %d/%d: loss %.4f", epoch + 1, step + 1, steps,
                              float(total) / (step + 1))
     loss = float(total) / steps
-    return {"loss": loss, "mae_years": float(labels.to_years(loss)),
+    # Only regression's loss is an MAE; the other heads' losses have no unit of years.
+    mae = float(labels.to_years(loss)) if cfg.model.head == "regression" else float("nan")
+    return {"loss": loss, "mae_years": mae,
             # The rate of the last step (Keras evaluates the schedule at `iterations`).
             "learning_rate": float(keras.ops.convert_to_numpy(run.optimizer.learning_rate)),
             "images_per_second": steps * cfg.pipeline.batch_size / (time.monotonic() - start)}
 
 
-def _make_train_step(strategy, model, optimizer, global_batch: int, jit_compile: bool):
-    """A tf.function running one step on every replica; returns the global mean loss."""
+def _make_train_step(strategy, model, optimizer, loss_fn, global_batch: int, jit_compile: bool):
+    """A tf.function running one step on every replica; returns the global mean loss.
+
+    Args:
+      loss_fn: (labels, model outputs) -> per-face loss (the head's).
+    """
 
     def gradients(x, y):
         with tf.GradientTape() as tape:
-            pred = model(x, training=True)
-            per_example = tf.abs(tf.cast(pred, tf.float32) - y)
+            per_example = loss_fn(y, model(x, training=True))
             loss = tf.nn.compute_average_loss(per_example, global_batch_size=global_batch)
             scaled = optimizer.scale_loss(loss)
         return loss, tape.gradient(scaled, model.trainable_variables)
