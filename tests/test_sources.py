@@ -92,7 +92,7 @@ def test_utkface_and_agedb_names_the_parser_refuses_are_rejected_never_raised(tm
     for n in names:
         Image.new("RGB", (64, 64), (90, 80, 70)).save(folder / n)
     (folder / "notes.txt").write_text("not an image")
-    t = sources.utkface(str(folder)).table.set_index("full_path")
+    t = sources.utkface.read(str(folder)).table.set_index("full_path")
     assert t.loc[names[0], "problem"] == "" and t.loc[names[0], "gender"] == 1.0
     assert "1 field" not in t.loc[names[1], "problem"] and "3 field(s)" in t.loc[names[1], "problem"]
     assert "age 'x'" in t.loc[names[2], "problem"]
@@ -106,7 +106,7 @@ def test_utkface_and_agedb_names_the_parser_refuses_are_rejected_never_raised(tm
              "3_Bob_NA_m.jpg", "4_Bob_35_x.jpg", "5_Bob.jpg"]
     for n in names:
         Image.new("RGB", (64, 64)).save(agedb / n)
-    t = sources.agedb(str(agedb)).table.set_index("full_path")
+    t = sources.agedb.read(str(agedb)).table.set_index("full_path")
     assert t.loc[names[0], "identity"] == "name:MariaCallas" and t.loc[names[0], "gender"] == 0.0
     assert t.loc[names[1], "identity"] == "name:Jean_Luc_Picard" and t.loc[names[1], "age"] == 60
     assert "no name" in t.loc[names[2], "problem"]
@@ -209,15 +209,15 @@ def test_release_csv_problems_name_the_file(releases, tmp_path):
     avg = pd.read_csv(bad / "gt_avg_valid.csv", dtype=str)
     avg.loc[0, "real_age"] = "unknown"
     avg.to_csv(bad / "gt_avg_valid.csv", index=False)
-    t = sources.appa_real(str(bad), "real").table
+    t = sources.appa_real.read(str(bad), "real").table
     assert (t["problem"] == "real_age 'unknown' is not a number").sum() == 1
     avg.drop(columns=["real_age"]).to_csv(bad / "gt_avg_valid.csv", index=False)
     with pytest.raises(DataError, match=r"gt_avg_valid.csv: no column 'real_age'"):
-        sources.appa_real(str(bad), "real")
+        sources.appa_real.read(str(bad), "real")
     shutil.copy(os.path.join(src, "gt_avg_valid.csv"), bad / "gt_avg_valid.csv")
     os.remove(bad / "gt_avg_test.csv")
     with pytest.raises(DataError, match=r"gt_avg_test.csv: not found"):
-        sources.appa_real(str(bad), "real")
+        sources.appa_real.read(str(bad), "real")
 
 
 def test_synth_refuses_to_overwrite_each_layout(releases):
@@ -261,7 +261,7 @@ def test_face_boxes_off_the_photo_are_rejected_with_a_reason(releases, tmp_path)
 
     root = tmp_path / "ic"
     shutil.copytree(os.path.join(releases["imdb_clean"], RELEASE["imdb_clean"]), root / "csvs")
-    csv = root / "csvs" / sources.IMDB_CLEAN_CSVS["train"]
+    csv = root / "csvs" / sources.imdb_clean.CSVS["train"]
     df = pd.read_csv(csv, dtype=str)
     photos = os.path.join(releases["imdb_clean"], "imdb")
     clean = pd.read_csv(_truth(releases, "imdb_clean"))
@@ -362,7 +362,7 @@ def test_names_that_cannot_be_read_are_rejected_rows_not_a_failed_release(releas
     reasons = dict(zip(rejected["path"], rejected["reason"]))
     assert reasons["\u00b2_0_0_20170101000001.jpg.chip.jpg"] == "age '\u00b2' is not a number"
     assert reasons["40_0_0_2017\\xff0101.jpg.chip.jpg"].endswith("is not UTF-8")
-    assert sources._agedb_fields("90006_JaneDoe_\u00b2\u00b3_m.jpg")[3] == "age '\u00b2\u00b3' is not a number"
+    assert sources.agedb.fields_of("90006_JaneDoe_\u00b2\u00b3_m.jpg")[3] == "age '\u00b2\u00b3' is not a number"
     assert "NUL byte" in sources.name_problem("a\x00b.jpg")
 
 
@@ -372,7 +372,7 @@ def test_without_image_checks_a_path_listed_twice_is_kept_once(releases, tmp_pat
 
     csvs = tmp_path / "csvs"
     shutil.copytree(os.path.join(releases["imdb_clean"], RELEASE["imdb_clean"]), csvs)
-    train = csvs / sources.IMDB_CLEAN_CSVS["train"]
+    train = csvs / sources.imdb_clean.CSVS["train"]
     df = pd.read_csv(train, dtype=str)
     twice = df.iloc[[0, 0, 0]].assign(age=["20", "40", "60"])
     pd.concat([df, twice]).to_csv(train, index=False)
@@ -395,4 +395,4 @@ def test_a_release_one_folder_down_is_named(releases):
         sources.list_images(utk)
     with pytest.raises(DataError, match=r"imdb_train_new.csv: not found; .*imdb-clean looks "
                                         r"like the release: pass --release_dir=.*imdb-clean"):
-        sources.imdb_clean(releases["imdb_clean"], os.path.join(releases["imdb_clean"], "imdb"))
+        sources.imdb_clean.read(releases["imdb_clean"], os.path.join(releases["imdb_clean"], "imdb"))

@@ -1,5 +1,6 @@
-"""Measures age-tf-predict on hostile photo sizes: a 144 MP JPEG (a face on a flat canvas)
-and a 30000 x 30000 PNG of a few MB (900 MP: over the pixel budget, refused unread).
+"""Measures age-tf-predict on hostile photo sizes: a 144 MP JPEG (a face on a flat canvas),
+crowds (grace_hopper.jpg tiled 480 times at 36 MP and at 144 MP: hundreds of faces in one
+photo) and a 30000 x 30000 PNG of a few MB (900 MP: over the pixel budget, refused unread).
 
 Run by hand (not part of the test suite):
   python tools/measure_large_photos.py --model=runs/demo/runs/mobilenet_v2_full
@@ -39,6 +40,14 @@ def write_photos(folder: str) -> dict[str, str]:
     canvas.paste(face.resize((2048, 2400)), (5000, 4000))
     canvas.save(paths["144 MP JPEG"], quality=85)
     del canvas
+    for name, scale in (("36 MP crowd, 480 faces", 0.5), ("144 MP crowd, 480 faces", 1.0)):
+        tile = face.resize((round(face.width * scale), round(face.height * scale)))
+        crowd = Image.new("RGB", (tile.width * 24, tile.height * 20))
+        for i in range(480):
+            crowd.paste(tile, ((i % 24) * tile.width, (i // 24) * tile.height))
+        paths[name] = os.path.join(folder, f"crowd_{scale:g}.jpg")
+        crowd.save(paths[name], quality=85)
+        del crowd
     Image.new("RGB", (30000, 30000), (200, 200, 200)).save(paths["900 MP PNG"], optimize=True)
     return paths
 
@@ -54,7 +63,9 @@ def measure(path: str) -> tuple[float, float, str]:
         out.seek(0)
         err.seek(0)
         lines = out.read().splitlines() + [e for e in err.read().splitlines() if "error" in e]
-    return seconds, usage.ru_maxrss / 2**20, (lines or [""])[0]
+    faces = sum(1 for line in lines if "years" in line)
+    said = (lines or [""])[0] + (f" ... ({faces} faces)" if faces > 1 else "")
+    return seconds, usage.ru_maxrss / 2**20, said
 
 
 def main(argv):

@@ -29,7 +29,7 @@ def join_labels(mat: str, clean_dir: str) -> pd.DataFrame:
     """
     wiki = load_metadata(mat)
     wiki = wiki[wiki["age"].notna()][["full_path", "age"]].drop_duplicates("full_path")
-    clean = sources.imdb_clean(clean_dir, "").table
+    clean = sources.imdb_clean.read(clean_dir, "").table
     clean = clean[clean["problem"] == ""][["full_path", "age", "official_split"]]
     joined = clean.merge(wiki, on="full_path", suffixes=("_clean", "_wiki"))
     if joined.empty:

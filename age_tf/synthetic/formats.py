@@ -50,10 +50,10 @@ TRUTH_FILE = "ground_truth.csv"
 _NO_FACE = ("no_face", "placeholder")
 # IMDB-Clean's published split sizes: 183,886 / 45,971 / 56,086 faces.
 IMDB_CLEAN_SPLIT = (0.64, 0.16, 0.20)
-IMDB_CLEAN_FILES = tuple(sources.IMDB_CLEAN_CSVS[s] for s in ("train", "val", "test"))
+IMDB_CLEAN_FILES = tuple(sources.imdb_clean.CSVS[s] for s in ("train", "val", "test"))
 # APPA-REAL's: 4,113 / 1,500 / 1,978 images.
 APPA_SPLIT = (4113 / 7591, 1500 / 7591, 1978 / 7591)
-APPA_SPLITS = tuple(sources.APPA_SPLIT_OF_FILE)  # as its folders name them
+APPA_SPLITS = tuple(sources.appa_real.SPLIT_OF_FILE)  # as its folders name them
 UTK_SIDE = 200
 
 
@@ -171,7 +171,7 @@ def write_imdb_clean(rendered, out_dir: str, boxes: list) -> pd.DataFrame:
     for (i, job), body in zip(jobs, _photos([j for _, j in jobs], rendered.workers)):
         fileio.write_files(photos_dir, [(rendered.full_paths[i], body)])
     table = pd.DataFrame(rows)
-    csv_cols = [*sources.IMDB_CLEAN_COLUMNS, "head_roll", "head_yaw", "head_pitch"]
+    csv_cols = [*sources.imdb_clean.COLUMNS, "head_roll", "head_yaw", "head_pitch"]
     ordered = []
     for s, name in enumerate(IMDB_CLEAN_FILES):
         part = table[table["split"] == s]
@@ -256,8 +256,8 @@ def write_appa_real(rendered, out_dir: str, boxes=None) -> pd.DataFrame:
     for (rel, _), body in zip(photo_jobs, _photos([j for _, j in photo_jobs], rendered.workers)):
         fileio.write_files(root, [(rel, body)])
     for split in APPA_SPLITS:
-        pd.DataFrame(avg[split], columns=list(sources.APPA_COLUMNS)).to_csv(
-            os.path.join(root, sources.APPA_CSV.format(split)), index=False)
+        pd.DataFrame(avg[split], columns=list(sources.appa_real.COLUMNS)).to_csv(
+            os.path.join(root, sources.appa_real.CSV.format(split)), index=False)
         pd.DataFrame(votes[split], columns=["file_name", "real_age", "apparent_age",
                                             "worker_age", "worker_gender"]).to_csv(
             os.path.join(root, f"gt_{split}.csv"), index=False)
