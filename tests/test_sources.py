@@ -19,7 +19,8 @@ from age_tf.synthetic import formats, synth
 
 pytestmark = pytest.mark.integration
 RELEASE = {"imdb_clean": "imdb-clean", "appa_real": "appa-real-release", "utkface": "UTKFace",
-           "agedb": "AgeDB"}
+           "agedb": "AgeDB", "fgnet": "FGNET", "afad": "AFAD-Full", "cacd": "cacd",
+           "morph": "MORPH"}
 
 
 @pytest.fixture(scope="module")
@@ -47,8 +48,7 @@ def _prepare(releases, tmp_path, fmt, **kw):
 
 
 def _truth(releases, fmt):
-    folder = releases[fmt] if fmt == "imdb_wiki" else os.path.join(releases[fmt], RELEASE[fmt])
-    return os.path.join(folder, formats.TRUTH_FILE)
+    return formats.truth_path(fmt, releases[fmt])
 
 
 @pytest.mark.parametrize("fmt", sources.FORMATS)
@@ -396,3 +396,89 @@ def test_a_release_one_folder_down_is_named(releases):
     with pytest.raises(DataError, match=r"imdb_train_new.csv: not found; .*imdb-clean looks "
                                         r"like the release: pass --release_dir=.*imdb-clean"):
         sources.imdb_clean.read(releases["imdb_clean"], os.path.join(releases["imdb_clean"], "imdb"))
+
+
+def test_fgnet_age_and_person_come_from_the_name(releases, tmp_path):
+    _, report, manifests, rejected = _prepare(releases, tmp_path, "fgnet")
+    kept = pd.concat(manifests.values())
+    names = kept["path"]
+    assert (kept["identity"] == "fgnet:" + names.str[:3]).all()
+    assert (kept["age"] == names.str[4:6].astype(int)).all()
+    assert names.str.endswith(".JPG").any() and names.str.endswith(".jpg").any()  # both cases
+    # Planted impossible ages do not fit the name's two digits: rejected naming the pattern.
+    assert rejected["reason"].str.contains(r"is not \{person\}A\{age\}").any()
+    assert report["identities"] == "the person number in the file name"
+    people = [set(m["identity"]) for m in manifests.values()]
+    assert not (people[0] & people[1] or people[0] & people[2] or people[1] & people[2])
+
+
+def test_fgnet_names_read_one_by_one():
+    assert sources.fgnet.fields_of("001A02.JPG") == (2.0, "001", "")
+    assert sources.fgnet.fields_of("082A43b.jpg") == (43.0, "082", "")
+    for bad in ("1A02.JPG", "001A2.JPG", "001B02.JPG", "001A02ab.JPG", "001A\u00b2\u00b2.JPG"):
+        assert "is not {person}A{age}" in sources.fgnet.fields_of(bad)[2]
+
+
+def test_afad_gender_is_its_folder_code(releases, tmp_path):
+    _, report, manifests, rejected = _prepare(releases, tmp_path, "afad")
+    kept = pd.concat(manifests.values())
+    folder = kept["path"].str.split("/").str[1]
+    assert ((folder == "111") == (kept["gender"] == 1)).all()
+    assert ((folder == "112") == (kept["gender"] == 0)).all()
+    assert (kept["age"] == kept["path"].str.split("/").str[0].astype(int)).all()
+    reasons = " | ".join(rejected["reason"])
+    assert "gender folder '113' is neither 111 (male) nor 112 (female)" in reasons
+    assert report["identities"].startswith("none in the release")
+
+
+def test_cacd_identity_and_official_split_come_from_the_meta_file(releases, tmp_path):
+    truth = pd.read_csv(_truth(releases, "cacd")).set_index("full_path")
+    _, report, manifests, rejected = _prepare(releases, tmp_path, "cacd", split="official")
+    for split, m in manifests.items():
+        ranks = truth.loc[m["path"], "rank"]
+        expected = {"val": (1, 2), "test": (3, 5), "train": (6, 99)}[split]
+        assert len(m) and ranks.between(*expected).all()
+        assert (m["identity"].str.removeprefix("cacd:").astype(int)
+                == truth.loc[m["path"], "identity"].to_numpy()).all()
+    reasons = " | ".join(rejected["reason"])
+    assert "no row in celebrity2000_meta.mat" in reasons  # a file the meta file does not list
+    assert "no celebrity rank in its row" in reasons  # a row without its rank
+    assert report["split"] == "the release's own subsets"
+
+
+def test_cacd_meta_file_problems_are_named(tmp_path):
+    from age_tf.data.metadata import DataError
+
+    (tmp_path / "CACD2000").mkdir()
+    with pytest.raises(DataError, match="celebrity2000_meta.mat: not found"):
+        sources.cacd.read(str(tmp_path))
+    (tmp_path / "celebrity2000_meta.mat").write_bytes(b"not a mat file")
+    with pytest.raises(DataError, match="not a readable MATLAB"):
+        sources.cacd.read(str(tmp_path))
+    assert [sources.cacd.split_of_rank(r) for r in (1, 2, 3, 5, 6, 50, np.nan)] == [
+        "val", "val", "test", "test", "train", "train", ""]
+
+
+def test_morph_age_gender_and_race(releases, tmp_path):
+    truth = pd.read_csv(_truth(releases, "morph")).set_index("full_path")
+    csv = pd.read_csv(os.path.join(releases["morph"], "MORPH", "morph_2008_nonCommercial.csv"),
+                      keep_default_na=False, dtype=str).set_index("photo")
+    _, report, manifests, rejected = _prepare(releases, tmp_path, "morph")
+    kept = pd.concat(manifests.values())
+    rows = csv.loc[kept["path"]]
+    assert (kept["age"].to_numpy() == rows["age"].astype(int).to_numpy()).all()
+    assert ((rows["gender"].str.upper() == "M").to_numpy() == (kept["gender"] == 1).to_numpy()).all()
+    races = {"B": "Black", "W": "White", "A": "Asian", "H": "Hispanic", "O": "Other"}
+    assert (kept["race"].fillna("").to_numpy() == rows["race"].map(races).fillna("").to_numpy()).all()
+    assert (kept["identity"] == "morph:" + rows["id_num"].to_numpy()).all()
+    assert "missing file" in set(rejected["reason"])  # a row whose photo is not there
+    # A photo no row lists is never read.
+    assert len(kept) + len(rejected) == len(csv)
+    assert set(truth.index) == set(csv.index)
+
+
+def test_utkface_race_is_kept_in_the_manifest(releases, tmp_path):
+    _, _, manifests, _ = _prepare(releases, tmp_path, "utkface")
+    kept = pd.concat(manifests.values())
+    codes = kept["path"].str.split("_").str[2]
+    assert (kept["race"] == codes.map(sources.utkface.RACES)).all()

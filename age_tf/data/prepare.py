@@ -40,14 +40,18 @@ STUDY_SAMPLE_FRACTION = 0.5
 class PrepareConfig:
     """Parameters of one preparation run (the flags of `age-tf-prepare`)."""
 
-    format: str = field("imdb_wiki", "The release's layout: imdb_wiki (--mat), imdb_clean, "
-                        "appa_real, utkface or agedb (--release_dir).", choices=sources.FORMATS)
+    format: str = field("imdb_wiki", "The release's layout: imdb_wiki (--mat), or (with "
+                        "--release_dir) imdb_clean, appa_real, utkface, agedb, fgnet, afad, "
+                        "cacd, morph.", choices=sources.FORMATS)
     mat: str = field(None, "imdb.mat or wiki.mat from the IMDB-WIKI release (--format=imdb_wiki).")
     release_dir: str = field(None, "The unpacked release of the other formats: IMDB-Clean's "
-                             "CSV folder, appa-real-release/, UTKFace/ or AgeDB/.")
+                             "CSV folder, appa-real-release/, UTKFace/, AgeDB/, FG-NET's "
+                             "folder (images/), AFAD-Full/, the folder of CACD2000/ and "
+                             "celebrity2000_meta.mat, MORPH's folder (its CSV, Album2/).")
     images_dir: str = field(None, "The images the release lists (default: imdb_crop/ or "
                             "wiki_crop/ beside --mat; for imdb_clean the full IMDB photos, "
-                            "imdb/ in or beside --release_dir; else --release_dir).")
+                            "imdb/ in or beside --release_dir; FG-NET's images/, CACD2000/; "
+                            "else --release_dir).")
     label: str = field("real", "APPA-REAL's label: real (real_age) or apparent "
                        "(apparent_age_avg, the mean rating).", choices=sources.LABELS)
     out_dir: str = field(None, "Where to write the manifests, report and figure.")
@@ -310,7 +314,9 @@ def prepare(cfg: PrepareConfig) -> dict:
     manifest = manifest.rename(columns={"full_path": "path"})
     ages = manifest["age"].to_numpy(float)
     manifest["age"] = ages.astype(np.int64) if (ages == np.round(ages)).all() else ages
-    manifests = {name: manifest[assign == s][MANIFEST_COLUMNS] for s, name in enumerate(SPLIT_NAMES)}
+    # A release that names a group (race) keeps it; the others' manifests stay as they were.
+    columns = MANIFEST_COLUMNS + (["race"] if (manifest["race"] != "").any() else [])
+    manifests = {name: manifest[assign == s][columns] for s, name in enumerate(SPLIT_NAMES)}
 
     report = _report(cfg, source, stages, manifests, dup_report, info_cols["conversion"][final])
     report["seconds"] = round(time.monotonic() - start, 2)

@@ -23,6 +23,7 @@ import shutil
 
 import numpy as np
 import pandas as pd
+import scipy.io
 from PIL import Image
 
 from age_tf import fileio, parallel
@@ -36,6 +37,10 @@ DESCRIPTIONS = {
     "appa_real": "appa-real-release/",
     "utkface": "UTKFace/",
     "agedb": "AgeDB/",
+    "fgnet": "FGNET/images/",
+    "afad": "AFAD-Full/",
+    "cacd": "cacd/ (CACD2000/ + celebrity2000_meta.mat)",
+    "morph": "MORPH/ (morph_2008_nonCommercial.csv + Album2/)",
 }
 # What each format writes in --out_dir (refused unless --overwrite when present).
 LAYOUTS = {
@@ -44,8 +49,22 @@ LAYOUTS = {
     "appa_real": ("appa-real-release",),
     "utkface": ("UTKFace",),
     "agedb": ("AgeDB",),
+    "fgnet": ("FGNET",),
+    "afad": ("AFAD-Full",),
+    "cacd": ("cacd",),
+    "morph": ("MORPH",),
 }
 TRUTH_FILE = "ground_truth.csv"
+
+
+def truth_path(fmt: str, out_dir: str) -> str:
+    """Where a format's writer puts ground_truth.csv: beside imdb.mat for IMDB-WIKI, else in
+    the release's own folder (IMDB-Clean's: its CSVs' folder)."""
+    if fmt == "imdb_wiki":
+        return os.path.join(out_dir, TRUTH_FILE)
+    return os.path.join(out_dir, "imdb-clean" if fmt == "imdb_clean" else LAYOUTS[fmt][0],
+                        TRUTH_FILE)
+
 # Kinds with no face to list: every other dataset was built from detected faces.
 _NO_FACE = ("no_face", "placeholder")
 # IMDB-Clean's published split sizes: 183,886 / 45,971 / 56,086 faces.
@@ -349,9 +368,193 @@ def write_agedb(rendered, out_dir: str, boxes=None) -> pd.DataFrame:
     return _named_release(rendered, folder, names, bodies, labels, "AgeDB")
 
 
+def _truth_in_order(rendered, root: str, order: list[int], path_of: dict[int, str],
+                    labels: dict[int, float], title: str, extra: dict | None = None) -> pd.DataFrame:
+    """ground_truth.csv and release.json in `root`: one row per release row, in the
+    adapter's order (`order`: rows of the plan), with `extra` columns per row."""
+    plan = rendered.plan
+    dups = _duplicate_paths(plan, path_of)
+    rows = []
+    for i in order:
+        r = plan.iloc[i]
+        rows.append(dict(full_path=path_of[i], identity=int(r["identity"]) + 1, kind=r["kind"],
+                         rendered_age=int(r["rendered_age"]), label_age=labels[i],
+                         duplicate_of=dups[i], **((extra or {}).get(i, {}))))
+    truth = _truth_frame(rows)
+    truth.to_csv(os.path.join(root, TRUTH_FILE), index=False)
+    write_release_record(root, title, None, rendered.seed, len(truth))
+    return truth
+
+
+def _jpg_name(rng, stem: str) -> str:
+    """The extension's case varies in the real downloads (.JPG, .jpg)."""
+    return stem + (".JPG" if rng.random() < 0.7 else ".jpg")
+
+
+def write_fgnet(rendered, out_dir: str, boxes=None) -> pd.DataFrame:
+    """FGNET/images/{person:03d}A{age:02d}[letter].JPG (the letter tells photos of one age
+    apart). Quirks: mixed-case extensions, and ages the two digits cannot hold (over 99 or
+    below 0: the planted impossible ages) written as they are, which the name cannot carry."""
+    plan = rendered.plan
+    rng = np.random.default_rng(rendered.seed + 50)
+    root = _fresh_folder(os.path.join(out_dir, "FGNET"))
+    seen: dict[tuple[int, int], int] = {}
+    path_of, labels, files = {}, {}, []
+    for i in _listed_rows(plan):
+        r = plan.iloc[i]
+        person, age = int(r["identity"]) % 999 + 1, int(r["label_age"])
+        k = seen.get((person, age), 0)
+        seen[(person, age)] = k + 1
+        letter = "" if k == 0 else "abcdefghijklmnopqrstuvwxyz"[(k - 1) % 26]
+        path_of[i] = _jpg_name(rng, f"{person:03d}A{age:02d}{letter}")
+        labels[i] = age
+        if r["kind"] != "missing":
+            files.append((f"images/{path_of[i]}", rendered.blobs[i]))
+    fileio.write_files(root, files)
+    written = {name for name, _ in files}
+    order = sorted((i for i in path_of if f"images/{path_of[i]}" in written),
+                   key=lambda i: path_of[i])
+    return _truth_in_order(rendered, root, order, path_of, labels, "FG-NET")
+
+
+def write_afad(rendered, out_dir: str, boxes=None) -> pd.DataFrame:
+    """AFAD-Full/{age}/{111|112}/{number}.jpg (111 male, 112 female). Quirks: mixed-case
+    extensions, a few faces filed under a gender folder that is neither (113), and the
+    impossible ages as folders of their own."""
+    plan = rendered.plan
+    rng = np.random.default_rng(rendered.seed + 60)
+    root = _fresh_folder(os.path.join(out_dir, "AFAD-Full"))
+    path_of, labels, files = {}, {}, []
+    numbers = rng.choice(10**6, size=len(plan), replace=False)
+    for i in _listed_rows(plan):
+        r = plan.iloc[i]
+        gender = "111" if r["gender"] == 1 else "112"
+        if rng.random() < 0.01:
+            gender = "113"
+        path_of[i] = f"{int(r['label_age'])}/{gender}/" + _jpg_name(rng, f"{int(numbers[i])}-0")
+        labels[i] = int(r["label_age"])
+        if r["kind"] != "missing":
+            files.append((path_of[i], rendered.blobs[i]))
+    fileio.write_files(root, files)
+    order = sorted((i for i in path_of if plan["kind"].iat[i] != "missing"),
+                   key=lambda i: path_of[i])
+    return _truth_in_order(rendered, root, order, path_of, labels, "AFAD-Full")
+
+
+# CACD2000's celebrities are ranked 1-50; ranks 1-2 are its validation people, 3-5 test.
+CACD_RANKS = 10
+
+
+def write_cacd(rendered, out_dir: str, boxes=None) -> pd.DataFrame:
+    """cacd/CACD2000/{age}_{First}_{Last}_{nnnn}.jpg and cacd/celebrity2000_meta.mat.
+
+    The meta file lists every image (celebrityImageData: age, identity, year, rank, lfw,
+    birth, name) and every celebrity (celebrityData). Quirks: a listed image whose file is
+    missing, a file the meta file has no row for, a row without a rank."""
+    plan = rendered.plan
+    rng = np.random.default_rng(rendered.seed + 70)
+    root = _fresh_folder(os.path.join(out_dir, "cacd"))
+    listed = _listed_rows(plan)
+    ident = {i: int(plan["identity"].iat[i]) + 1 for i in listed}
+    people = sorted(set(ident.values()))
+    names = {p: (rendered.names[p - 1] or f"Person {p}").replace(" ", "_") for p in people}
+    rank = {p: 1 + (p * 7) % CACD_RANKS for p in people}  # every split gets people
+    birth = {p: int(plan["birth"][plan["identity"] == p - 1].iloc[0].year) for p in people}
+    path_of, labels, files = {}, {}, []
+    for n, i in enumerate(listed):
+        r = plan.iloc[i]
+        path_of[i] = f"{int(r['label_age'])}_{names[ident[i]]}_{n:04d}.jpg"
+        labels[i] = int(r["label_age"])
+        if r["kind"] != "missing":
+            files.append((f"CACD2000/{path_of[i]}", rendered.blobs[i]))
+    rows = listed[:-1]  # the last face: a file without a row
+    row_rank = np.array([float(rank[ident[i]]) for i in rows])
+    row_rank[rng.random(len(rows)) < 0.01] = np.nan  # a missing field
+    image_data = {
+        "age": _col([labels[i] for i in rows]), "identity": _col([ident[i] for i in rows]),
+        "year": _col([birth[ident[i]] + labels[i] for i in rows]), "rank": row_rank[:, None],
+        "lfw": _col([0] * len(rows)), "birth": _col([birth[ident[i]] for i in rows]),
+        "name": _mat_cells([path_of[i] for i in rows]),
+    }
+    celebrity_data = {
+        "name": _mat_cells([names[p] for p in people]), "identity": _col(people),
+        "birth": _col([birth[p] for p in people]), "rank": _col([rank[p] for p in people]),
+        "lfw": _col([0] * len(people)),
+    }
+    scipy.io.savemat(os.path.join(root, "celebrity2000_meta.mat"),
+                     {"celebrityImageData": _mat_struct(image_data),
+                      "celebrityData": _mat_struct(celebrity_data)}, format="5")
+    fileio.write_files(root, files)
+    extra = {rows[k]: {"rank": row_rank[k]} for k in range(len(rows))}
+    extra[listed[-1]] = {"rank": float(rank[ident[listed[-1]]])}
+    unlisted = [listed[-1]] if plan["kind"].iat[listed[-1]] != "missing" else []  # on disk
+    return _truth_in_order(rendered, root, [*rows, *unlisted], path_of, labels, "CACD2000",
+                           extra)
+
+
+def _col(values) -> np.ndarray:
+    """A MATLAB column of doubles."""
+    return np.asarray(values, dtype=np.float64)[:, None]
+
+
+def _mat_cells(texts: list[str]) -> np.ndarray:
+    cells = np.empty((len(texts), 1), dtype=object)
+    for k, t in enumerate(texts):
+        cells[k, 0] = np.array([t])
+    return cells
+
+
+def _mat_struct(fields: dict) -> np.ndarray:
+    struct = np.empty((1, 1), dtype=[(k, object) for k in fields])
+    for k, v in fields.items():
+        struct[0, 0][k] = v
+    return struct
+
+
+MORPH_RACES = ("B", "W", "A", "H", "O")
+
+
+def write_morph(rendered, out_dir: str, boxes=None) -> pd.DataFrame:
+    """MORPH/morph_2008_nonCommercial.csv and MORPH/Album2/{id:06d}_{n:02d}{G}{age:02d}.JPG.
+
+    Columns as the academic release documents them. Quirks: a row whose photo is missing
+    (the image check rejects it), a few rows without a race, genders in lower case, a photo
+    no row lists (never read)."""
+    plan = rendered.plan
+    rng = np.random.default_rng(rendered.seed + 80)
+    root = _fresh_folder(os.path.join(out_dir, "MORPH"))
+    race_of = {p: MORPH_RACES[int(v)] for p, v in
+               enumerate(rng.integers(0, len(MORPH_RACES), plan["identity"].max() + 1))}
+    path_of, labels, files, rows, extra = {}, {}, [], [], {}
+    listed = _listed_rows(plan)
+    for n, i in enumerate(listed):
+        r = plan.iloc[i]
+        person, age = int(r["identity"]) + 1, int(r["label_age"])
+        g = "M" if r["gender"] == 1 else "F"
+        path_of[i] = f"Album2/{person:06d}_{n % 100:02d}{g}{age % 100:02d}.JPG"
+        labels[i] = age
+        race = race_of[int(r["identity"])] if rng.random() > 0.01 else ""
+        extra[i] = {"race": race}
+        if r["kind"] != "missing":
+            files.append((path_of[i], rendered.blobs[i]))
+        if i == listed[-1]:
+            continue  # its photo is on disk, no row lists it
+        birth = plan["birth"].iat[i]
+        rows.append(dict(id_num=person, picture_num=n % 100, dob=f"{birth:%m/%d/%Y}",
+                         doa="", race=race, gender=g.lower() if rng.random() < 0.02 else g,
+                         facial_hair=0, age=age, age_diff=0, glasses=0, photo=path_of[i]))
+    pd.DataFrame(rows).to_csv(os.path.join(root, "morph_2008_nonCommercial.csv"), index=False)
+    fileio.write_files(root, files)
+    return _truth_in_order(rendered, root, listed[:-1], path_of, labels, "MORPH II", extra)
+
+
 WRITERS = {
     "imdb_clean": write_imdb_clean,
     "appa_real": write_appa_real,
     "utkface": write_utkface,
     "agedb": write_agedb,
+    "fgnet": write_fgnet,
+    "afad": write_afad,
+    "cacd": write_cacd,
+    "morph": write_morph,
 }

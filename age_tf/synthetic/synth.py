@@ -452,7 +452,7 @@ def summary_text(cfg: SynthConfig, counts: dict) -> str:
         where = f"--release_dir={os.path.join(out, formats.LAYOUTS[cfg.format][0])}"
     nxt = f"age-tf-prepare --format={cfg.format} {where} --out_dir=DATA"
     return (f"wrote {sum(counts.values()):,} rows ({cfg.format}): {kinds}\n"
-            f"release: {layout}\nknown truth: {os.path.join(out, formats.TRUTH_FILE)}\n"
+            f"release: {layout}\nknown truth: {formats.truth_path(cfg.format, out)}\n"
             f"next: {nxt}")
 
 

@@ -19,7 +19,17 @@ from __future__ import annotations
 
 import os
 
-from age_tf.data.sources import agedb, appa_real, imdb_clean, imdb_wiki, utkface
+from age_tf.data.sources import (
+    afad,
+    agedb,
+    appa_real,
+    cacd,
+    fgnet,
+    imdb_clean,
+    imdb_wiki,
+    morph,
+    utkface,
+)
 from age_tf.data.sources.common import (  # noqa: F401  (the facts every reader shares)
     COLUMNS,
     CROPS,
@@ -32,9 +42,10 @@ from age_tf.data.sources.common import (  # noqa: F401  (the facts every reader 
     release_inside,
 )
 
-FORMATS = ("imdb_wiki", "imdb_clean", "appa_real", "utkface", "agedb")
+FORMATS = ("imdb_wiki", "imdb_clean", "appa_real", "utkface", "agedb", "fgnet", "afad", "cacd",
+           "morph")
 LABELS = appa_real.LABELS
-OFFICIAL_SPLIT_FORMATS = ("imdb_clean", "appa_real")  # releases with their own subsets
+OFFICIAL_SPLIT_FORMATS = ("imdb_clean", "appa_real", "cacd")  # releases with their own subsets
 
 
 def default_images_dir(fmt: str, mat: str | None, release_dir: str | None) -> str:
@@ -50,6 +61,10 @@ def default_images_dir(fmt: str, mat: str | None, release_dir: str | None) -> st
             if os.path.isdir(os.path.join(base, "imdb")):
                 return os.path.join(base, "imdb")
         return os.path.join(release_dir, "imdb")
+    if fmt == "fgnet":
+        return fgnet.images_dir(release_dir)
+    if fmt == "cacd":
+        return os.path.join(release_dir, cacd.IMAGES)
     return release_dir
 
 
@@ -62,6 +77,6 @@ def load(fmt: str, mat: str | None, release_dir: str | None, images_dir: str,
         return imdb_clean.read(release_dir, images_dir)
     if fmt == "appa_real":
         return appa_real.read(release_dir, label)
-    if fmt == "utkface":
-        return utkface.read(release_dir)
-    return agedb.read(release_dir)
+    readers = {"utkface": utkface.read, "agedb": agedb.read, "fgnet": fgnet.read,
+               "afad": afad.read, "cacd": cacd.read, "morph": morph.read}
+    return readers[fmt](release_dir)

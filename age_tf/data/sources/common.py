@@ -23,6 +23,7 @@ COLUMNS = [
     "age",
     "identity",
     "gender",
+    "race",
     "face_x1",
     "face_y1",
     "face_x2",
@@ -55,6 +56,7 @@ class Source:
 UNKNOWN = {
     "age": np.nan,
     "gender": np.nan,
+    "race": "",
     "face_x1": np.nan,
     "face_y1": np.nan,
     "face_x2": np.nan,
@@ -192,6 +194,38 @@ def list_images(folder: str) -> list[str]:
             )
         )
     return sorted(names)
+
+
+def list_tree(folder: str, depth: int) -> list[str]:
+    """The .jpg files exactly `depth` folders below `folder` ('a/b/x.jpg' for depth 2), sorted;
+    what lies at another depth is not the release's and is left out.
+
+    Raises:
+      DataError: not a folder, no image at that depth, or more than MAX_LISTED_FILES.
+    """
+    if not os.path.isdir(folder):
+        raise DataError(f"{folder}: not a folder; pass --release_dir=<the release's folder>")
+    found: list[str] = []
+
+    def walk(path: str, rel: str, level: int) -> None:
+        with os.scandir(path) as it:
+            entries = sorted(it, key=lambda e: e.name)
+        for e in entries:
+            name = f"{rel}/{e.name}" if rel else e.name
+            if level < depth:
+                if e.is_dir(follow_symlinks=False):
+                    walk(e.path, name, level + 1)
+            elif e.name.lower().endswith(".jpg") and not e.is_dir():
+                found.append(name)  # links and special files: the image check rejects them
+                if len(found) > MAX_LISTED_FILES:
+                    raise DataError(f"{folder}: more than {MAX_LISTED_FILES:,} images; is it "
+                                    "the release's folder?")
+
+    walk(folder, "", 0)
+    if not found:
+        raise DataError(f"{folder}: no .jpg file {depth} folder(s) down; is it the folder the "
+                        "release unpacked to?")
+    return found
 
 
 def _has_jpg(folder: str) -> bool:

@@ -9,6 +9,9 @@ import numpy as np
 from age_tf.data.metadata import read_release
 from age_tf.data.sources import common
 
+# The race codes of UTKFace's names (its README).
+RACES = {"0": "White", "1": "Black", "2": "Asian", "3": "Indian", "4": "Others"}
+
 
 def fields_of(name: str) -> tuple[float, float, str]:
     """(age, IMDB-WIKI gender code, problem) of one UTKFace file name."""
@@ -40,6 +43,7 @@ def read(release_dir: str) -> common.Source:
         age=np.array([f[0] for f in fields]),
         gender=np.array([f[1] for f in fields]),
         identity=np.array(["image:" + n for n in names], dtype=object),
+        race=np.array([RACES.get((n.split("_") + ["", "", ""])[2], "") for n in names], dtype=object),
         label_source="utkface: file name",
         problem=np.array([f[2] for f in fields], dtype=object),
     )
