@@ -14,10 +14,11 @@ from age_tf.synthetic import synth
 
 @pytest.fixture(scope="module")
 def other_sets(tmp_path_factory):
-    """Prepared synthetic UTKFace and IMDB-Clean (official split) folders."""
+    """Prepared synthetic UTKFace, IMDB-Clean (official split) and FG-NET folders."""
     out = {}
     for fmt, release, kw in (("utkface", "UTKFace", {}),
-                             ("imdb_clean", "imdb-clean", {"split": "official"})):
+                             ("imdb_clean", "imdb-clean", {"split": "official"}),
+                             ("fgnet", "FGNET", {})):
         root = str(tmp_path_factory.mktemp(fmt))
         synth.generate(synth.SynthConfig(num_images=150, seed=8, min_size=48, max_size=80,
                                          workers=2, format=fmt), root)
@@ -33,9 +34,11 @@ def test_table_scores_a_run_on_its_own_and_other_test_splits_beside_their_baseli
     out = str(tmp_path / "cross.md")
     rows = cross_dataset.write(cross_dataset.CrossConfig(
         model_dirs=(model_dir,), data_dirs=(data_dir, other_sets["utkface"],
-                                            other_sets["imdb_clean"]), out=out, bootstrap=50))
+                                            other_sets["imdb_clean"], other_sets["fgnet"]),
+        out=out, bootstrap=50))
     tested = [r["tested_on"] for r in rows]
     assert tested.count("utkface (data)") == 3 and tested.count("imdb_clean (data)") == 3
+    assert tested.count("fgnet (data)") == 3  # the benchmark's other layouts too
     by = {(r["tested_on"], r["model"]): r for r in rows}
     own = [r for r in rows if r.get("own_data")]
     assert len(own) == 1 and own[0]["trained_on"] == own[0]["tested_on"]
