@@ -34,6 +34,9 @@ def _free_ports(n):
     return ports
 
 
+# Two worker processes (73 s here): in the slow tier. The same custom loop runs under a
+# distribution strategy in test_mirrored_over_two_logical_cpus by default.
+@pytest.mark.slow
 def test_two_workers_finish_with_identical_weights(data_dir, tmp_path):
     ports = _free_ports(2)
     cluster = {"worker": [f"127.0.0.1:{p}" for p in ports]}

@@ -36,11 +36,12 @@ def _check_outputs(out, runs):
 def test_tiny_experiment_end_to_end_and_resume(tmp_path):
     out = str(tmp_path / "exp")
     # Early stopping that triggers: the first epoch sets the reference, no later epoch can
-    # beat it by 10, so each run stops after epoch 2 of 3.
+    # beat it by 10, so each run stops after epoch 2 of 3. Table 3 (three more runs) is
+    # checked at full size in the slow tier (test_demo_experiment_as_in_readme).
     args = ["--config=demo", f"--out_dir={out}", "--num_images=300",
             "--image_size=32", "--epochs=3", "--steps_per_epoch=3", "--batch_size=16",
             "--early_stopping_patience=1", "--early_stopping_min_delta=10", "--monitor=val_loss",
-            "--bootstrap=50", "--full_from_head_epochs=3",
+            "--bootstrap=50", "--full_from_head_epochs=3", "--nocleaning",
             "--runs=mobilenet_v2_head,mobilenet_v2_full,mobilenet_v2_head@ordinal"]
     r = _run(args, 900)
     assert r.returncode == 0, r.stderr[-3000:]
@@ -49,7 +50,7 @@ def test_tiny_experiment_end_to_end_and_resume(tmp_path):
     # The first screen: each progress line once, no noise, the details in log.txt.
     lines = [line for line in r.stdout.splitlines() if line.strip()]
     steps = [line for line in lines if line.startswith("[")]
-    assert len(steps) == len(set(steps)) >= 16 and len(lines) <= 60, r.stdout
+    assert len(steps) == len(set(steps)) >= 12 and len(lines) <= 60, r.stdout
     for noise in ("retracing", "GeneratorDatasetOp", "UserWarning", "INFO:tensorflow",
                   "experiment.py:"):
         assert noise not in r.stdout + r.stderr, (noise, r.stderr[-3000:])
@@ -65,9 +66,6 @@ def test_tiny_experiment_end_to_end_and_resume(tmp_path):
     report = open(os.path.join(out, "report.md")).read()
     assert "rendered age: MAE" in report and "stand-in" in report
     assert "start from their backbone's head-only run" in report
-    assert "## Table 3" in report and "share of the noisy-to-oracle MAE gap" in report
-    t3 = json.load(open(os.path.join(out, "table3.json")))
-    assert set(t3["rows"]) == {"noisy", "drop", "relabel", "oracle"}
     audit = json.load(open(os.path.join(out, "runs", "mobilenet_v2_head", "audit", "audit.json")))
     assert "precision_at_k" in audit["ground_truth"]
     for run in ("mobilenet_v2_head", "mobilenet_v2_full"):
@@ -77,8 +75,8 @@ def test_tiny_experiment_end_to_end_and_resume(tmp_path):
     # Again: every step is found done and skipped; a run that stopped early is done too.
     again = _run(args, 600)
     assert again.returncode == 0, again.stderr[-3000:]
-    # The three runs and Table 3's three (cleaned twice, oracle) are all found done.
-    assert again.stdout.count("already trained (early stopping after epoch 2)") == 6
+    # The three runs are all found done.
+    assert again.stdout.count("already trained (early stopping after epoch 2)") == 3
     assert "already in" in again.stdout
     assert "epoch 1/3" not in again.stderr  # no training step ran
     assert open(os.path.join(out, "log.txt")).read().count("epoch 1/3") == log.count("epoch 1/3")
@@ -94,6 +92,9 @@ def test_demo_experiment_as_in_readme(tmp_path):
     text = _check_outputs(out, ["mobilenet_v2_head", "mobilenet_v2_full", "efficientnet_b3_head",
                                 "efficientnet_b3_full"])
     assert text.count("| mobilenet_v2 |") >= 2
+    assert "## Table 3" in text and "share of the noisy-to-oracle MAE gap" in text
+    t3 = json.load(open(os.path.join(out, "table3.json")))
+    assert set(t3["rows"]) == {"noisy", "drop", "relabel", "oracle"}
 
 
 def test_experiment_bad_run_config(tmp_path):
