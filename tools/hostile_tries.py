@@ -119,9 +119,16 @@ def rejected_with_reason(out: str, name: str) -> bool:
 
 def tries(p: dict) -> None:
     w = WORK.value
-    # 1. A link inside the release to a face outside it.
+    # 1. A link inside the release to a face outside it (a real photo: no duplicate of a
+    # synthetic face, so only the link can keep it out).
+    from matplotlib import cbook
+    from PIL import Image
+
+    outside = os.path.join(w, "outside_face.jpg")
+    Image.open(cbook.get_sample_data("grace_hopper.jpg")).convert("RGB").resize(
+        (200, 200)).save(outside)
     utk = copy(p["utk"], "utk_link")
-    os.symlink(p["face"], os.path.join(utk, "33_0_0_20170101000000000.jpg.chip.jpg"))
+    os.symlink(outside, os.path.join(utk, "33_0_0_20170101000000000.jpg.chip.jpg"))
     r = prepare(["--format=utkface", f"--release_dir={utk}"], "prep_link")
     name = "33_0_0_20170101000000000"
     row("1", "release file linking to a face outside it", r[0] == 0 and not listed(

@@ -10,6 +10,7 @@ exported model in batches.
 from __future__ import annotations
 
 import dataclasses
+import io
 import math
 import os
 
@@ -188,10 +189,15 @@ def photo_size(path: str, max_megapixels: float = MAX_MEGAPIXELS) -> tuple[int, 
         raise FileNotFoundError(path)
     if problem:
         raise ValueError(problem)
+    return _checked_size(path, os.path.getsize(path), max_megapixels)
+
+
+def _checked_size(source, size: int, max_megapixels: float) -> tuple[int, int, str]:
+    """(width, height, format) of an image file or file object from its header alone."""
     limit = Image.MAX_IMAGE_PIXELS
     Image.MAX_IMAGE_PIXELS = None  # this function's budget applies, not Pillow's global one
     try:
-        with Image.open(path) as im:
+        with Image.open(source) as im:
             (width, height), fmt = im.size, im.format or "unknown"
     except (Image.UnidentifiedImageError, SyntaxError) as e:
         raise ValueError("not a JPEG or PNG image (no image format recognized)") from e
@@ -202,9 +208,9 @@ def photo_size(path: str, max_megapixels: float = MAX_MEGAPIXELS) -> tuple[int, 
         raise ValueError(f"{width}x{height} is {megapixels:,.0f} megapixels, over "
                          f"--max_megapixels={max_megapixels:g} (decoding needs "
                          f"~{3 * megapixels / 1000:.1f} GB); raise it to read this photo")
-    if os.path.getsize(path) > 4 * width * height + (1 << 20):
-        raise ValueError(f"{os.path.getsize(path):,} bytes is more than a {width}x{height} "
-                         "image can hold; not an image file")
+    if size > 4 * width * height + (1 << 20):
+        raise ValueError(f"{size:,} bytes is more than a {width}x{height} image can hold; "
+                         "not an image file")
     return width, height, fmt
 
 
@@ -218,7 +224,23 @@ def read_photo(path: str, max_megapixels: float = MAX_MEGAPIXELS) -> np.ndarray:
     """
     _, _, fmt = photo_size(path, max_megapixels)
     with open(path, "rb") as f:
-        data = f.read()
+        return _decoded(f.read(), fmt)
+
+
+def decode_photo(data: bytes, max_megapixels: float = MAX_MEGAPIXELS) -> np.ndarray:
+    """The bytes of a JPEG/PNG (an upload) -> uint8 RGB array, as read_photo reads a file:
+    the header is checked against the pixel budget before anything is decoded.
+
+    Raises:
+      ValueError: empty, not an image, damaged, or over the budget.
+    """
+    if not data:
+        raise ValueError("empty: no image bytes")
+    _, _, fmt = _checked_size(io.BytesIO(data), len(data), max_megapixels)
+    return _decoded(data, fmt)
+
+
+def _decoded(data: bytes, fmt: str) -> np.ndarray:
     try:
         return pipeline.decode(tf.constant(data)).numpy()
     except tf.errors.InvalidArgumentError as e:
