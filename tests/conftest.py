@@ -10,7 +10,7 @@ import pytest
 
 # Fixtures that synthesize a release, prepare it or train on it: a test that uses one (or a
 # fixture built on one) is in the integration tier; `-m "not integration"` is the fast tier.
-INTEGRATION_FIXTURES = {"synth_dir", "prepared", "trained_run"}
+INTEGRATION_FIXTURES = {"synth_dir", "prepared", "trained_run", "served"}
 
 
 def pytest_collection_modifyitems(config, items):
@@ -91,3 +91,40 @@ def trained_run(prepared, tmp_path_factory):
     model_dir = str(tmp_path_factory.mktemp("evalrun") / "run")
     training.train_and_evaluate(_tiny_config(data_dir, model_dir, steps_per_epoch=4))
     return model_dir, data_dir
+
+
+@pytest.fixture(scope="module")
+def served(trained_run):
+    """age-tf-serve on a free loopback port (in a thread, its own event loop), serving the
+    tiny run: (base URL, the AgeServer)."""
+    import asyncio
+    import socket
+    import threading
+
+    from aiohttp import web
+
+    from age_tf.serve import server
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    cfg = server.ServeConfig(model=trained_run[0], port=port, max_upload_mb=8)
+    age_server = server.AgeServer(cfg)
+    loop = asyncio.new_event_loop()
+    runner = web.AppRunner(age_server.app())
+    ready = threading.Event()
+
+    def serve():
+        asyncio.set_event_loop(loop)
+        loop.run_until_complete(runner.setup())
+        loop.run_until_complete(web.TCPSite(runner, "127.0.0.1", port).start())
+        ready.set()
+        loop.run_forever()
+
+    thread = threading.Thread(target=serve, daemon=True)
+    thread.start()
+    assert ready.wait(60)
+    yield f"http://127.0.0.1:{port}", age_server
+    asyncio.run_coroutine_threadsafe(runner.cleanup(), loop).result(30)
+    loop.call_soon_threadsafe(loop.stop)
+    thread.join(10)

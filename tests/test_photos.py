@@ -59,6 +59,18 @@ def test_several_faces_side_by_side_all_found_left_to_right(grace, detector):
     assert centers == sorted(centers) and centers[0] < 512 < centers[1] < 1024 < centers[2]
 
 
+def test_a_crowd_is_searched_in_tiles_and_every_face_found_once(grace, detector):
+    # 15 faces on a 1280 x 900 copy: over twice the tile, so it is searched in overlapping
+    # tiles (MTCNN alone on a crowd of 480 took 10 GB); each face found once, in its cell.
+    face = np.asarray(Image.fromarray(grace).resize((256, 300)))
+    canvas = np.concatenate([np.concatenate([face] * 5, axis=1)] * 3, axis=0)
+    assert max(canvas.shape[:2]) > 2 * photos.DETECT_TILE
+    faces = detector(canvas)
+    cells = sorted((int((b[0] + b[2]) / 2 // 256), int((b[1] + b[3]) / 2 // 300))
+                   for b, _, _ in faces)
+    assert cells == sorted((x, y) for x in range(5) for y in range(3))
+
+
 def test_no_face_is_an_empty_list(detector):
     sky = np.tile(np.linspace(80, 220, 400).astype(np.uint8)[:, None, None], (1, 600, 3))
     assert detector(sky) == []

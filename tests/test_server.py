@@ -6,7 +6,6 @@ import base64
 import io
 import json
 import os
-import socket
 import threading
 import urllib.error
 import urllib.request
@@ -21,39 +20,6 @@ from age_tf.serve import photos, predict, server
 
 pytest.importorskip("aiohttp")
 pytestmark = pytest.mark.integration
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-@pytest.fixture(scope="module")
-def served(trained_run):
-    """A running server (in a thread, its own event loop) and its base URL."""
-    from aiohttp import web
-
-    cfg = server.ServeConfig(model=trained_run[0], port=_free_port(), max_upload_mb=8)
-    age_server = server.AgeServer(cfg)
-    loop = asyncio.new_event_loop()
-    runner = web.AppRunner(age_server.app())
-    ready = threading.Event()
-
-    def serve():
-        asyncio.set_event_loop(loop)
-        loop.run_until_complete(runner.setup())
-        loop.run_until_complete(web.TCPSite(runner, "127.0.0.1", cfg.port).start())
-        ready.set()
-        loop.run_forever()
-
-    thread = threading.Thread(target=serve, daemon=True)
-    thread.start()
-    assert ready.wait(60)
-    yield f"http://127.0.0.1:{cfg.port}", age_server
-    asyncio.run_coroutine_threadsafe(runner.cleanup(), loop).result(30)
-    loop.call_soon_threadsafe(loop.stop)
-    thread.join(10)
 
 
 def _call(url, data=None, headers=None, method=None):

@@ -33,6 +33,12 @@ MAX_PHOTO_FILE_BYTES = 1 << 30
 # with the pixels: a 144 MP photo took 523 s and 13.9 GB at full size); crops are cut from
 # the full-resolution photo.
 DETECT_SIDE = 1600
+# Above twice this side the copy is searched in overlapping tiles: MTCNN's non-maximum suppression
+# compares every proposal with every other (memory quadratic in the proposals), so a crowd
+# of 480 faces in one call took 9.7-10.1 GB. A tile holds a bounded share of the faces;
+# tiles overlap by half, so a face up to half a tile lies whole in one of them, and larger
+# faces are found by one pass over the whole copy that looks for them only.
+DETECT_TILE = 512
 
 
 @dataclasses.dataclass
@@ -86,11 +92,11 @@ class FaceDetector:
     """MTCNN with the thresholds of this tool; built once, reused for every photo."""
 
     def __init__(self, min_face_size: int = 20, min_confidence: float = 0.9,
-                 detect_side: int = DETECT_SIDE):
+                 detect_side: int = DETECT_SIDE, tile: int = DETECT_TILE):
         from mtcnn import MTCNN  # heavy, and only detection needs it (not --faces=given)
 
         self.min_face_size, self.min_confidence = min_face_size, min_confidence
-        self.detect_side = detect_side
+        self.detect_side, self.tile = detect_side, tile
         self._mtcnn = MTCNN()
 
     def __call__(self, image: np.ndarray) -> list[tuple[tuple, float, dict]]:
@@ -99,16 +105,68 @@ class FaceDetector:
         small, scale = downscaled(image, self.detect_side)
         # MTCNN's window is 12 px: a smaller minimum would upsample the photo.
         min_size = max(12, round(self.min_face_size * scale))
-        found = self._mtcnn.detect_faces(small, box_format="xyxy", min_face_size=min_size)
-        faces = []
-        for f in found:
+        h, w = small.shape[:2]
+        if max(h, w) <= 2 * self.tile:  # an ordinary photo: one pass, as MTCNN is used
+            found = self._search(small, min_size, 0, 0)
+        else:
+            half = self.tile // 2
+            # Faces over half a tile: on a copy where they are 40+ px, with MTCNN's default
+            # minimum (a large min_face_size makes its pyramid end below its 12 px window).
+            smaller, k = downscaled(small, math.ceil(max(h, w) * 40 / half))
+            found = [(tuple(v / k for v in box), conf,
+                      {n: (p[0] / k, p[1] / k) for n, p in marks.items()})
+                     for box, conf, marks in self._search(smaller, 20, 0, 0)]
+            if min_size < half:
+                for y in _tile_starts(h, self.tile):
+                    for x in _tile_starts(w, self.tile):
+                        found += self._search(small[y:y + self.tile, x:x + self.tile],
+                                              min_size, x, y)
+                found = _one_box_per_face(found)
+        faces = [(tuple(v / scale for v in box), conf,
+                  {k: (v[0] / scale, v[1] / scale) for k, v in marks.items()})
+                 for box, conf, marks in found]
+        return sorted(faces, key=lambda f: f[0][0])
+
+    def _search(self, image: np.ndarray, min_size: int, x0: int, y0: int) -> list:
+        """MTCNN on one image (or tile at x0, y0): the confident faces, in the copy's pixels."""
+        out = []
+        for f in self._mtcnn.detect_faces(np.ascontiguousarray(image), box_format="xyxy",
+                                          min_face_size=min_size):
             if float(f["confidence"]) < self.min_confidence:
                 continue
-            box = tuple(float(v) / scale for v in f["box"])
-            marks = {k: (float(v[0]) / scale, float(v[1]) / scale)
+            x1, y1, x2, y2 = (float(v) for v in f["box"])
+            marks = {k: (float(v[0]) + x0, float(v[1]) + y0)
                      for k, v in f.get("keypoints", {}).items()}
-            faces.append((box, float(f["confidence"]), marks))
-        return sorted(faces, key=lambda f: f[0][0])
+            out.append(((x1 + x0, y1 + y0, x2 + x0, y2 + y0), float(f["confidence"]), marks))
+        return out
+
+
+def _tile_starts(length: int, tile: int) -> list[int]:
+    """Tile origins along one side: every half tile, the last flush with the end."""
+    if length <= tile:
+        return [0]
+    starts = list(range(0, length - tile, tile // 2))
+    return starts + [length - tile]
+
+
+def _one_box_per_face(found: list) -> list:
+    """Overlapping tiles (and the whole-copy pass) find a face more than once, or a part of
+    it at a tile's edge: of boxes that lie mostly (over half the smaller) inside one
+    another, the largest is kept."""
+    kept = []
+    for face in sorted(found, key=lambda f: -(f[0][2] - f[0][0]) * (f[0][3] - f[0][1])):
+        x1, y1, x2, y2 = face[0]
+        area = (x2 - x1) * (y2 - y1)
+        inside = False
+        for other in kept:
+            a1, b1, a2, b2 = other[0]
+            overlap = max(0.0, min(x2, a2) - max(x1, a1)) * max(0.0, min(y2, b2) - max(y1, b1))
+            if overlap > 0.5 * min(area, (a2 - a1) * (b2 - b1)):
+                inside = True
+                break
+        if not inside:
+            kept.append(face)
+    return kept
 
 
 def downscaled(image: np.ndarray, side: int, strip_rows: int = 64) -> tuple[np.ndarray, float]:

@@ -209,11 +209,13 @@ class AgeServer:
         app.router.add_post(f"/v1/models/{name}:predict", self.predict)
         app.router.add_post("/v1/analyze", self.analyze)
 
+        task = web.AppKey("batcher", asyncio.Task)
+
         async def start_batcher(app):
-            app["batcher"] = asyncio.get_running_loop().create_task(self.batcher.run())
+            app[task] = asyncio.get_running_loop().create_task(self.batcher.run())
 
         async def stop_batcher(app):
-            app["batcher"].cancel()
+            app[task].cancel()
 
         app.on_startup.append(start_batcher)
         app.on_cleanup.append(stop_batcher)
