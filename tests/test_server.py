@@ -169,3 +169,17 @@ def test_the_page_is_served_without_external_resources(served):
         page = r.read().decode()
     assert "v1/analyze" in page and "<canvas" in page
     assert "http://" not in page and "https://" not in page  # no external script or font
+
+
+def test_the_python_api_answers_as_the_server(served, trained_run):
+    from age_tf import AgeModel
+
+    url, _ = served
+    model = AgeModel.load(trained_run[0])
+    faces = model.predict_photo(cbook.get_sample_data("grace_hopper.jpg", asfileobj=False))
+    status, body = _multipart(f"{url}/v1/analyze", _grace_bytes())
+    assert len(faces) == len(body["faces"]) == 1
+    assert abs(faces[0].age - body["faces"][0]["age"]) < 0.01
+    crop = photos.crop_face(photos.read_photo(cbook.get_sample_data(
+        "grace_hopper.jpg", asfileobj=False)), faces[0].box, model.crop_margin, model.image_size)
+    assert abs(model.predict_faces(crop[None])["age"][0] - faces[0].age) < 0.01

@@ -115,3 +115,26 @@ class AgeModel:
 
     def ages(self, crops: np.ndarray, batch_size: int = 32) -> np.ndarray:
         return self(crops, batch_size)["age"]
+
+    # The Python API (notebooks, applications): the objects age-tf-predict and age-tf-serve use.
+    @classmethod
+    def load(cls, path: str) -> AgeModel:
+        """An export/ folder, a run directory holding one, or a .tflite file."""
+        return cls(path)
+
+    def predict_faces(self, crops) -> dict:
+        """Face crops, uint8 or float [N, S, S, 3] RGB at the model's size, framed as the
+        card says -> {"age", "age_low", "age_high"} in years."""
+        return self(np.asarray(crops, np.float32))
+
+    def predict_photo(self, image, detector=None) -> list:
+        """Every face of a photo (a path, or a uint8 RGB array) with its age and interval
+        (photos.Face objects, as age-tf-predict finds them)."""
+        from age_tf.serve import photos  # photos builds on this module
+
+        if isinstance(image, str):
+            image = photos.read_photo(image)
+        if detector is None:
+            self._detector = getattr(self, "_detector", None) or photos.FaceDetector()
+            detector = self._detector
+        return photos.estimate_photo("image", np.asarray(image), self, detector)
