@@ -6,6 +6,7 @@ import base64
 import io
 import json
 import os
+import pathlib
 import threading
 import urllib.error
 import urllib.request
@@ -50,7 +51,7 @@ def _grace_bytes() -> bytes:
 
 
 def test_status_and_metadata_speak_tf_serving(served):
-    url, age_server = served
+    url, _ = served
     status, body = _call(f"{url}/v1/models/age")
     assert status == 200 and body["model_version_status"][0]["state"] == "AVAILABLE"
     status, body = _call(f"{url}/v1/models/age/metadata")
@@ -64,7 +65,7 @@ def test_predict_on_base64_crops_equals_age_tf_predict_given(served, trained_run
     url, _ = served
     manifest, images_dir = prepared_lib.load_manifest(trained_run[1], "test")
     paths = [os.path.join(images_dir, p) for p in manifest["path"][:6]]
-    instances = [{"b64": base64.b64encode(open(p, "rb").read()).decode()} for p in paths]
+    instances = [{"b64": base64.b64encode(pathlib.Path(p).read_bytes()).decode()} for p in paths]
     status, body = _post_json(f"{url}/v1/models/age:predict", {"instances": instances})
     assert status == 200, body
     given = predict.predict_files(photos.AgeModel(trained_run[0]), paths)
@@ -130,8 +131,8 @@ def test_hostile_requests_get_a_4xx_with_a_reason_and_the_server_keeps_answering
 def test_concurrent_requests_all_get_their_own_answers(served, trained_run):
     url, _ = served
     manifest, images_dir = prepared_lib.load_manifest(trained_run[1], "test")
-    body = {"instances": [{"b64": base64.b64encode(open(os.path.join(images_dir, p), "rb")
-                                                   .read()).decode()} for p in manifest["path"][:2]]}
+    body = {"instances": [{"b64": base64.b64encode(pathlib.Path(images_dir, p).read_bytes())
+                           .decode()} for p in manifest["path"][:2]]}
     results = []
     threads = [threading.Thread(target=lambda: results.append(
         _post_json(f"{url}/v1/models/age:predict", body))) for _ in range(8)]
@@ -177,7 +178,7 @@ def test_the_python_api_answers_as_the_server(served, trained_run):
     url, _ = served
     model = AgeModel.load(trained_run[0])
     faces = model.predict_photo(cbook.get_sample_data("grace_hopper.jpg", asfileobj=False))
-    status, body = _multipart(f"{url}/v1/analyze", _grace_bytes())
+    _, body = _multipart(f"{url}/v1/analyze", _grace_bytes())
     assert len(faces) == len(body["faces"]) == 1
     assert abs(faces[0].age - body["faces"][0]["age"]) < 0.01
     crop = photos.crop_face(photos.read_photo(cbook.get_sample_data(

@@ -103,7 +103,7 @@ class Batcher:
             while count < self.batch_size:
                 try:
                     part = await asyncio.wait_for(self.queue.get(), deadline - loop.time())
-                except (asyncio.TimeoutError, ValueError):
+                except (TimeoutError, ValueError):
                     break
                 parts.append(part)
                 count += len(part[0])
@@ -196,6 +196,8 @@ class AgeServer:
         self.waiting = 0
         self.summary = (export_format.card_summary(self.model.card) if self.model.card
                         else {"card": None})
+        with open(PAGE, encoding="utf-8") as f:
+            self.page_html = f.read()
 
     # --- the aiohttp application ----------------------------------------------------
     def app(self):
@@ -238,7 +240,6 @@ class AgeServer:
         @web.middleware
         async def guard(request, handler):
             start = time.monotonic()
-            status = 500
             try:
                 if request.content_length and request.content_length > self.max_bytes:
                     raise RequestError(f"the body is {request.content_length / 2**20:.1f} MB, over "
@@ -253,7 +254,7 @@ class AgeServer:
                     self.waiting -= 1
             except RequestError as e:
                 response = self._middleware_response(e.status, str(e))
-            except asyncio.TimeoutError:
+            except TimeoutError:
                 response = self._middleware_response(
                     504, f"no answer within --timeout={self.cfg.timeout:g} s")
             except web.HTTPRequestEntityTooLarge as e:
@@ -264,9 +265,9 @@ class AgeServer:
             except Exception as e:  # noqa: BLE001 (one bad request must not stop the server)
                 logging.exception("%s %s failed", request.method, request.path)
                 response = self._middleware_response(500, f"internal error: {type(e).__name__}: {e}")
-            status = response.status
-            logging.info("%s %s %d %.0f ms", request.method, request.path_qs[:200], status,
-                         1000 * (time.monotonic() - start))
+            # The access log: one line per request on stdout (and in the detailed log).
+            progress.say(f"{request.remote} {request.method} {request.path_qs[:200]} "
+                         f"{response.status} {1000 * (time.monotonic() - start):.0f} ms")
             return response
 
         return guard
@@ -275,8 +276,7 @@ class AgeServer:
     async def page(self, request):
         from aiohttp import web
 
-        with open(PAGE, encoding="utf-8") as f:
-            return web.Response(text=f.read(), content_type="text/html")
+        return web.Response(text=self.page_html, content_type="text/html")
 
     async def status(self, request):
         from aiohttp import web
