@@ -206,6 +206,7 @@ class AgeServer:
         app = web.Application(client_max_size=self.max_bytes, middlewares=[self._guard()])
         name = self.cfg.model_name
         app.router.add_get("/", self.page)
+        app.router.add_get("/favicon.ico", self.no_icon)  # browsers ask; not a 404 line each
         app.router.add_get(f"/v1/models/{name}", self.status)
         app.router.add_get(f"/v1/models/{name}/metadata", self.metadata)
         app.router.add_post(f"/v1/models/{name}:predict", self.predict)
@@ -277,6 +278,11 @@ class AgeServer:
         from aiohttp import web
 
         return web.Response(text=self.page_html, content_type="text/html")
+
+    async def no_icon(self, request):
+        from aiohttp import web
+
+        return web.Response(status=204)
 
     async def status(self, request):
         from aiohttp import web
