@@ -36,6 +36,11 @@ def test_evaluate_writes_predictions_metrics_figures(trained_run):
     assert saved["mae_years"] == pytest.approx(pred["abs_error"].mean())
     lo, hi = saved["srocc_ci95"]
     assert lo <= saved["srocc"] <= hi
+    # Error by gender (the manifest's): every test face in one group, their counts add up.
+    gender = saved["by_group"]["gender"]
+    assert set(gender["groups"]) <= {"male", "female", "unknown"}
+    assert sum(g["images"] for g in gender["groups"].values()) == len(pred)
+    assert gender["gap"]["ci95"][0] <= gender["gap"]["mae_years"] <= gender["gap"]["ci95"][1]
     for path in m["figures"].values():
         assert os.path.getsize(path) > 10_000
 

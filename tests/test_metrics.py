@@ -58,3 +58,19 @@ def test_cluster_bootstrap_resamples_whole_groups():
     t = np.array([1.0, 1.0, 3.0, 3.0])
     lo, hi = metrics.bootstrap_ci(t, t, lambda a, b: float(a.mean()), n=200, groups=groups)
     assert lo == 1.0 and hi == 3.0
+
+
+def test_error_by_group_and_the_gap_between_groups():
+    t = np.array([10.0, 20.0, 30.0, 40.0] * 5)
+    groups = np.array(["a", "a", "b", "b"] * 5)
+    p = t + np.where(groups == "a", 1.0, -4.0)
+    r = metrics.error_by_group(t, p, groups, low=p - 2, high=p + 2,
+                               identities=np.arange(20) // 2, bootstrap=50)
+    assert r["groups"]["a"] == {"images": 10, "mae_years": 1.0, "bias_years": 1.0, "cs5": 1.0,
+                                "coverage": 1.0}
+    assert r["groups"]["b"]["bias_years"] == -4.0 and r["groups"]["b"]["coverage"] == 0.0
+    assert r["gap"]["between"] == ["b", "a"] and r["gap"]["mae_years"] == 3.0
+    assert r["gap"]["ci95"] == [3.0, 3.0]  # every resample has the same errors
+    # Fewer faces than min_images: the group is reported, but no gap is claimed.
+    small = metrics.error_by_group(t[:6], p[:6], groups[:6], bootstrap=0)
+    assert "gap" not in small and set(small["groups"]) == {"a", "b"}

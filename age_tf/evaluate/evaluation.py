@@ -183,6 +183,37 @@ def distribution_interval_metrics(pred: pd.DataFrame) -> dict:
     return out
 
 
+# The groups a manifest may name (gender everywhere; race where the release gives it).
+GROUP_COLUMNS = ("gender", "race")
+
+
+def group_labels(pred: pd.DataFrame, column: str) -> np.ndarray:
+    """Each face's group: gender as male / female / unknown, race as named ('' unknown)."""
+    if column == "gender":
+        g = pred["gender"].to_numpy(float)
+        return np.where(g == 1, "male", np.where(g == 0, "female", "unknown")).astype(object)
+    return pred[column].fillna("").replace("", "unknown").to_numpy(object)
+
+
+def errors_by_group(pred: pd.DataFrame, bootstrap: int, seed: int) -> dict:
+    """metrics.error_by_group for each group column the predictions carry, against the
+    labels (and the rendered ages when known), intervals resampling people."""
+    ids = pred["identity"].to_numpy() if "identity" in pred else None
+    low, high = (pred["age_low"], pred["age_high"]) if "age_low" in pred else (None, None)
+    out = {}
+    for column in GROUP_COLUMNS:
+        if column not in pred:
+            continue
+        groups = group_labels(pred, column)
+        out[column] = metrics.error_by_group(pred["true_age"], pred["predicted_age"], groups,
+                                             low, high, ids, bootstrap, seed)
+        if "rendered_age" in pred:
+            out[column]["rendered"] = metrics.error_by_group(
+                pred["rendered_age"], pred["predicted_age"], groups, low, high, ids, bootstrap,
+                seed)
+    return out
+
+
 def compute_metrics(pred: pd.DataFrame, bootstrap: int = 1000, seed: int = 0) -> dict:
     """The study's loss (MAE in label units), MAE, RMSE, PLCC, SROCC, CS@5, bootstrap CIs."""
     t, p = pred["true_age"].to_numpy(float), pred["predicted_age"].to_numpy(float)
@@ -317,6 +348,9 @@ def evaluate(cfg: EvaluateConfig) -> dict:
     with fileio.atomic_path(predictions_csv) as tmp:
         pred.to_csv(tmp, index=False)
     result = compute_metrics(pred, cfg.bootstrap, cfg.seed)
+    # Groups from the manifest (the predictions file keeps its columns).
+    result["by_group"] = errors_by_group(
+        pred.join(manifest[[c for c in GROUP_COLUMNS if c in manifest]]), cfg.bootstrap, cfg.seed)
     if "age_low" in pred:
         result["intervals"] = interval_metrics(pred, run.calibration)
     elif "dist_low" in pred:

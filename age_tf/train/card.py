@@ -103,7 +103,7 @@ def _test(run: RunDir) -> dict | None:
     with open(run.eval_metrics) as f:
         m = json.load(f)
     keys = ("images", "identities", "mae_years", "mae_years_ci95", "plcc", "plcc_ci95", "srocc",
-            "srocc_ci95", "cs5", "intervals", "by_decade", "split")
+            "srocc_ci95", "cs5", "intervals", "by_decade", "by_group", "split")
     return {k: m[k] for k in keys if k in m}
 
 
