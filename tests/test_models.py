@@ -69,7 +69,9 @@ def test_head_mode_changes_only_head_and_keeps_bn_statistics():
     assert any(not np.array_equal(a, b) for a, b in zip(before_head, _snapshot(model.get_layer("head_dense1"))))
 
 
+# 23 s: in the slow tier; head mode's twin (only the head changes) stays in the default one.
 @pytest.mark.integration  # trains
+@pytest.mark.slow
 def test_full_mode_changes_backbone_and_bn_statistics():
     model = _model("mobilenet_v2", "full")
     backbone = [l for l in model.layers if isinstance(l, keras.Model)][0]

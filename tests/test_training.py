@@ -268,6 +268,9 @@ def test_refusals_exit_and_name_the_flag(refusals, name):
         assert got["stderr"].count("error:") == 1 and "Traceback" not in got["stderr"], got
 
 
+# 26 s: in the slow tier. By default the experiment test runs --init_from (its full runs start
+# from their head runs) and the refusals above check what --init_from refuses.
+@pytest.mark.slow
 def test_init_from_starts_from_the_runs_selected_weights(data_dir, finished_run, tmp_path):
     r = _run(_train_cmd(data_dir, str(tmp_path / "next"), "--epochs=1", "--steps_per_epoch=1",
                         "--noexport", f"--init_from={finished_run}"))
