@@ -190,6 +190,25 @@ def downscaled(image: np.ndarray, side: int, strip_rows: int = 64) -> tuple[np.n
     return out, 1.0 / k
 
 
+def find_faces(name: str, image: np.ndarray, detector: FaceDetector) -> list[Face]:
+    """The faces of one photo, numbered left to right, without ages yet."""
+    return [Face(name, i, box, conf, marks) for i, (box, conf, marks) in enumerate(detector(image))]
+
+
+def face_crops(image: np.ndarray, faces: list[Face], model: AgeModel, margin: float) -> np.ndarray:
+    """The model's input for these faces: float32 [N, S, S, 3], framed as in training."""
+    return np.stack([crop_face(image, f.box, margin, model.image_size)
+                     for f in faces]).astype(np.float32)
+
+
+def set_ages(faces: list[Face], out: dict) -> None:
+    """Puts a model call's answers (rows in the faces' order) on the faces."""
+    for i, face in enumerate(faces):
+        face.age = float(out["age"][i])
+        if "age_low" in out:
+            face.age_low, face.age_high = float(out["age_low"][i]), float(out["age_high"][i])
+
+
 def estimate_photo(name: str, image: np.ndarray, model: AgeModel, detector: FaceDetector,
                    margin: float | None = None, batch_size: int = 32) -> list[Face]:
     """Every face of one photo with its age. The crops go through the model batch_size at a
@@ -199,16 +218,10 @@ def estimate_photo(name: str, image: np.ndarray, model: AgeModel, detector: Face
       margin: crop margin; default the one the model's card says it was trained on.
     """
     margin = model.crop_margin if margin is None else margin
-    faces = [Face(name, i, box, conf, marks)
-             for i, (box, conf, marks) in enumerate(detector(image))]
+    faces = find_faces(name, image, detector)
     for start in range(0, len(faces), batch_size):
         part = faces[start:start + batch_size]
-        out = model(np.stack([crop_face(image, f.box, margin, model.image_size) for f in part]),
-                    batch_size)
-        for i, face in enumerate(part):
-            face.age = float(out["age"][i])
-            if "age_low" in out:
-                face.age_low, face.age_high = float(out["age_low"][i]), float(out["age_high"][i])
+        set_ages(part, model(face_crops(image, part, model, margin), batch_size))
     return faces
 
 

@@ -375,23 +375,18 @@ class AgeServer:
                 image = photos.decode_photo(data, self.cfg.max_megapixels)
             except ValueError as e:
                 raise RequestError(f"image: {e}") from e
-            found = self.detector(image)
-            margin = self.model.crop_margin
-            crops = (np.stack([photos.crop_face(image, box, margin, self.model.image_size)
-                               for box, _, _ in found]).astype(np.float32)
-                     if found else np.zeros((0, self.model.image_size, self.model.image_size, 3),
-                                            np.float32))
-            return image.shape, found, crops
+            return image, photos.find_faces("upload", image, self.detector)
 
-        shape, found, crops = await loop.run_in_executor(self.photo_thread, find)
-        faces = [photos.Face("upload", i, box, conf, marks)
-                 for i, (box, conf, marks) in enumerate(found)]
-        if len(crops):
-            out = await self.batcher.ages(crops)
-            for i, face in enumerate(faces):
-                face.age = float(out["age"][i])
-                if "age_low" in out:
-                    face.age_low, face.age_high = float(out["age_low"][i]), float(out["age_high"][i])
+        image, faces = await loop.run_in_executor(self.photo_thread, find)
+        shape = image.shape
+        # A batch of crops at a time (a crowd's crops at once would grow with its faces),
+        # each batch through the shared model calls.
+        for start in range(0, len(faces), self.cfg.batch_size):
+            part = faces[start:start + self.cfg.batch_size]
+            crops = await loop.run_in_executor(self.photo_thread, photos.face_crops, image,
+                                               part, self.model, self.model.crop_margin)
+            photos.set_ages(part, await self.batcher.ages(crops))
+        del image
         return web.json_response({
             "width": int(shape[1]), "height": int(shape[0]),
             "faces": [_face_json(f) for f in faces],

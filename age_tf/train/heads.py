@@ -22,7 +22,7 @@ benchmark's losses (paplhjak/Facial-Age-Estimation-Benchmark, lib/loss.py) and t
 from __future__ import annotations
 
 import dataclasses
-from typing import Callable
+from collections.abc import Callable
 
 import keras
 import numpy as np
@@ -156,22 +156,21 @@ class Head:
       output: builds the raw output layer (named `age` or `age_logits`).
       decode: builds the layer raw outputs -> served age in label units (named age_scaled).
       loss_text: the loss as the model card states it.
-      distribution: the raw outputs are logits of a distribution over ages 0..100.
     """
 
     loss: Callable
     output: Callable[[], keras.layers.Layer]
     decode: Callable[[], keras.layers.Layer]
     loss_text: str
-    distribution: bool = False
+
+
+RAW_LAYER = "age_logits"
+SERVED_LAYER = "age_scaled"
 
 
 def _logits():
     return keras.layers.Dense(len(AGES), dtype="float32", name=RAW_LAYER)
 
-
-RAW_LAYER = "age_logits"
-SERVED_LAYER = "age_scaled"
 
 HEADS: dict[str, Head] = {
     "regression": Head(
@@ -182,17 +181,16 @@ HEADS: dict[str, Head] = {
     "classification": Head(
         classification_loss, _logits,
         lambda: ExpectedAge(dtype="float32", name=SERVED_LAYER),
-        "cross-entropy over whole-year ages 0-100; age = expectation (DEX)", True),
+        "cross-entropy over whole-year ages 0-100; age = expectation (DEX)"),
     "dldl": Head(
         dldl_loss, _logits,
         lambda: ExpectedAge(dtype="float32", name=SERVED_LAYER),
         "KL to a Gaussian label distribution (sigma {sigma:g} years) + {l1:g} x |expected "
-        "age - age| (DLDL-v2)", True),
+        "age - age| (DLDL-v2)"),
     "mean_variance": Head(
         mean_variance_loss, _logits,
         lambda: ExpectedAge(dtype="float32", name=SERVED_LAYER),
-        "cross-entropy + {mean:g} x mean loss + {variance:g} x variance loss (Pan et al.)",
-        True),
+        "cross-entropy + {mean:g} x mean loss + {variance:g} x variance loss (Pan et al.)"),
     "ordinal": Head(
         ordinal_loss,
         lambda: RankLogits(MAX_CLASS_AGE, dtype="float32", name=RAW_LAYER),

@@ -152,7 +152,6 @@ class ModelConfig:
             raise ValueError(f"--weights={self.weights!r}: not one of {WEIGHT_CHOICES} or an "
                              "existing weights file")
 
-
     def loss_weights(self) -> heads.LossWeights:
         return heads.LossWeights(self.head_sigma, self.head_l1_weight, self.head_mean_weight,
                                  self.head_variance_weight)
@@ -280,15 +279,12 @@ def head_model(model: keras.Model, raw: bool = False) -> keras.Model:
 
 
 def with_distribution(model: keras.Model) -> keras.Model | None:
-    """Pixels -> [served age, 101 age logits] for a distribution head (heads.HEADS), sharing
-    the model's layers; None for the others."""
-    if heads.raw_layer_name(model) != heads.RAW_LAYER:
+    """Pixels -> [served age, 101 age logits] for a head that serves its softmax's expectation
+    (classification, dldl, mean_variance), sharing the model's layers; None for the others."""
+    if not isinstance(model.get_layer(heads.SERVED_LAYER), heads.ExpectedAge):
         return None
-    logits = model.get_layer(heads.RAW_LAYER).output
-    if logits.shape[-1] != len(heads.AGES) or isinstance(model.get_layer(heads.RAW_LAYER),
-                                                         heads.RankLogits):
-        return None
-    return keras.Model(model.input, [model.output, logits], name=f"{model.name}_distribution")
+    return keras.Model(model.input, [model.output, model.get_layer(heads.RAW_LAYER).output],
+                       name=f"{model.name}_distribution")
 
 
 def raw_model(model: keras.Model) -> keras.Model:
