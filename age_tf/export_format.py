@@ -146,11 +146,30 @@ def check_card(card, path: str) -> None:
         if len(widths) != len(edges) + 1:
             raise ValueError(f"{path}: field 'intervals.half_widths' has {len(widths)} values "
                              f"for {len(edges)} edges (needs one more); {CARD_FIX}")
+    check_decisions(card.get("decisions"), path)
     for name in ("model_sha256", "file_sha256"):
         value = card.get(name)
         if value is not None and not (isinstance(value, str) and len(value) == 64
                                       and all(c in "0123456789abcdef" for c in value)):
             raise ValueError(f"{path}: field '{name}' is not a SHA-256 digest; {CARD_FIX}")
+
+
+def check_decisions(sample, path: str) -> None:
+    """The card's decision calibration (decisions.calibration_sample), if any: as many
+    validation ages as predictions, all numbers.
+
+    Raises:
+      ValueError: naming the card and what is wrong.
+    """
+    if sample is None:
+        return
+    ok = (isinstance(sample, dict) and isinstance(sample.get("ages"), list)
+          and isinstance(sample.get("predicted"), list)
+          and len(sample["ages"]) == len(sample["predicted"]) > 0
+          and all(_number(v) for v in sample["ages"] + sample["predicted"]))
+    if not ok:
+        raise ValueError(f"{path}: field 'decisions' is not validation ages and predictions of "
+                         f"equal, non-zero length; {CARD_FIX}")
 
 
 def file_sha256(path: str, chunk: int = 1 << 20) -> str:

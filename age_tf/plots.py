@@ -129,3 +129,34 @@ def plot_error_by_decade(by_run: dict[str, dict], path: str) -> None:
     axes[1].set_title("Bias by age")
     axes[1].legend(fontsize=7, loc="best")
     save_figure(fig, path)
+
+
+def plot_false_over(by_run: dict[str, dict], error: float, path: str) -> None:
+    """The false-over rate of calibrated decisions against the age threshold, one line per
+    run (solid: against the labels; dotted: against the rendered ages, when known), with the
+    rate promised; beside it, the share of faces left uncertain.
+
+    Args:
+      by_run: {label: {threshold: {"labels", "rendered"?, "uncertain"}}} (a decisions sweep).
+    """
+    fig, axes = plt.subplots(1, 2, figsize=(13, 4.5), sharex=True)
+    for i, (label, sweep) in enumerate(by_run.items()):
+        t = [float(k) for k in sweep]
+        color = f"C{i % 10}"
+        axes[0].plot(t, [v["labels"] for v in sweep.values()], "-o", color=color, ms=3,
+                     label=f"{label} (labels)")
+        if all("rendered" in v for v in sweep.values()):
+            axes[0].plot(t, [v["rendered"] for v in sweep.values()], ":", color=color,
+                         label=f"{label} (rendered ages)")
+        axes[1].plot(t, [v["uncertain"] for v in sweep.values()], "-o", color=color, ms=3,
+                     label=label)
+    axes[0].axhline(error, color="k", lw=1, ls="--", label=f"promised: {error:.0%}")
+    axes[0].set_ylabel("false-over rate (faces under T called over)")
+    axes[0].set_title("Decisions at age thresholds: the error promised and met")
+    axes[1].set_ylabel("share of faces left uncertain")
+    axes[1].set_title("What the promise costs")
+    axes[1].set_ylim(0, 1)
+    for ax in axes:
+        ax.set_xlabel("threshold T (years)")
+    axes[0].legend(fontsize=7, loc="upper right")
+    save_figure(fig, path)

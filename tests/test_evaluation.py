@@ -41,6 +41,17 @@ def test_evaluate_writes_predictions_metrics_figures(trained_run):
     assert set(gender["groups"]) <= {"male", "female", "unknown"}
     assert sum(g["images"] for g in gender["groups"].values()) == len(pred)
     assert gender["gap"]["ci95"][0] <= gender["gap"]["mae_years"] <= gender["gap"]["ci95"][1]
+    # Decisions at 13, 18, 25 scored on the test split; their rates recomputed from the file.
+    decided = saved["decisions"]
+    assert list(decided["thresholds"]) == ["13", "18", "25"] and "40" in decided["sweep"]
+    from age_tf import decisions
+    sample = json.load(open(os.path.join(model_dir, "decisions.json")))
+    age_range = json.load(open(os.path.join(model_dir, "intervals.json")))["age_range"]
+    for t, entry in decided["thresholds"].items():
+        calls = decisions.decide(np.clip(pred["predicted_age"], *age_range), decisions.calibrate(
+            sample, float(t), decided["error"]))
+        assert entry["labels"]["uncertain"] == pytest.approx(np.mean(calls == "uncertain"))
+        assert entry["labels"]["n_under"] == int((pred["true_age"] < float(t)).sum())
     for path in m["figures"].values():
         assert os.path.getsize(path) > 10_000
 

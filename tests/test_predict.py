@@ -1,5 +1,6 @@
 """Tests for age-tf-predict on good and bad files."""
 
+import json
 import os
 import subprocess
 import sys
@@ -152,3 +153,50 @@ def test_detect_mode_streams_each_photo_before_reading_the_next(photos, monkeypa
     for photo, at in zip(paths, reads):  # each photo answered before the next is read
         answer = next(i for i, (k, p) in enumerate(kinds) if k != "read" and p == photo)
         assert at < answer < (reads[reads.index(at) + 1] if at != reads[-1] else len(kinds))
+
+
+def test_thresholds_decide_each_face_with_the_error_they_promise(photos):
+    model_dir, good, _, _ = photos
+    r = _cli(f"--model={model_dir}", "--faces=given", "--thresholds=25,18", good[0], good[1])
+    assert r.returncode == 0, r.stderr[-2000:]
+    # Each threshold's cut stated once, with the error it promises; each face decided.
+    assert r.stderr.count("decisions at 18: ") == 1 and "at most 5% of faces under 25" in r.stderr
+    for line in r.stdout.strip().splitlines():
+        assert sum(w in line for w in ("over 18", "under 18", "uncertain at 18")) == 1
+        assert line.index("18") < line.index("25", line.index("years"))  # in threshold order
+    r = _cli(f"--model={model_dir}", "--faces=given", "--output=json", "--thresholds=18",
+             "--decision_error=0.1", good[0])
+    out = json.loads(r.stdout)
+    assert out["model"]["decisions"][0]["error"] == 0.1
+    assert out["results"][0]["decisions"]["18"] in ("over", "under", "uncertain")
+    r = _cli(f"--model={model_dir}", "--faces=given", "--thresholds=18,abc", good[0])
+    assert r.returncode != 0 and "--thresholds" in r.stderr
+
+
+def test_decisions_are_calibrated_on_validation_faces_only(trained_run):
+    """decisions.json holds the validation faces' labels and the model's predictions of
+    them: no test image enters the cuts."""
+    import keras
+    import tensorflow as tf
+
+    model_dir, data_dir = trained_run
+    sample = json.load(open(os.path.join(model_dir, "decisions.json")))
+    val, images_dir = prepared_lib.load_manifest(data_dir, "val")
+    test, _ = prepared_lib.load_manifest(data_dir, "test")
+    assert sample["faces"] == len(val) and not set(val["path"]) & set(test["path"])
+    assert sample["ages"] == [round(float(a), 2) for a in val["age"]]
+    model = keras.models.load_model(os.path.join(model_dir, "model.keras"))
+    images = np.stack([pipeline.resize(pipeline.decode(tf.io.read_file(
+        os.path.join(images_dir, p))), 32).numpy() for p in val["path"]]).astype("float32")
+    low, high = json.load(open(os.path.join(model_dir, "intervals.json")))["age_range"]
+    pred = np.clip(labels.to_years(np.asarray(model(images)).reshape(-1)), low, high)
+    assert np.abs(np.asarray(sample["predicted"]) - pred).max() < 0.02
+
+
+def test_a_card_without_decisions_says_what_to_do():
+    from age_tf.serve.served_model import AgeModel
+
+    model = AgeModel.__new__(AgeModel)
+    model.card, model.path = {"intervals": None}, "old/export"
+    with pytest.raises(ValueError, match="--thresholds: old/export has no decision"):
+        model.decision_cuts([18])

@@ -13,7 +13,7 @@ import pandas as pd
 import tensorflow as tf
 from absl import logging
 
-from age_tf import fileio, labels, metrics, plots
+from age_tf import decisions, fileio, labels, metrics, plots
 from age_tf.config import field
 from age_tf.data import pipeline, prepared, sources
 from age_tf.data.metadata import DataError
@@ -35,6 +35,12 @@ class EvaluateConfig:
     seed: int = field(0, "Seeds the bootstrap and the 15-20 year sample.")
     ground_truth: str | None = field(None, "ground_truth.csv of a synthetic set: also score "
                                      "against the rendered ages (what the faces show).")
+    thresholds: tuple[float, ...] = field(decisions.DEFAULT_THRESHOLDS, "Age thresholds "
+                                          "(years) whose decisions are scored: false-over and "
+                                          "false-under rates, share uncertain, Challenge-(T+7).")
+    decision_error: float = field(decisions.DEFAULT_ERROR, low=0, high=0.5, low_open=True,
+                                  high_open=True, help="The error rate the decisions are "
+                                  "calibrated to (as age-tf-predict's --decision_error).")
     other_data: bool = field(False, "Evaluate on a prepared folder that is not the run's own "
                              "(another dataset): written to eval/other/<folder>/, with a "
                              "warning for each image the run trained on. Without it such a "
@@ -214,6 +220,62 @@ def errors_by_group(pred: pd.DataFrame, bootstrap: int, seed: int) -> dict:
     return out
 
 
+# The false-over curve of the report's figure: thresholds every 5 years over the ages that
+# decisions are asked about.
+SWEEP_THRESHOLDS = tuple(range(10, 75, 5))
+_CALL_CODE = {decisions.OVER: 1.0, decisions.UNDER: -1.0, decisions.UNCERTAIN: 0.0}
+
+
+def _false_over(threshold: float):
+    """fn(true, call codes) -> the share of faces under the threshold called over."""
+    def fn(t, c):
+        under = t < threshold
+        return float((c[under] == 1).mean()) if under.any() else float("nan")
+    return fn
+
+
+def decision_metrics(pred: pd.DataFrame, sample: dict, thresholds, error: float,
+                     age_range=None, bootstrap: int = 1000, seed: int = 0) -> dict:
+    """How the calibrated decisions fare on these predictions, per threshold: the cut, then
+    against the labels (and the rendered ages when known) the false-over rate with its 95%
+    interval (bootstrap over people), the false-under rate, the share uncertain, and NIST's
+    Challenge-(T+7) rate; plus a sweep of the false-over rate over SWEEP_THRESHOLDS.
+
+    sample: the run's decisions.json (validation pairs): nothing of these predictions is
+    used to calibrate.
+    """
+    p = pred["predicted_age"].to_numpy(float)
+    if age_range:  # as served: ages within the training ages
+        p = np.clip(p, *age_range)
+    ids = pred["identity"].to_numpy() if "identity" in pred else None
+    truths = [("labels", pred["true_age"].to_numpy(float))]
+    if "rendered_age" in pred:
+        truths.append(("rendered", pred["rendered_age"].to_numpy(float)))
+    out = {"error": error, "method": decisions.METHOD, "thresholds": {}, "sweep": {}}
+    for threshold in list(thresholds) + [t for t in SWEEP_THRESHOLDS if t not in thresholds]:
+        cut = decisions.calibrate(sample, threshold, error)
+        calls = decisions.decide(p, cut)
+        codes = np.array([_CALL_CODE[c] for c in calls])
+        if threshold not in thresholds:
+            out["sweep"][f"{threshold:g}"] = {
+                name: decisions.rates(t, calls, threshold)["false_over"] for name, t in truths}
+            out["sweep"][f"{threshold:g}"]["uncertain"] = float((codes == 0).mean())
+            continue
+        entry = {"cut": cut.summary()}
+        for name, t in truths:
+            r = decisions.rates(t, calls, threshold)
+            r["challenge"] = decisions.challenge_rate(t, p, threshold)
+            if bootstrap and r["n_under"]:
+                r["false_over_ci95"] = metrics.bootstrap_ci(t, codes, _false_over(threshold),
+                                                            bootstrap, seed, groups=ids)
+            entry[name] = r
+        out["thresholds"][f"{threshold:g}"] = entry
+        out["sweep"][f"{threshold:g}"] = {name: entry[name]["false_over"] for name, _ in truths}
+        out["sweep"][f"{threshold:g}"]["uncertain"] = entry["labels"]["uncertain"]
+    out["sweep"] = dict(sorted(out["sweep"].items(), key=lambda kv: float(kv[0])))
+    return out
+
+
 def compute_metrics(pred: pd.DataFrame, bootstrap: int = 1000, seed: int = 0) -> dict:
     """The study's loss (MAE in label units), MAE, RMSE, PLCC, SROCC, CS@5, bootstrap CIs."""
     t, p = pred["true_age"].to_numpy(float), pred["predicted_age"].to_numpy(float)
@@ -351,6 +413,12 @@ def evaluate(cfg: EvaluateConfig) -> dict:
     # Groups from the manifest (the predictions file keeps its columns).
     result["by_group"] = errors_by_group(
         pred.join(manifest[[c for c in GROUP_COLUMNS if c in manifest]]), cfg.bootstrap, cfg.seed)
+    if os.path.exists(run.dir.decisions):
+        with open(run.dir.decisions) as f:
+            sample = json.load(f)
+        result["decisions"] = decision_metrics(
+            pred, sample, decisions.parse_thresholds(cfg.thresholds), cfg.decision_error,
+            (run.calibration or {}).get("age_range"), cfg.bootstrap, cfg.seed)
     if "age_low" in pred:
         result["intervals"] = interval_metrics(pred, run.calibration)
     elif "dist_low" in pred:

@@ -191,10 +191,54 @@ def _by_age_sections(rows: list[dict], baseline_results: dict | None, base: str)
     coverage = intervals_markdown(rows)
     if coverage:
         parts += ["\n## Age intervals\n\n", coverage]
+    decided = decisions_markdown(rows)
+    if decided:
+        figure = os.path.join(base, "false_over.png")
+        plots.plot_false_over({_label(r): r["decisions"]["sweep"] for r in rows
+                               if "decisions" in r}, _decision_error(rows), figure)
+        parts += ["\n## Decisions at age thresholds\n\n", decided, "\n",
+                  _link(figure, base, "false-over rate against the threshold"), "\n"]
     groups = groups_markdown(rows)
     if groups:
         parts += ["\n## Error by group\n\n", groups]
     return parts
+
+
+def _decision_error(rows: list[dict]) -> float:
+    return next(r["decisions"]["error"] for r in rows if "decisions" in r)
+
+
+def decisions_markdown(rows: list[dict]) -> str:
+    """Per run and threshold: the calibrated cuts, then on the test split the false-over rate
+    [95% CI] against the labels (and the rendered ages), the false-under rate, the share
+    uncertain and the Challenge-(T+7) rate."""
+    rows = [r for r in rows if r.get("decisions", {}).get("thresholds")]
+    if not rows:
+        return ""
+    lines = ["| run | T | over above / under below | faces under T | false-over [95% CI] | "
+             "false-over, rendered ages | false-under | uncertain | Challenge-(T+7) |",
+             "|---|---|---|---|---|---|---|---|---|"]
+    for r in rows:
+        for t, e in r["decisions"]["thresholds"].items():
+            lab, ren = e["labels"], e.get("rendered")
+            ci = lab.get("false_over_ci95")
+            cut = e["cut"]
+            lines.append(
+                f"| {_label(r)} | {t} | {_num(cut['over_above'], '.1f')} / "
+                f"{_num(cut['under_below'], '.1f')} | {lab['n_under']} | "
+                f"{_num(lab['false_over'], '.3f')}"
+                + (f" [{ci[0]:.3f}, {ci[1]:.3f}]" if ci and ci[0] == ci[0] else "")
+                + f" | {_num(ren['false_over'], '.3f') if ren else '—'} | "
+                f"{_num(lab['false_under'], '.3f')} | {lab['uncertain']:.2f} | "
+                f"{_num(lab['challenge'], '.3f')} |")
+    error = _decision_error(rows)
+    return ("\n".join(lines) + f"\n\nEach face is called over T, under T or uncertain by cuts "
+            f"calibrated on the validation split to err at most {error:.0%} each way "
+            "(label-conditional split conformal; `age-tf-predict --thresholds`); the test split "
+            "never enters them. False-over: faces under T called over (the rate promised); "
+            "Challenge-(T+7): faces under T whose age is estimated at T + 7 or more (NIST's "
+            "policy metric, from the point estimate). Baseline: a constant (median) "
+            "prediction decides no face (every face uncertain).\n")
 
 
 def groups_markdown(rows: list[dict]) -> str:

@@ -11,7 +11,7 @@ import os
 import numpy as np
 import tensorflow as tf
 
-from age_tf import export_format, fileio, progress
+from age_tf import decisions, export_format, fileio, progress
 from age_tf.config import field
 from age_tf.data import pipeline
 from age_tf.serve import photos
@@ -49,7 +49,17 @@ class PredictConfig:
                              "each photo at most this many pixels a side, and cropped from "
                              "the photo itself.")
 
+    thresholds: tuple[float, ...] = field((), "Ages (years) at which to decide each face: "
+                                          "over, under or uncertain, with the error rate "
+                                          "--decision_error promises (calibrated on the "
+                                          "validation split, from the model's card).")
+    decision_error: float = field(decisions.DEFAULT_ERROR, low=0, high=0.5, low_open=True,
+                                  high_open=True, help="At most this share of faces under a "
+                                  "threshold is called over it, and of faces at or over it "
+                                  "called under; the rest are uncertain.")
+
     def validate(self) -> None:
+        decisions.parse_thresholds(self.thresholds)
         if self.annotate:
             fileio.check_writable_dir(self.annotate, "annotate")
 
@@ -77,42 +87,51 @@ def run(cfg: PredictConfig, paths: list[str], out=None, err=None) -> tuple[str, 
     out, err = out or kept_out.append, err or kept_err.append
     cfg.validate()
     model = AgeModel(cfg.model)
-    err("".join(line + "\n" for line in model.notes()))
+    cuts = model.decision_cuts(decisions.parse_thresholds(cfg.thresholds), cfg.decision_error) \
+        if cfg.thresholds else []
+    err("".join(line + "\n" for line in model.notes())
+        + "".join(f"decisions at {c.threshold:g}: {c.text()}\n" for c in cuts))
     if cfg.faces == "given":
         results = predict_files(model, paths, cfg.batch_size, cfg.max_megapixels)
-        text, errors = format_results(results, cfg.output, model)
+        for r in results:
+            if r["age"] is not None:
+                r["decisions"] = face_decisions(r["age"], cuts)
+        text, errors = format_results(results, cfg.output, model, cuts)
         err(GIVEN_NOTE + "\n" + errors)
         out(text)
         return "".join(kept_out), "".join(kept_err), 1 if any(r["error"] for r in results) else 0
-    code = _detect(cfg, paths, model, out, err)
+    code = _detect(cfg, paths, model, out, err, cuts)
     return "".join(kept_out), "".join(kept_err), code
 
 
-def _detect(cfg: PredictConfig, paths: list[str], model: AgeModel, out, err) -> int:
+def _detect(cfg: PredictConfig, paths: list[str], model: AgeModel, out, err,
+            cuts: list[decisions.Cut]) -> int:
     """Detect mode, photo by photo (see run); returns the exit code."""
+    columns = FACE_COLUMNS + [decision_column(c) for c in cuts]
     detector = photos.FaceDetector(cfg.min_face_size, cfg.min_confidence, cfg.detect_side)
     targets = annotation_paths(paths, cfg.annotate) if cfg.annotate else {}
     if cfg.annotate:
         os.makedirs(cfg.annotate, exist_ok=True)
     if cfg.output == "csv":
-        out(_csv([], FACE_COLUMNS))
+        out(_csv([], columns))
     every_row, code = [], 0
     with progress.Bar(len(paths), "finding faces", unit="photos") as bar:
         for path in paths:
             faces, error = _photo_faces(cfg, path, model, detector, targets.get(path))
-            rows = face_rows(path, faces, error)
+            rows = face_rows(path, faces, error, cuts)
             if error:
                 err(f"{path}: error: {error}\n")
                 code = 1
             if cfg.output == "json":
                 every_row += rows
             elif cfg.output == "csv":
-                out(_csv(rows, FACE_COLUMNS).split("\n", 1)[1])
+                out(_csv(rows, columns).split("\n", 1)[1])
             else:
                 out("".join(line + "\n" for line in row_lines(rows, model)))
             bar.update()
     if cfg.output == "json":
-        out(json.dumps({"model": _model_summary(model), "faces": every_row}, indent=2) + "\n")
+        out(json.dumps({"model": _model_summary(model, cuts), "faces": every_row}, indent=2)
+            + "\n")
     return code
 
 
@@ -177,18 +196,37 @@ def _interval_text(age: float, low: float | None, high: float | None, coverage,
     return text
 
 
-def _model_summary(model: AgeModel) -> dict:
-    return export_format.card_summary(model.card) if model.card else {"card": None, "path": model.path}
+def _model_summary(model: AgeModel, cuts=()) -> dict:
+    out = export_format.card_summary(model.card) if model.card else {"card": None,
+                                                                     "path": model.path}
+    if cuts:
+        out["decisions"] = [c.summary() for c in cuts]
+    return out
 
 
-def face_rows(path: str, faces, error: str | None) -> list[dict]:
-    """Detect mode's rows of one photo: one per face; a photo without faces gets one row
-    saying so (or its error)."""
+def decision_column(cut: decisions.Cut) -> str:
+    return f"decision_{cut.threshold:g}"
+
+
+def face_decisions(age: float, cuts) -> dict[str, str]:
+    """{threshold: over / under / uncertain} of one served age."""
+    return {f"{c.threshold:g}": str(decisions.decide([age], c)[0]) for c in cuts}
+
+
+def _decision_text(calls: dict[str, str]) -> str:
+    return "".join(f"; {call} {t}" if call != decisions.UNCERTAIN else f"; uncertain at {t}"
+                   for t, call in calls.items())
+
+
+def face_rows(path: str, faces, error: str | None, cuts=()) -> list[dict]:
+    """Detect mode's rows of one photo: one per face (with its decision at each cut); a
+    photo without faces gets one row saying so (or its error)."""
     rows = [{"file": path, "face": f.index, "x1": round(f.box[0], 1), "y1": round(f.box[1], 1),
              "x2": round(f.box[2], 1), "y2": round(f.box[3], 1),
              "confidence": round(f.confidence, 4), "age": round(f.age, 3),
              "age_low": _round(f.age_low), "age_high": _round(f.age_high), "note": "",
-             "landmarks": {k: [round(v[0], 1), round(v[1], 1)] for k, v in f.landmarks.items()}}
+             "landmarks": {k: [round(v[0], 1), round(v[1], 1)] for k, v in f.landmarks.items()},
+             **({"decisions": face_decisions(f.age, cuts)} if cuts else {})}
             for f in faces]
     if not rows:
         rows.append({"file": path, "face": None, "x1": None, "y1": None, "x2": None, "y2": None,
@@ -208,7 +246,7 @@ def row_lines(rows: list[dict], model: AgeModel) -> list[str]:
         lines.append(f"{r['file']} face {r['face']} at ({r['x1']:.0f}, {r['y1']:.0f}, "
                      f"{r['x2']:.0f}, {r['y2']:.0f}), confidence {r['confidence']:.2f}: "
                      + _interval_text(r["age"], r["age_low"], r["age_high"], model.coverage,
-                                    model.age_range))
+                                    model.age_range) + _decision_text(r.get("decisions", {})))
     return lines
 
 
@@ -216,7 +254,9 @@ def _csv(rows: list[dict], columns: list[str]) -> str:
     buf = io.StringIO()
     writer = csv.DictWriter(buf, fieldnames=columns, extrasaction="ignore", lineterminator="\n")
     writer.writeheader()
-    writer.writerows({k: "" if v is None else v for k, v in r.items()} for r in rows)
+    writer.writerows({**{k: "" if v is None else v for k, v in r.items()},
+                      **{f"decision_{t}": call for t, call in r.get("decisions", {}).items()}}
+                     for r in rows)
     return buf.getvalue()
 
 
@@ -259,17 +299,21 @@ def predict_files(model: AgeModel, paths: list[str], batch_size: int = 32,
     return results
 
 
-def format_results(results: list[dict], output: str, model: AgeModel) -> tuple[str, str]:
+def format_results(results: list[dict], output: str, model: AgeModel, cuts=()
+                   ) -> tuple[str, str]:
     """(stdout text, stderr text) of --faces=given results as `output`."""
     err = "".join(f"{r['path']}: error: {r['error']}\n" for r in results if r["error"])
     err += "".join(f"{r['path']}: warning: {r['warning']}\n" for r in results if r["warning"])
     if output == "csv":
         rows = [{**r, **{k: "" if r[k] is None else f"{r[k]:.3f}" for k in ("age", "age_low", "age_high")}}
                 for r in results]
-        return _csv(rows, ["path", "age", "age_low", "age_high", "error", "warning"]), err
+        return _csv(rows, ["path", "age", "age_low", "age_high", "error", "warning"]
+                    + [decision_column(c) for c in cuts]), err
     if output == "json":
-        return json.dumps({"model": _model_summary(model), "results": results}, indent=2) + "\n", err
+        return json.dumps({"model": _model_summary(model, cuts), "results": results},
+                          indent=2) + "\n", err
     out = "".join(f"{r['path']}: " + _interval_text(r["age"], r["age_low"], r["age_high"],
-                                                     model.coverage, model.age_range) + "\n"
+                                                     model.coverage, model.age_range)
+                  + _decision_text(r.get("decisions", {})) + "\n"
                   for r in results if not r["error"])
     return out, err

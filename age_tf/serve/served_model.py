@@ -14,7 +14,7 @@ import warnings
 import numpy as np
 import tensorflow as tf
 
-from age_tf import export_format
+from age_tf import decisions, export_format
 from age_tf.data import sources
 
 MAX_TFLITE_BYTES = 2 << 30  # the flatbuffer format's own limit
@@ -90,6 +90,22 @@ class AgeModel:
         validation split was too small to give it (the card's `guarantee`)."""
         calibration = (self.card or {}).get("intervals") or {}
         return calibration.get("guarantee", calibration.get("coverage"))
+
+    def decision_cuts(self, thresholds, error: float = decisions.DEFAULT_ERROR
+                      ) -> list[decisions.Cut]:
+        """The calibrated cuts of each threshold (years) at `error`, from the card's
+        validation pairs.
+
+        Raises:
+          ValueError: the model's card has none (no card, or a run trained before
+            decisions), or an error rate outside (0, 0.5).
+        """
+        sample = (self.card or {}).get("decisions")
+        if not sample:
+            raise ValueError(f"--thresholds: {self.path} has no decision calibration in its "
+                             "card (a model trained before decisions, or without a card); "
+                             "train it again with this version, or leave out --thresholds")
+        return [decisions.calibrate(sample, t, error) for t in thresholds]
 
     def notes(self) -> list[str]:
         """What a user must be told once about this model (stderr lines)."""

@@ -104,7 +104,19 @@ def _test(run: RunDir) -> dict | None:
         m = json.load(f)
     keys = ("images", "identities", "mae_years", "mae_years_ci95", "plcc", "plcc_ci95", "srocc",
             "srocc_ci95", "cs5", "intervals", "by_decade", "by_group", "split")
-    return {k: m[k] for k in keys if k in m}
+    out = {k: m[k] for k in keys if k in m}
+    if "decisions" in m:  # the rates met at each threshold (not the figure's sweep)
+        out["decisions"] = {k: m["decisions"][k] for k in ("error", "thresholds")}
+    return out
+
+
+def _decisions(run: RunDir) -> dict | None:
+    """The validation pairs that calibrate decisions at thresholds (None for a run trained
+    before them)."""
+    if not os.path.exists(run.decisions):
+        return None
+    with open(run.decisions) as f:
+        return json.load(f)
 
 
 def config_hash(run: RunDir) -> str:
@@ -131,6 +143,7 @@ def build(run: RunDir, calibration: dict | None) -> dict:
         "synthetic": bool(weights["synthetic"] or data.get("synthetic")),
         "preprocessing": _preprocessing(config, data),
         "intervals": calibration,
+        "decisions": _decisions(run),
         "test": _test(run),
         "versions": _versions(),
         "config_hash": config_hash(run),

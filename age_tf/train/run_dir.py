@@ -82,6 +82,10 @@ class RunDir:
         return self._("intervals.json")
 
     @property
+    def decisions(self) -> str:  # validation (label, prediction) pairs that calibrate decisions
+        return self._("decisions.json")
+
+    @property
     def export(self) -> str:  # the SavedModel
         return self._(export_format.EXPORT_FOLDER)
 

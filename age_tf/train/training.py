@@ -29,7 +29,7 @@ import pandas as pd
 import tensorflow as tf
 from absl import logging
 
-from age_tf import fileio, labels, progress
+from age_tf import decisions, fileio, labels, progress
 from age_tf.data import pipeline, prepared
 from age_tf.data.metadata import DataError
 from age_tf.train import callbacks as cb
@@ -466,9 +466,10 @@ def _make_predict(strategy, model, dist_dataset):
     return predict
 
 
-def calibrate_intervals(cfg: TrainConfig, model: keras.Model, predict_val=None) -> dict:
-    """The served intervals' widths, from the selected model's validation residuals (the
-    test split is never read here).
+def validation_years(cfg: TrainConfig, model: keras.Model, predict_val=None
+                     ) -> tuple[np.ndarray, np.ndarray]:
+    """(labels, predictions) in years of the validation split: what the served intervals and
+    decisions are calibrated on (the test split is never read here).
 
     Args:
       predict_val: the run's validation predictor ((labels, predictions) in label units),
@@ -483,8 +484,13 @@ def calibrate_intervals(cfg: TrainConfig, model: keras.Model, predict_val=None) 
         pred = pipeline.map_images(lambda x: model(x, training=False), val_df, images_dir,
                                    cfg.pipeline, cfg.model.image_size, "calibrating")
         true = val_df["age"].to_numpy(float)
-    calibration = intervals.calibrate(true, labels.to_years(pred.astype(np.float64)),
-                                      cfg.interval_coverage)
+    return np.asarray(true, np.float64).reshape(-1), labels.to_years(
+        np.asarray(pred, np.float64).reshape(-1))
+
+
+def calibrate_intervals(cfg: TrainConfig, true: np.ndarray, pred: np.ndarray) -> dict:
+    """The served intervals' widths, from the selected model's validation residuals."""
+    calibration = intervals.calibrate(true, pred, cfg.interval_coverage)
     # Served ages and intervals stay within the ages the model was trained on.
     train_ages = prepared.load_manifest(cfg.data_dir, "train")[0]["age"]
     calibration["age_range"] = [float(train_ages.min()), float(train_ages.max())]
@@ -523,8 +529,13 @@ def finish(run: Run, run_dir: RunDir) -> dict:
         "train_loss": float(row["loss"]),
         "config_digest": config_digest(_config_text(cfg)),  # the config.json that trained
     }
-    calibration = calibrate_intervals(cfg, model, run.predict_val)
+    true, pred = validation_years(cfg, model, run.predict_val)
+    calibration = calibrate_intervals(cfg, true, pred)
     fileio.atomic_write_text(run_dir.intervals, json.dumps(calibration, indent=2))
+    # Served predictions are clipped to the training ages; the decisions' calibration too.
+    low, high = calibration["age_range"]
+    fileio.atomic_write_text(run_dir.decisions, json.dumps(
+        decisions.calibration_sample(true, np.clip(pred, low, high), seed=cfg.seed)))
     with fileio.atomic_path(run_dir.best_weights) as tmp:
         model.save_weights(tmp)
     with fileio.atomic_path(run_dir.model_keras) as tmp:
