@@ -160,3 +160,25 @@ def plot_false_over(by_run: dict[str, dict], error: float, path: str) -> None:
         ax.set_xlabel("threshold T (years)")
     axes[0].legend(fontsize=7, loc="upper right")
     save_figure(fig, path)
+
+
+def plot_risk_coverage(by_run: dict[str, dict], path: str) -> None:
+    """MAE of the faces answered against the share answered (narrowest intervals first), one
+    line per run: falling to the left means the intervals know which faces are hard.
+
+    Args:
+      by_run: {label: {"answered", "mae_years", "rendered_mae_years"?}}.
+    """
+    rendered = all("rendered_mae_years" in v for v in by_run.values())
+    fig, axes = plt.subplots(1, 2 if rendered else 1, figsize=(13 if rendered else 7, 4.5),
+                             squeeze=False)
+    for i, (label, rc) in enumerate(by_run.items()):
+        for ax, key in zip(axes[0], ("mae_years", "rendered_mae_years")):
+            ax.plot(rc["answered"], rc[key], "-o", ms=3, color=f"C{i % 10}", label=label)
+            ax.axhline(rc[key][-1], color=f"C{i % 10}", lw=0.6, ls=":")
+    for ax, what in zip(axes[0], ("labels", "rendered ages")):
+        ax.set_xlabel("share of faces answered (narrowest intervals first)")
+        ax.set_ylabel(f"MAE of the answered faces vs {what} (years)")
+        ax.set_title(f"Risk against coverage ({what}; dotted: answering all)")
+    axes[0][0].legend(fontsize=7, loc="best")
+    save_figure(fig, path)

@@ -84,6 +84,11 @@ def test_rendered_age_scores_the_model_not_the_labels(trained_run, synth_dir, tr
     assert m["rendered"]["mae_years"] == pytest.approx(np.mean(np.abs(pred["predicted_age"] - rendered)))
     assert m["rendered"]["plcc"] == pytest.approx(np.corrcoef(pred["predicted_age"], rendered)[0, 1])
     assert len(m["rendered"]["plcc_ci95"]) == 2
+    # The skin-tone group each face was rendered in (the truth's) is scored like gender.
+    tones = m["by_group"]["skin_tone"]
+    np.testing.assert_array_equal(pred["skin_tone"], truth.set_index("row").loc[pred["row"], "skin_tone"])
+    assert sum(g["images"] for g in tones["groups"].values()) == len(pred)
+    assert set(tones["rendered"]["groups"]) == set(tones["groups"]) <= {"I-II", "III-IV", "V-VI"}
     # Where labels were planted wrong, the two scores differ.
     assert (pred["true_age"] != pred["rendered_age"]).any() or m["mae_years"] == m["rendered"]["mae_years"]
 

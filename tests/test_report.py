@@ -78,3 +78,26 @@ def test_the_data_section_must_describe_the_data_table_2_came_from(trained_run, 
         report.write_report([model_dir], str(tmp_path / "r.md"), str(other), table1="| t |\n")
     assert "## Data" in report.write_report([model_dir], str(tmp_path / "r.md"), data_dir,
                                             table1="| t |\n")
+
+
+def test_decision_and_risk_coverage_sections(tmp_path):
+    cover = {"calibrated_coverage": 0.9, "coverage": 0.9, "mean_width": 20.0, "images": 100,
+             "by_decade": {"30-39": {"images": 100, "coverage": 0.9}},
+             "risk_coverage": {"answered": [0.5, 1.0], "mae_years": [3.0, 5.0],
+                               "rendered_mae_years": [2.0, 4.0]}}
+    entry = {"cut": {"over_above": 31.4, "under_below": None},
+             "labels": {"n_under": 40, "false_over": 0.025, "false_over_ci95": [0.0, 0.075],
+                        "false_under": 0.01, "uncertain": 0.61, "challenge": 0.05},
+             "rendered": {"false_over": 0.0}}
+    decided = {"error": 0.05, "thresholds": {"18": entry},
+               "sweep": {"10": {"labels": 0.0, "rendered": 0.0, "uncertain": 0.7},
+                         "18": {"labels": 0.025, "rendered": 0.0, "uncertain": 0.61}}}
+    runs = [_fake_run(tmp_path, "a", "mobilenet_v2", "head", intervals=cover,
+                      decisions=decided, by_decade={"30-39": {"images": 100, "mae_years": 5.0,
+                                                              "bias_years": 0.0}})]
+    text = report.write_report(runs, str(tmp_path / "report.md"), table1="| t1 |\n")
+    assert ("| mobilenet_v2, new head only | 18 | 31.4 / — | 40 | 0.025 [0.000, 0.075] | 0.000 "
+            "| 0.010 | 0.61 | 0.050 |") in text
+    assert "err at most 5% each way" in text and "every face uncertain" in text
+    for figure in ("false_over.png", "risk_coverage.png"):
+        assert (tmp_path / figure).stat().st_size > 10_000 and f"]({figure})" in text

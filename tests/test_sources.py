@@ -66,6 +66,15 @@ def test_every_format_is_prepared_and_every_row_is_kept_or_rejected_with_a_reaso
     truth = ground_truth.for_rows(_truth(releases, fmt), kept, ("rendered_age", "label_age", "kind"))
     clean = truth["kind"].isin(["ok", "grayscale", "png", "cmyk"]).to_numpy()
     assert (kept["age"].to_numpy()[clean] == truth["label_age"].to_numpy()[clean]).all()
+    # Every release's truth records the groups each face was rendered in, and the release's
+    # own gender label (where it has one) is that rendered gender.
+    groups = ground_truth.for_rows(_truth(releases, fmt), kept, ("gender", "skin_tone"))
+    assert set(groups["skin_tone"]) == {"I-II", "III-IV", "V-VI"}
+    known = kept["gender"].isin([0, 1]).to_numpy() & clean
+    assert set(groups["gender"]) <= {"male", "female"}
+    if fmt not in ("appa_real", "fgnet", "cacd"):  # releases without a gender label
+        named = np.where(kept["gender"].to_numpy()[known] == 1, "male", "female")
+        assert (named == groups["gender"].to_numpy()[known]).mean() > 0.95
     # Duplicates the writer made are gone (one of each group stays).
     assert report["duplicates"]["removed"] >= 3
     assert kept["label_source"].str.startswith(fmt).all()

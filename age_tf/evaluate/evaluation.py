@@ -148,10 +148,20 @@ def predict(run: TrainedRun, manifest: pd.DataFrame, images_dir: str,
     return out
 
 
+# Groups a synthetic set's ground truth records as rendered (the release's own labels of
+# gender may be missing or wrong; skin tone no release labels).
+TRUTH_GROUPS = ("skin_tone",)
+
+
 def attach_rendered(pred: pd.DataFrame, truth_csv: str) -> pd.DataFrame:
-    """Adds the synthetic set's rendered age of each row (column rendered_age)."""
+    """Adds the synthetic set's rendered age of each row (column rendered_age), and the
+    groups it was rendered in where the truth records them (TRUTH_GROUPS)."""
     out = pred.copy()
-    out["rendered_age"] = ground_truth.for_rows(truth_csv, pred)["rendered_age"]
+    have = set(pd.read_csv(truth_csv, nrows=0).columns)
+    columns = ("rendered_age", *(c for c in TRUTH_GROUPS if c in have))
+    truth = ground_truth.for_rows(truth_csv, pred, columns)
+    for c in columns:
+        out[c] = truth[c]
     return out
 
 
@@ -172,9 +182,14 @@ def interval_metrics(pred: pd.DataFrame, calibration: dict) -> dict:
     also against the rendered ages when the predictions carry them."""
     out = {"calibrated_coverage": calibration["coverage"],
            **metrics.coverage_report(pred["true_age"], pred["age_low"], pred["age_high"])}
+    width = pred["age_high"] - pred["age_low"]
+    # What the intervals are good for beyond coverage: answering only the surest faces.
+    out["risk_coverage"] = metrics.risk_coverage(pred["true_age"], pred["predicted_age"], width)
     if "rendered_age" in pred:
         out["rendered"] = metrics.coverage_report(pred["rendered_age"], pred["age_low"],
                                                     pred["age_high"])
+        out["risk_coverage"]["rendered_mae_years"] = metrics.risk_coverage(
+            pred["rendered_age"], pred["predicted_age"], width)["mae_years"]
     if "dist_low" in pred:
         out["distribution"] = distribution_interval_metrics(pred)
     return out
@@ -189,8 +204,9 @@ def distribution_interval_metrics(pred: pd.DataFrame) -> dict:
     return out
 
 
-# The groups a manifest may name (gender everywhere; race where the release gives it).
-GROUP_COLUMNS = ("gender", "race")
+# The groups a manifest may name (gender everywhere; race where the release gives it), and
+# those a synthetic set's truth adds.
+GROUP_COLUMNS = ("gender", "race", *TRUTH_GROUPS)
 
 
 def group_labels(pred: pd.DataFrame, column: str) -> np.ndarray:

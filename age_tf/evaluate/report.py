@@ -191,6 +191,15 @@ def _by_age_sections(rows: list[dict], baseline_results: dict | None, base: str)
     coverage = intervals_markdown(rows)
     if coverage:
         parts += ["\n## Age intervals\n\n", coverage]
+        selective = {_label(r): r["intervals"]["risk_coverage"] for r in rows
+                     if "risk_coverage" in r.get("intervals", {})}
+        if selective:
+            figure = os.path.join(base, "risk_coverage.png")
+            plots.plot_risk_coverage(selective, figure)
+            parts += ["\nAnswering only the faces with the narrowest intervals (selective "
+                      "prediction): MAE of the answered faces against their share; the "
+                      "baseline is answering every face (dotted).\n\n",
+                      _link(figure, base, "risk against coverage"), "\n"]
     decided = decisions_markdown(rows)
     if decided:
         figure = os.path.join(base, "false_over.png")

@@ -20,6 +20,9 @@ _SKIN_TONES = np.array(
      (120, 76, 48), (92, 58, 38)],
     dtype=np.float64,
 )
+# The tones above in three groups (light to dark, as Fitzpatrick types I-II, III-IV, V-VI
+# group them): what error by skin tone is reported against.
+SKIN_GROUPS = ("I-II", "I-II", "III-IV", "III-IV", "V-VI", "V-VI", "V-VI")
 _HAIR = np.array(
     [(20, 16, 14), (60, 40, 25), (105, 70, 40), (170, 130, 80), (220, 190, 120), (140, 60, 30)],
     dtype=np.float64,
@@ -33,6 +36,7 @@ class Identity:
 
     gender: int  # 1 male, 0 female
     skin: tuple
+    skin_group: str  # SKIN_GROUPS of its tone
     hair: tuple
     eye: tuple
     face_width: float  # relative width of the face oval
@@ -46,11 +50,13 @@ class Identity:
 
 def random_identity(rng: np.random.Generator) -> Identity:
     gender = int(rng.random() < 0.6)
-    skin = _SKIN_TONES[rng.integers(len(_SKIN_TONES))] * rng.uniform(0.92, 1.06)
+    tone = int(rng.integers(len(_SKIN_TONES)))
+    skin = _SKIN_TONES[tone] * rng.uniform(0.92, 1.06)
     hair = _HAIR[rng.integers(len(_HAIR))] * rng.uniform(0.85, 1.15)
     return Identity(
         gender=gender,
         skin=tuple(np.clip(skin, 0, 255)),
+        skin_group=SKIN_GROUPS[tone],
         hair=tuple(np.clip(hair, 0, 255)),
         eye=_EYES[rng.integers(len(_EYES))],
         face_width=float(rng.uniform(0.9, 1.1)),

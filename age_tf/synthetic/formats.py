@@ -135,6 +135,15 @@ def _photo_chunk(jobs: list[tuple]) -> list[bytes]:
     return [_photo(j) for j in jobs]
 
 
+def truth_groups(plan: pd.DataFrame, i=None) -> dict:
+    """The groups a face was rendered in (row i of the plan, or every row): gender as
+    rendered (male / female) and skin-tone group, for error by group against known truth."""
+    rows = plan if i is None else plan.iloc[[i]]
+    out = {"gender": np.where(rows["gender"].to_numpy() == 1, "male", "female"),
+           "skin_tone": rows["skin_tone"].to_numpy()}
+    return out if i is None else {k: v[0] for k, v in out.items()}
+
+
 def _truth_frame(rows: list[dict]) -> pd.DataFrame:
     truth = pd.DataFrame(rows)
     truth.insert(0, "row", np.arange(len(truth)))
@@ -203,7 +212,7 @@ def write_imdb_clean(rendered, out_dir: str, boxes: list) -> pd.DataFrame:
              label_age=int(plan["rendered_age"].iat[t.plan_row]),
              imdb_wiki_label_age=int(plan["label_age"].iat[t.plan_row]),
              split=APPA_SPLITS[t.split], paste_x=t.paste_x, paste_y=t.paste_y,
-             paste_side=t.paste_side)
+             paste_side=t.paste_side, **truth_groups(plan, t.plan_row))
         for t in table.itertuples()])
     truth.to_csv(os.path.join(folder, TRUTH_FILE), index=False)
     write_release_record(folder, "IMDB-Clean", None, rendered.seed, len(truth))
@@ -257,7 +266,7 @@ def write_appa_real(rendered, out_dir: str, boxes=None) -> pd.DataFrame:
         truth_rows.append(dict(full_path=path_of[i], identity=int(r["identity"]) + 1,
                                kind=r["kind"], rendered_age=int(r["rendered_age"]),
                                label_age=real, apparent_age_avg=avg[split][-1]["apparent_age_avg"],
-                               split=split))
+                               split=split, **truth_groups(plan, i)))
         if r["kind"] != "missing":
             fileio.write_files(root, [(path_of[i], rendered.blobs[i])])
             faces_written.append((f"{split}/{name}", rendered.blobs[i]))
@@ -305,7 +314,7 @@ def _named_release(rendered, folder: str, names: dict[int, str], bodies: dict[in
     dups = _duplicate_paths(plan, names)
     rows = [dict(full_path=names[i], identity=int(plan["identity"].iat[i]) + 1,
                  kind=plan["kind"].iat[i], rendered_age=int(plan["rendered_age"].iat[i]),
-                 label_age=labels[i], duplicate_of=dups[i])
+                 label_age=labels[i], duplicate_of=dups[i], **truth_groups(plan, i))
             for i in sorted(names, key=lambda i: names[i])]
     truth = _truth_frame(rows)
     truth.to_csv(os.path.join(folder, TRUTH_FILE), index=False)
@@ -379,7 +388,8 @@ def _truth_in_order(rendered, root: str, order: list[int], path_of: dict[int, st
         r = plan.iloc[i]
         rows.append(dict(full_path=path_of[i], identity=int(r["identity"]) + 1, kind=r["kind"],
                          rendered_age=int(r["rendered_age"]), label_age=labels[i],
-                         duplicate_of=dups[i], **((extra or {}).get(i, {}))))
+                         duplicate_of=dups[i], **truth_groups(plan, i),
+                         **((extra or {}).get(i, {}))))
     truth = _truth_frame(rows)
     truth.to_csv(os.path.join(root, TRUTH_FILE), index=False)
     write_release_record(root, title, None, rendered.seed, len(truth))

@@ -338,9 +338,9 @@ def render(cfg: SynthConfig) -> Rendered:
     plan = _plan_rows(cfg, rng)
     n_ident = int(plan["identity"].max()) + 1
     id_rng = np.random.default_rng(cfg.seed + 1)
-    plan["gender"] = [
-        faces.random_identity(np.random.default_rng(s)).gender for s in plan["ident_seed"]
-    ]
+    people = [faces.random_identity(np.random.default_rng(s)) for s in plan["ident_seed"]]
+    plan["gender"] = [p.gender for p in people]
+    plan["skin_tone"] = [p.skin_group for p in people]
     names = _names(id_rng, n_ident)
     # A few empty names, as in the release.
     for i in np.flatnonzero(id_rng.random(n_ident) < 0.003):
@@ -394,6 +394,7 @@ def write_imdb_wiki(rendered: Rendered, out_dir: str) -> tuple[pd.DataFrame, lis
             "label_age": plan["label_age"],
             "duplicate_of": [full_paths[d] if d >= 0 else "" for d in plan["duplicate_of"]],
             "dup_variant": plan["dup_variant"],
+            **formats.truth_groups(plan),
         }
     )
     truth.to_csv(os.path.join(out_dir, "ground_truth.csv"), index=False)
