@@ -19,6 +19,7 @@ CARD_FORMAT = 1
 CARD_ASSET = "model_card.json"  # in <export>/assets/
 FILE_CARD_SUFFIX = ".json"  # <file>.tflite.json / <file>.onnx.json beside a one-file model
 MAX_CARD_BYTES = 1 << 20  # a card is a few KB; anything larger is not one
+ALIGNED = "aligned"  # the card's preprocessing.framing of a model trained on aligned faces
 SYNTHETIC_WARNING = "trained on synthetic faces: ages of real photos are not meaningful"
 
 

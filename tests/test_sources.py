@@ -20,7 +20,7 @@ from age_tf.synthetic import formats, synth
 pytestmark = pytest.mark.integration
 RELEASE = {"imdb_clean": "imdb-clean", "appa_real": "appa-real-release", "utkface": "UTKFace",
            "agedb": "AgeDB", "fgnet": "FGNET", "afad": "AFAD-Full", "cacd": "cacd",
-           "morph": "MORPH"}
+           "morph": "MORPH", "facebase": "facebase"}
 
 
 @pytest.fixture(scope="module")
@@ -37,8 +37,9 @@ def releases(tmp_path_factory):
 
 def _prepare(releases, tmp_path, fmt, **kw):
     root = releases[fmt]
-    where = dict(mat=os.path.join(root, "imdb.mat")) if fmt == "imdb_wiki" else dict(
-        release_dir=os.path.join(root, RELEASE[fmt]))
+    where = (dict(mat=os.path.join(root, "imdb.mat")) if fmt == "imdb_wiki" else
+             dict(database=formats.facebase_database(root)) if fmt == "facebase" else
+             dict(release_dir=os.path.join(root, RELEASE[fmt])))
     out = str(tmp_path / f"prep_{fmt}")
     report = prepare.prepare(prepare.PrepareConfig(format=fmt, out_dir=out, workers=2,
                                                    **where, **kw))

@@ -21,7 +21,7 @@ from absl import logging
 
 from age_tf import labels, progress
 from age_tf.config import field
-from age_tf.data import sources
+from age_tf.data import align, sources
 
 AUTOTUNE = tf.data.AUTOTUNE
 
@@ -30,6 +30,10 @@ def image_size_field():
     """The network's input side in pixels: one definition for every config that has one
     (ModelConfig's is the run's; age-tf-inputs draws at that size)."""
     return field(256, low=32, help="Network input size in pixels (the study: 256).")
+
+
+AUGMENTATIONS = ("none", "flip", "crop_flip")
+CROP_SCALE = (0.8, 1.0)  # crop_flip's share of the area (albumentations' RandomResizedCrop)
 
 
 @dataclasses.dataclass
@@ -42,6 +46,12 @@ class PipelineConfig:
                              "resizing (for full-size release images).")
     face_margin: float = field(sources.RELEASE_MARGIN, low=0,
                                help="Border around the face box, as a share of its size per side.")
+    align: bool = field(False, "Crop each face by the manifest's aligned square (the unified "
+                        "benchmark's alignment from eyes and mouth: --format=facebase data, "
+                        "or age-tf-prepare --align) before resizing.")
+    augment: str = field("flip", "Training augmentation: none; flip (mirror half the images); "
+                         "crop_flip (the unified benchmark's: a random square of 80-100% of "
+                         "the area, resized back, then flip).", choices=AUGMENTATIONS)
     # Cache entries are named by a hash of the manifest, the files' sizes and times and the
     # preprocessing, so a stale or foreign entry is never read.
     cache: str = field("", "'' (none), 'memory', or a folder for a disk cache of the decoded, "
@@ -50,7 +60,10 @@ class PipelineConfig:
                                 "slightly slower input.")
 
     def validate(self) -> None:
-        """Raises ValueError naming --cache when a disk cache folder cannot be made there."""
+        """Raises ValueError naming --cache when a disk cache folder cannot be made there,
+        or --align with --crop_faces (one framing or the other)."""
+        if self.align and self.crop_faces:
+            raise ValueError("--align and --crop_faces are two framings of the face; pass one")
         if self.cache in ("", "memory"):
             return
         parent = os.path.dirname(os.path.abspath(self.cache))
@@ -153,6 +166,18 @@ def random_flip(image: tf.Tensor, seed: tf.Tensor) -> tf.Tensor:
     return tf.cond(flip_decision(seed), lambda: tf.reverse(image, axis=[1]), lambda: image)
 
 
+def crop_and_flip(image: tf.Tensor, seed: tf.Tensor) -> tf.Tensor:
+    """The unified benchmark's training augmentation: a random square of CROP_SCALE of the
+    image's area, resized back to its size, then random_flip; drawn from the image's seed."""
+    size = tf.shape(image)[0]
+    draws = tf.random.stateless_uniform([3], seed + 1)
+    side = tf.sqrt(CROP_SCALE[0] + (CROP_SCALE[1] - CROP_SCALE[0]) * draws[0])  # of 1
+    y0, x0 = draws[1] * (1 - side), draws[2] * (1 - side)
+    box = tf.stack([y0, x0, y0 + side, x0 + side])[None]
+    crop = tf.image.crop_and_resize(tf.cast(image, tf.float32)[None], box, [0], [size, size])[0]
+    return random_flip(tf.saturate_cast(crop + 0.5, tf.uint8), seed)
+
+
 def _pick_flipped(features: tf.Tensor, seed: tf.Tensor) -> tf.Tensor:
     """Feature-mode twin of random_flip: the same draw picks the mirrored image's features."""
     return tf.cond(flip_decision(seed), lambda: features[1], lambda: features[0])
@@ -184,7 +209,7 @@ def cache_key(manifest: pd.DataFrame, images_dir: str, cfg: PipelineConfig, imag
     """
     h = hashlib.sha256()
     h.update(json.dumps({"format": CACHE_FORMAT, "idct": JPEG_IDCT, "size": image_size,
-                         "crop": cfg.crop_faces,
+                         "crop": cfg.crop_faces, "align": cfg.align,
                          "margin": cfg.face_margin if cfg.crop_faces else None}).encode())
     for path in manifest["path"]:
         full = os.path.join(images_dir, path)
@@ -195,18 +220,44 @@ def cache_key(manifest: pd.DataFrame, images_dir: str, cfg: PipelineConfig, imag
             h.update(f"{full}\0missing\n".encode())
     if cfg.crop_faces:
         h.update(manifest[BOX_COLUMNS].to_numpy(np.float32).tobytes())
+    if cfg.align:
+        h.update("\n".join(manifest["aligned_bbox"].astype(str)).encode())
     return h.hexdigest()[:24]
+
+
+def aligned_transforms(manifest: pd.DataFrame, image_size: int) -> np.ndarray:
+    """Each row's alignment warp (align.transform, [N, 8]) from its aligned_bbox.
+
+    Raises:
+      ValueError: the manifest has no aligned squares, or some rows lack one (names how
+        many, and what to do).
+    """
+    if "aligned_bbox" not in manifest:
+        raise ValueError("--align: this prepared data has no aligned squares (no aligned_bbox "
+                         "column); prepare with --format=facebase or --align, or train without "
+                         "--align")
+    text = manifest["aligned_bbox"].fillna("").astype(str)
+    lacking = int((text.str.strip() == "").sum())
+    if lacking:
+        raise ValueError(f"--align: {lacking} of {len(manifest)} rows have no aligned square "
+                         f"(e.g. {manifest['path'][text.str.strip() == ''].iloc[0]}); prepare "
+                         "with --align (which rejects faces without landmarks), or train "
+                         "without --align")
+    return np.stack([align.transform(align.parse_corners_text(t), image_size) for t in text])
 
 
 BOX_COLUMNS = ["face_x1", "face_y1", "face_x2", "face_y2"]
 
 
 def _row_loader(paths: np.ndarray, boxes: np.ndarray, cfg: PipelineConfig, image_size: int):
-    """Row number -> that row's file read, decoded, (cropped,) resized: a tf function."""
+    """Row number -> that row's file read, decoded, (cropped or aligned,) resized: a tf
+    function. With cfg.align, `boxes` are the rows' alignment warps [N, 8]."""
     paths, boxes = tf.constant(paths), tf.constant(boxes)
 
     def load(i):
         image = decode(tf.io.read_file(tf.gather(paths, i)))
+        if cfg.align:
+            return align.warp(image, tf.gather(boxes, i), image_size)
         return resize(image, image_size, tf.gather(boxes, i) if cfg.crop_faces else None,
                       cfg.face_margin)
 
@@ -277,6 +328,7 @@ class ImageSource:
         self.cfg, self.image_size = cfg, image_size
         self.paths = np.array([os.path.join(images_dir, p) for p in manifest["path"]])
         self.boxes = (manifest[BOX_COLUMNS].to_numpy(np.float32) if cfg.crop_faces
+                      else aligned_transforms(manifest, image_size) if cfg.align
                       else np.zeros((len(manifest), 4), np.float32))
         if features is not None:
             self.kind = "features"
@@ -419,8 +471,13 @@ class InputPipeline:
             # read_file of a vanished file and decode of a broken one both raise;
             # ignore_errors drops that element only (and logs it).
             ds = ds.ignore_errors(log_warning=True)
-        if self.training:
+        if self.training and cfg.augment != "none":
             flip = _pick_flipped if source.kind == "features" else random_flip
+            if cfg.augment == "crop_flip":
+                if source.kind == "features":
+                    raise ValueError("--augment=crop_flip changes every image every epoch: "
+                                     "cached features cannot follow; pass --nofeature_cache")
+                flip = crop_and_flip
             ds = tf.data.Dataset.zip((ds, flip_seeds(self.seed, epoch))).map(
                 lambda item, seed: (flip(item[0], seed), item[1]),
                 num_parallel_calls=AUTOTUNE, deterministic=det)

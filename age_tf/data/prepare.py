@@ -32,6 +32,8 @@ MANIFEST_COLUMNS = [
     "width", "height", "conversion", "row", "label_source",
 ]
 OFFICIAL = "official"
+BENCHMARK = "benchmark"  # the unified benchmark's split of its folders (--benchmark_split)
+WHOLE = "whole"  # every row in test: a dataset other models are tested on
 # The study kept half of IMDB-WIKI's filtered images; the other releases are used whole.
 STUDY_SAMPLE_FRACTION = 0.5
 
@@ -44,6 +46,8 @@ class PrepareConfig:
                         "--release_dir) imdb_clean, appa_real, utkface, agedb, fgnet, afad, "
                         "cacd, morph.", choices=sources.FORMATS)
     mat: str = field(None, "imdb.mat or wiki.mat from the IMDB-WIKI release (--format=imdb_wiki).")
+    database: str = field(None, "The unified benchmark's database file (--format=facebase), "
+                          "e.g. AgeDB.json; its img_path entries start from --images_dir.")
     release_dir: str = field(None, "The unpacked release of the other formats: IMDB-Clean's "
                              "CSV folder, appa-real-release/, UTKFace/, AgeDB/, FG-NET's "
                              "folder (images/), AFAD-Full/, the folder of CACD2000/ and "
@@ -73,8 +77,12 @@ class PrepareConfig:
         None, low=0, high=1, low_open=True,
         help=f"Share of the filtered images kept (default: {STUDY_SAMPLE_FRACTION:g} for "
              "imdb_wiki, as the study kept, 1 for the others).")
-    split: str = field("0.6,0.2,0.2", "train,val,test fractions, or 'official': the release's "
-                       "own subsets (imdb_clean, appa_real).")
+    split: str = field("0.6,0.2,0.2", "train,val,test fractions; 'official': the release's "
+                       "own subsets (imdb_clean, appa_real, cacd); 'benchmark' (facebase): "
+                       "the unified benchmark's folders of --benchmark_split; 'whole': every "
+                       "image in test (a dataset other models are tested on).")
+    benchmark_split: int = field(0, low=0, high=4, help="Which of the unified benchmark's five "
+                                 "splits --split=benchmark takes (0-4).")
     identity_disjoint: bool = field(True, "Keep each person in one subset only.")
     seed: int = field(0, "Seed of the sample and the split.")
     workers: int | None = field(None, low=1, help="Image-check processes (default: all cores).")
@@ -85,9 +93,23 @@ class PrepareConfig:
             if self.format not in sources.OFFICIAL_SPLIT_FORMATS:
                 raise ValueError(f"--split=official: {self.format} has no official split; pass "
                                  "fractions such as --split=0.6,0.2,0.2")
-        else:
+        elif self.split == BENCHMARK:
+            if self.format != "facebase":
+                raise ValueError("--split=benchmark reads the unified benchmark's folders: "
+                                 "only --format=facebase has them")
+        elif self.split != WHOLE:
             parse_fractions(self.split)  # three, positive, summing to 1
-        if self.format == "imdb_wiki":
+        if self.format == "facebase":
+            if not self.database:
+                raise ValueError("--format=facebase needs --database=<the benchmark's database "
+                                 "JSON, e.g. AgeDB.json> and --images_dir")
+            if self.mat or self.release_dir:
+                raise ValueError("--format=facebase reads --database (and --images_dir), not "
+                                 "--mat or --release_dir")
+        elif self.database:
+            raise ValueError(f"--database is the unified benchmark's file (--format=facebase); "
+                             f"--format={self.format} does not read it")
+        elif self.format == "imdb_wiki":
             if not self.mat:
                 raise ValueError("--format=imdb_wiki needs --mat=<imdb.mat or wiki.mat>")
             if self.release_dir:
@@ -243,14 +265,15 @@ def prepare(cfg: PrepareConfig) -> dict:
     cfg.validate()
     if not cfg.images_dir:
         cfg = dataclasses.replace(cfg, images_dir=sources.default_images_dir(
-            cfg.format, cfg.mat, cfg.release_dir))
+            cfg.format, cfg.mat, cfg.release_dir, cfg.database))
     check_output_dir(cfg.out_dir, cfg.overwrite)
     if cfg.check_images and not os.path.isdir(cfg.images_dir):
         raise DataError(
             f"{cfg.images_dir}: images folder not found; pass --images_dir=<the folder of the "
             "images the release lists> or --nocheck_images to filter the metadata alone"
         )
-    source = sources.load(cfg.format, cfg.mat, cfg.release_dir, cfg.images_dir, cfg.label)
+    source = sources.load(cfg.format, cfg.mat, cfg.release_dir, cfg.images_dir, cfg.label,
+                          cfg.database)
     df = source.table
     validate_paths(df["full_path"], source.origin)
     logging.info("%s: %d rows", source.origin, len(df))
@@ -307,15 +330,20 @@ def prepare(cfg: PrepareConfig) -> dict:
     if len(final) < 3:
         raise DataError(f"{source.origin}: only {len(final)} image(s) left, too few for three "
                         "subsets")
-    assign = assign_subsets(df.iloc[final], cfg)
+    assign = assign_subsets(df.iloc[final], cfg, source)
     manifest = df.iloc[final].copy()
     for k, v in info_cols.items():
         manifest[k] = v[final]
     manifest = manifest.rename(columns={"full_path": "path"})
     ages = manifest["age"].to_numpy(float)
     manifest["age"] = ages.astype(np.int64) if (ages == np.round(ages)).all() else ages
-    # A release that names a group (race) keeps it; the others' manifests stay as they were.
-    columns = MANIFEST_COLUMNS + (["race"] if (manifest["race"] != "").any() else [])
+    # A release that names a group (race), the benchmark's folders or aligned squares keeps
+    # them; the others' manifests stay as they were.
+    columns = MANIFEST_COLUMNS + [c for c, empty in (("race", ""), ("aligned_bbox", ""))
+                                  if (manifest[c] != empty).any()]
+    if manifest["folder"].notna().any():
+        manifest["folder"] = manifest["folder"].astype("Int64")
+        columns.append("folder")
     manifests = {name: manifest[assign == s][columns] for s, name in enumerate(SPLIT_NAMES)}
 
     report = _report(cfg, source, stages, manifests, dup_report, info_cols["conversion"][final])
@@ -335,9 +363,15 @@ def sample_fraction(cfg: PrepareConfig) -> float:
     return STUDY_SAMPLE_FRACTION if cfg.format == "imdb_wiki" else 1.0
 
 
-def assign_subsets(rows: pd.DataFrame, cfg: PrepareConfig) -> np.ndarray:
-    """0/1/2 (train/val/test) per row: the release's own subsets with --split=official, else
-    the age-stratified split (by identity unless --noidentity_disjoint)."""
+def assign_subsets(rows: pd.DataFrame, cfg: PrepareConfig, source=None) -> np.ndarray:
+    """0/1/2 (train/val/test) per row (-1: in none): the release's own subsets with
+    --split=official, the benchmark's folders with --split=benchmark, all in test with
+    --split=whole, else the age-stratified split (by identity unless --noidentity_disjoint)."""
+    if cfg.split == WHOLE:
+        return np.full(len(rows), 2)
+    if cfg.split == BENCHMARK:
+        return sources.facebase.benchmark_subsets(rows["folder"].to_numpy(float),
+                                                  source.release["folders"], cfg.benchmark_split)
     if cfg.split == OFFICIAL:
         return rows["official_split"].map({n: i for i, n in enumerate(SPLIT_NAMES)}).to_numpy(int)
     groups = rows["identity"].to_numpy() if cfg.identity_disjoint else np.arange(len(rows))
@@ -412,9 +446,7 @@ def _report(cfg, source: sources.Source, stages, manifests, dup_report, conversi
         "framing": source.framing,
         "labels": sorted(set(source.table["label_source"])),
         "identities": source.identities,
-        "split": ("the release's own subsets" if cfg.split == OFFICIAL else
-                  f"{cfg.split}, age-stratified" + (", by identity" if cfg.identity_disjoint
-                                                    else "")),
+        "split": split_text(cfg, source),
         "identities_in_two_subsets": len(shared),
         "stages": stages.counts,
         "removed_by_reason": {k: int(v) for k, v in kinds.value_counts().items()},
@@ -422,6 +454,21 @@ def _report(cfg, source: sources.Source, stages, manifests, dup_report, conversi
         "converted_on_load": {k: int(v) for k, v in conv.items()},
         "splits": splits,
     }
+
+
+def split_text(cfg: PrepareConfig, source) -> str:
+    """How the subsets were made, as the report states it."""
+    if cfg.split == OFFICIAL:
+        return "the release's own subsets"
+    if cfg.split == WHOLE:
+        return "whole: every image in test"
+    if cfg.split == BENCHMARK:
+        if source.release.get("folders") == "official":
+            return "the unified benchmark's: the official folders 0/1/2 (train/val/test)"
+        train, val, test = sources.facebase.BENCHMARK_SPLITS[cfg.benchmark_split]
+        return (f"the unified benchmark's split {cfg.benchmark_split}: folders "
+                f"{list(train)} train, {list(val)} val, {list(test)} test")
+    return f"{cfg.split}, age-stratified" + (", by identity" if cfg.identity_disjoint else "")
 
 
 def _writable_text(value):

@@ -19,7 +19,7 @@ import tensorflow as tf
 from PIL import Image, ImageDraw, ImageFont
 
 from age_tf import fileio
-from age_tf.data import images, pipeline
+from age_tf.data import align, images, pipeline
 from age_tf.serve.served_model import AgeModel
 
 # Twice Pillow's decompression-bomb limit (89.5 MP), where Pillow itself refuses: 180 MP
@@ -196,7 +196,12 @@ def find_faces(name: str, image: np.ndarray, detector: FaceDetector) -> list[Fac
 
 
 def face_crops(image: np.ndarray, faces: list[Face], model: AgeModel, margin: float) -> np.ndarray:
-    """The model's input for these faces: float32 [N, S, S, 3], framed as in training."""
+    """The model's input for these faces: float32 [N, S, S, 3], framed as in training: the
+    aligned square of the face's landmarks for a model trained aligned (its card says so),
+    else the detected box widened by `margin`."""
+    if model.aligned:
+        return np.stack([align.crop(image, align.square_from_landmarks(f.landmarks),
+                                    model.image_size).numpy() for f in faces]).astype(np.float32)
     return np.stack([crop_face(image, f.box, margin, model.image_size)
                      for f in faces]).astype(np.float32)
 

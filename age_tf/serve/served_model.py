@@ -15,6 +15,7 @@ import numpy as np
 import tensorflow as tf
 
 from age_tf import decisions, export_format
+from age_tf.export_format import ALIGNED
 from age_tf.data import sources
 
 MAX_TFLITE_BYTES = 2 << 30  # the flatbuffer format's own limit
@@ -77,6 +78,12 @@ class AgeModel:
         """The framing of the faces the model was trained on (the release's by default)."""
         margin = ((self.card or {}).get("preprocessing") or {}).get("crop_margin")
         return sources.RELEASE_MARGIN if margin is None else float(margin)
+
+    @property
+    def aligned(self) -> bool:
+        """Trained on faces aligned from their eyes and mouth (the unified benchmark's
+        square), not on boxes with a margin: the card's framing."""
+        return ((self.card or {}).get("preprocessing") or {}).get("framing") == ALIGNED
 
     @property
     def age_range(self) -> list[float] | None:

@@ -99,23 +99,52 @@ def _background(rng: np.random.Generator, size: int) -> Image.Image:
     return img
 
 
+LANDMARKS = ("left_eye", "right_eye", "nose", "mouth_left", "mouth_right")  # MTCNN's five
+
+
 def render_face(
-    rng: np.random.Generator, age: float, ident: Identity, size: int, second_face: bool = False
-) -> Image.Image:
-    """Renders one RGB face crop of `size` x `size` pixels at the given age."""
+    rng: np.random.Generator, age: float, ident: Identity, size: int, second_face: bool = False,
+    roll: float = 0.0,
+) -> tuple[Image.Image, dict[str, tuple[float, float]]]:
+    """Renders one RGB face crop of `size` x `size` pixels at the given age.
+
+    Returns:
+      (the image, the five landmarks of its (first) face as drawn: {LANDMARKS name: (x, y)}
+      in 0-based pixel coordinates, "left" meaning the image's left).
+
+    Args:
+      roll: degrees the face is turned in-plane beyond its own small head roll
+        (counter-clockwise as seen); no random draw depends on it.
+    """
     img = _background(rng, size)
     faces = [(0.5, 0.52, 1.0)]
     if second_face:  # A smaller, partly cut second person beside the first.
         faces = [(0.36, 0.55, 0.8), (0.82, 0.5, 0.6)]
+    landmarks = None
     for cx, cy, rel in faces:
-        layer = _face_layer(rng, age if rel >= 0.8 else rng.uniform(5, 80), ident, size, rel)
+        layer, points = _face_layer(rng, age if rel >= 0.8 else rng.uniform(5, 80), ident, size,
+                                    rel, roll)
         cxp = int((cx + rng.normal(0, 0.03)) * size - size / 2)
         cyp = int((cy + rng.normal(0, 0.03)) * size - size / 2)
         img.paste(layer, (cxp, cyp), layer)
+        if landmarks is None:
+            landmarks = {k: (x + cxp, y + cyp) for k, (x, y) in points.items()}
     img = _lighting(rng, img)
     if rng.random() < 0.3:
         img = img.filter(ImageFilter.GaussianBlur(rng.uniform(0.3, 1.2) * size / 128))
-    return img
+    return img, landmarks
+
+
+def _rotated(points: dict, degrees: float, size: int) -> dict:
+    """Where PIL's Image.rotate(degrees) (about the image centre, counter-clockwise as seen)
+    moves points given in 0-based pixel coordinates (a pixel's centre is its index)."""
+    a = np.deg2rad(degrees)
+    c = (size - 1) / 2  # PIL turns about (size / 2) in corner coordinates: this pixel centre
+    out = {}
+    for k, (x, y) in points.items():
+        dx, dy = x - c, y - c
+        out[k] = (c + np.cos(a) * dx + np.sin(a) * dy, c - np.sin(a) * dx + np.cos(a) * dy)
+    return out
 
 
 def _lighting(rng: np.random.Generator, img: Image.Image) -> Image.Image:
@@ -130,9 +159,11 @@ def _lighting(rng: np.random.Generator, img: Image.Image) -> Image.Image:
 
 
 def _face_layer(
-    rng: np.random.Generator, age: float, ident: Identity, size: int, rel: float
-) -> Image.Image:
-    """Draws the head on a transparent layer, centred, then rotates it (head roll)."""
+    rng: np.random.Generator, age: float, ident: Identity, size: int, rel: float,
+    roll: float = 0.0,
+) -> tuple[Image.Image, dict]:
+    """Draws the head on a transparent layer, centred, then rotates it (head roll, plus
+    `roll` degrees); returns it and its five landmarks (layer pixels)."""
     growth = _ramp(age, 0, 18)  # 0 newborn -> 1 adult proportions
     wrinkle = _ramp(age, 30, 80)
     sag = _ramp(age, 50, 90)
@@ -238,7 +269,15 @@ def _face_layer(
         d.ellipse([nx - mouth_w / 2, mouth_y - lip_h, nx + mouth_w / 2, mouth_y + lip_h], fill=lip_col + (255,))
 
     layer = _skin_texture(rng, layer, age)
-    return layer.rotate(rng.normal(0, 7), resample=Image.Resampling.BILINEAR)
+    # Drawing coordinates are pixel corners; a pixel's centre is half a pixel in.
+    points = {"left_eye": (ex - eye_dx - 0.5, eye_y - 0.5),
+              "right_eye": (ex + eye_dx - 0.5, eye_y - 0.5),
+              "nose": (nx - 0.5, eye_y + nose_len - 0.5),
+              "mouth_left": (nx - mouth_w / 2 - 0.5, mouth_y - 0.5),
+              "mouth_right": (nx + mouth_w / 2 - 0.5, mouth_y - 0.5)}
+    degrees = rng.normal(0, 7) + roll
+    return (layer.rotate(degrees, resample=Image.Resampling.BILINEAR),
+            _rotated(points, degrees, size))
 
 
 def _skin_texture(rng: np.random.Generator, layer: Image.Image, age: float) -> Image.Image:
@@ -280,7 +319,7 @@ def render_jpegs(jobs: list[tuple]) -> list[bytes]:
     out = []
     for ident_seed, seed, age, size, quality, grey in jobs:
         ident = random_identity(np.random.default_rng(ident_seed))
-        img = render_face(np.random.default_rng(seed), age, ident, size)
+        img, _ = render_face(np.random.default_rng(seed), age, ident, size)
         buf = io.BytesIO()
         (img.convert("L") if grey else img).save(buf, format="JPEG", quality=quality)
         out.append(buf.getvalue())

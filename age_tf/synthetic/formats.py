@@ -27,7 +27,7 @@ import scipy.io
 from PIL import Image
 
 from age_tf import fileio, parallel
-from age_tf.data import sources
+from age_tf.data import align, sources
 from age_tf.data.metadata import RELEASE_FILE, DataError
 from age_tf.synthetic import faces
 
@@ -41,6 +41,7 @@ DESCRIPTIONS = {
     "afad": "AFAD-Full/",
     "cacd": "cacd/ (CACD2000/ + celebrity2000_meta.mat)",
     "morph": "MORPH/ (morph_2008_nonCommercial.csv + Album2/)",
+    "facebase": "facebase/ (the unified benchmark's Synthetic.json + Synthetic/ images)",
 }
 # What each format writes in --out_dir (refused unless --overwrite when present).
 LAYOUTS = {
@@ -53,6 +54,7 @@ LAYOUTS = {
     "afad": ("AFAD-Full",),
     "cacd": ("cacd",),
     "morph": ("MORPH",),
+    "facebase": ("facebase",),
 }
 TRUTH_FILE = "ground_truth.csv"
 
@@ -142,6 +144,23 @@ def truth_groups(plan: pd.DataFrame, i=None) -> dict:
     out = {"gender": np.where(rows["gender"].to_numpy() == 1, "male", "female"),
            "skin_tone": rows["skin_tone"].to_numpy()}
     return out if i is None else {k: v[0] for k, v in out.items()}
+
+
+def truth_landmarks(landmarks: list, moved=None) -> dict:
+    """Ground-truth columns of the five landmarks drawn (<name>_x, <name>_y, 0-based pixels
+    of the file written; NaN where no face was drawn). moved: (x, y) -> (x, y) of a writer
+    that placed the crop elsewhere (row i's function), or None."""
+    out = {}
+    for name in faces.LANDMARKS:
+        xs, ys = [], []
+        for i, marks in enumerate(landmarks):
+            x, y = marks[name] if marks else (np.nan, np.nan)
+            if marks and moved is not None:
+                x, y = moved(i, x, y)
+            xs.append(round(float(x), 2))
+            ys.append(round(float(y), 2))
+        out[f"{name}_x"], out[f"{name}_y"] = xs, ys
+    return out
 
 
 def _truth_frame(rows: list[dict]) -> pd.DataFrame:
@@ -558,6 +577,63 @@ def write_morph(rendered, out_dir: str, boxes=None) -> pd.DataFrame:
     return _truth_in_order(rendered, root, listed[:-1], path_of, labels, "MORPH II", extra)
 
 
+FACEBASE_NAME = "Synthetic"  # the database name the synthetic file carries
+FACEBASE_QUIRK_RATE = 0.01  # of listed rows, for each quirk below
+
+
+def facebase_database(out_dir: str) -> str:
+    """The synthetic database file age-tf-synth --format=facebase writes in out_dir."""
+    return os.path.join(out_dir, LAYOUTS["facebase"][0], f"{FACEBASE_NAME}.json")
+
+
+def write_facebase(rendered, out_dir: str, boxes=None) -> pd.DataFrame:
+    """facebase/Synthetic.json + facebase/Synthetic/*.jpg: the unified benchmark's database
+    format. Each person in one of ten folders (0-9); aligned_bbox from the landmarks drawn
+    (the benchmark's square, 1-based whole pixels); gender M/F; id_num the person.
+
+    Quirks, about 1% of listed rows each, as a hand-made or damaged file has them: an
+    aligned_bbox of 7 numbers, an age that is not a number, a folder outside 0-9; and the
+    release's listed-but-missing images.
+    """
+    plan = rendered.plan
+    rng = np.random.default_rng(rendered.seed + 90)
+    root = _fresh_folder(os.path.join(out_dir, LAYOUTS["facebase"][0]))
+    people = plan["identity"].unique()
+    folder_of = dict(zip(people, rng.permutation(len(people)) % 10))
+    entries, path_of, labels, files, extra = [], {}, {}, [], {}
+    for i in _listed_rows(plan):
+        r = plan.iloc[i]
+        person = int(r["identity"]) + 1
+        path_of[i] = f"{FACEBASE_NAME}/{person:05d}_{i:06d}.jpg"
+        labels[i] = int(r["label_age"])
+        marks = rendered.landmarks[i]
+        box = align.to_bbox_numbers(align.square_from_landmarks(marks)) if marks else []
+        entry = {"img_path": path_of[i], "id_num": person, "age": labels[i],
+                 "gender": "M" if r["gender"] == 1 else "F", "database": FACEBASE_NAME,
+                 "folder": int(folder_of[r["identity"]]), "aligned_bbox": box,
+                 "alignment_source": "landmarks drawn"}
+        quirk = ""
+        u = rng.random()
+        if u < FACEBASE_QUIRK_RATE and box:
+            entry["aligned_bbox"], quirk = box[:7], "aligned_bbox of 7 numbers"
+        elif u < 2 * FACEBASE_QUIRK_RATE:
+            entry["age"], quirk = "unknown", "age not a number"
+        elif u < 3 * FACEBASE_QUIRK_RATE:
+            entry["folder"], quirk = 10 + int(rng.integers(5)), "folder outside 0-9"
+        entries.append(entry)
+        extra[i] = {"quirk": quirk, "folder": entry["folder"],
+                    **{f"{k}_{c}": round(float(v[j]), 2) if marks else np.nan
+                       for k, v in (marks or dict.fromkeys(faces.LANDMARKS, (0, 0))).items()
+                       for j, c in enumerate("xy")}}
+        if r["kind"] != "missing":
+            files.append((path_of[i], rendered.blobs[i]))
+    fileio.write_files(root, files)
+    with fileio.atomic_path(os.path.join(root, f"{FACEBASE_NAME}.json")) as tmp:
+        with open(tmp, "w") as f:
+            json.dump(entries, f)
+    return _truth_in_order(rendered, root, list(path_of), path_of, labels, "facebase", extra)
+
+
 WRITERS = {
     "imdb_clean": write_imdb_clean,
     "appa_real": write_appa_real,
@@ -567,4 +643,5 @@ WRITERS = {
     "afad": write_afad,
     "cacd": write_cacd,
     "morph": write_morph,
+    "facebase": write_facebase,
 }

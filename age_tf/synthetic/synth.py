@@ -74,6 +74,9 @@ class SynthConfig:
     png_rate: float = _share(0.01, "Share of rows saved as PNG bytes in a .jpg (usable).")
     cmyk_rate: float = _share(0.01, "Share of rows saved as CMYK JPEG (usable).")
     missing_rate: float = _share(0.005, "Share of rows listed without a file.")
+    max_roll: float = field(0.0, low=0, high=45, help="Faces turned in-plane by up to this "
+                            "many degrees either way (uniform; beyond their own small head "
+                            "roll), to test face alignment against the landmarks drawn.")
     workers: int | None = field(None, low=1, help="Rendering processes (default: all cores).")
     format: str = field("imdb_wiki", "Release layout to write: " + ", ".join(
         f"{k} ({v})" for k, v in formats.DESCRIPTIONS.items()) + ".",
@@ -199,43 +202,57 @@ def _encode(img: Image.Image, quality: int, fmt: str = "JPEG") -> bytes:
     return buf.getvalue()
 
 
-def _render_row(row: dict) -> bytes | None:
-    """Renders one non-duplicate row to file bytes (None: no file)."""
+def _render_row(row: dict) -> tuple[bytes | None, dict | None]:
+    """Renders one non-duplicate row: (file bytes or None: no file, the landmarks of its
+    face or None: no face drawn)."""
     rng = np.random.default_rng(row["seed"])
     ident = faces.random_identity(np.random.default_rng(row["ident_seed"]))
     kind, size = row["kind"], int(row["size"])
     if kind == "missing":
-        return None
+        return None, None
     if kind == "placeholder":
-        return _encode(Image.new("RGB", (1, 1), (255, 255, 255)), 90)
+        return _encode(Image.new("RGB", (1, 1), (255, 255, 255)), 90), None
+    landmarks = None
     if kind == "no_face":
         img = faces.render_scene_without_face(rng, size)
     else:
-        img = faces.render_face(rng, row["rendered_age"], ident, size, kind == "two_faces")
+        img, landmarks = faces.render_face(rng, row["rendered_age"], ident, size,
+                                           kind == "two_faces", row.get("roll", 0.0))
     if kind == "grayscale":
-        return _encode(img.convert("L"), row["quality"])
+        return _encode(img.convert("L"), row["quality"]), landmarks
     if kind == "cmyk":
-        return _encode(img.convert("CMYK"), row["quality"])
+        return _encode(img.convert("CMYK"), row["quality"]), landmarks
     if kind == "png":
-        return _encode(img, 0, "PNG")
+        return _encode(img, 0, "PNG"), landmarks
     data = _encode(img, row["quality"])
     if kind == "truncated":
-        return data[: len(data) // 2]
-    return data
+        return data[: len(data) // 2], None
+    return data, landmarks
 
 
-def _render_chunk(rows: list[dict]) -> list[bytes | None]:
+def _render_chunk(rows: list[dict]) -> list[tuple[bytes | None, dict | None]]:
     return [_render_row(r) for r in rows]
 
 
-def _duplicate_bytes(original: bytes, variant: str, rng: np.random.Generator) -> bytes:
+def _duplicate_bytes(original: bytes, variant: str, rng: np.random.Generator) -> tuple[bytes, float]:
+    """A duplicate's bytes, and its scale against the original (its landmarks move by it)."""
     if variant == "exact":
-        return original
+        return original, 1.0
     img = Image.open(io.BytesIO(original)).convert("RGB")
+    scale = 1.0
     if variant == "resize":
         f = rng.choice([rng.uniform(0.6, 0.9), rng.uniform(1.15, 1.5)])
-        img = img.resize((max(16, int(img.width * f)),) * 2, Image.Resampling.BICUBIC)
-    return _encode(img, int(rng.integers(55, 96)))
+        side = max(16, int(img.width * f))
+        scale = side / img.width
+        img = img.resize((side,) * 2, Image.Resampling.BICUBIC)
+    return _encode(img, int(rng.integers(55, 96))), scale
+
+
+def _scaled(landmarks: dict | None, scale: float) -> dict | None:
+    """Landmarks of an image resized by `scale` (pixel centres: (x + 0.5) * s - 0.5)."""
+    if landmarks is None:
+        return None
+    return {k: ((x + 0.5) * scale - 0.5, (y + 0.5) * scale - 0.5) for k, (x, y) in landmarks.items()}
 
 
 def _file_name(row: dict, celeb_id: int, rm: int) -> str:
@@ -330,6 +347,7 @@ class Rendered:
     blobs: list[bytes | None]
     seed: int
     workers: int
+    landmarks: list[dict | None]  # each row's face as drawn (faces.LANDMARKS), None: no face
 
 
 def render(cfg: SynthConfig) -> Rendered:
@@ -351,24 +369,30 @@ def render(cfg: SynthConfig) -> Rendered:
         for row, rm in zip(plan.to_dict("records"), rms)
     ]
 
+    if cfg.max_roll:  # its own stream: without it every other draw is as before
+        plan["roll"] = np.random.default_rng(cfg.seed + 7).uniform(
+            -cfg.max_roll, cfg.max_roll, len(plan)).round(2)
     records = plan.to_dict("records")
     to_render = [i for i, r in enumerate(records) if r["kind"] != "duplicate"]
     logging.info("rendering %d images (%d duplicates follow)", len(to_render), len(plan) - len(to_render))
     workers = cfg.workers or os.cpu_count() or 1
     blobs: list[bytes | None] = [None] * len(plan)
+    landmarks: list[dict | None] = [None] * len(plan)
     chunks = parallel.chunked(to_render, 64)
     with progress.Bar(len(to_render), "rendering faces") as bar:
         results = parallel.map_in_processes(
             _render_chunk, [[records[i] for i in c] for c in chunks], workers,
             on_done=lambda i: bar.update(len(chunks[i])))
     for c, res in zip(chunks, results):
-        for i, b in zip(c, res):
-            blobs[i] = b
+        for i, (b, marks) in zip(c, res):
+            blobs[i], landmarks[i] = b, marks
     dup_rng = np.random.default_rng(cfg.seed + 2)
     for i, r in enumerate(records):
         if r["kind"] == "duplicate":
-            blobs[i] = _duplicate_bytes(blobs[r["duplicate_of"]], r["dup_variant"], dup_rng)
-    return Rendered(plan, full_paths, names, blobs, cfg.seed, workers)
+            blobs[i], scale = _duplicate_bytes(blobs[r["duplicate_of"]], r["dup_variant"],
+                                               dup_rng)
+            landmarks[i] = _scaled(landmarks[r["duplicate_of"]], scale)
+    return Rendered(plan, full_paths, names, blobs, cfg.seed, workers, landmarks)
 
 
 def write_imdb_wiki(rendered: Rendered, out_dir: str) -> tuple[pd.DataFrame, list]:
@@ -395,6 +419,7 @@ def write_imdb_wiki(rendered: Rendered, out_dir: str) -> tuple[pd.DataFrame, lis
             "duplicate_of": [full_paths[d] if d >= 0 else "" for d in plan["duplicate_of"]],
             "dup_variant": plan["dup_variant"],
             **formats.truth_groups(plan),
+            **formats.truth_landmarks(rendered.landmarks),
         }
     )
     truth.to_csv(os.path.join(out_dir, "ground_truth.csv"), index=False)
@@ -449,6 +474,8 @@ def summary_text(cfg: SynthConfig, counts: dict) -> str:
     elif cfg.format == "imdb_clean":
         where = (f"--release_dir={os.path.join(out, 'imdb-clean')} "
                  f"--images_dir={os.path.join(out, 'imdb')}")
+    elif cfg.format == "facebase":
+        where = f"--database={formats.facebase_database(out)} --split=benchmark"
     else:
         where = f"--release_dir={os.path.join(out, formats.LAYOUTS[cfg.format][0])}"
     nxt = f"age-tf-prepare --format={cfg.format} {where} --out_dir=DATA"

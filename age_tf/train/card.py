@@ -19,9 +19,9 @@ import tensorflow
 
 from age_tf import __version__, fileio
 from age_tf import config as config_lib
-from age_tf.data import pipeline, prepared, sources
+from age_tf.data import align, pipeline, prepared, sources
 from age_tf import export_format
-from age_tf.export_format import CARD_FORMAT, SYNTHETIC_WARNING
+from age_tf.export_format import ALIGNED, CARD_FORMAT, SYNTHETIC_WARNING
 from age_tf.train import heads, models, standin_weights
 from age_tf.train.run_dir import RunDir
 
@@ -91,6 +91,13 @@ def _preprocessing(config: dict, data: dict) -> dict:
                   "image_size x image_size, then +0.5 and saturate_cast to uint8; with "
                   "crop_faces, tf.image.crop_and_resize of the face box widened by crop_margin",
         "crop_faces": p["crop_faces"],
+        # How the face is framed, for serving to frame detected faces the same way.
+        "framing": ALIGNED if p.get("align") else "box with margin",
+        **({"alignment": {"method": "the unified benchmark's rotated square from the eyes "
+                                    "and mouth centre (data/align.py)",
+                          "eye_to_eye": align.EYE_TO_EYE, "eye_to_mouth": align.EYE_TO_MOUTH,
+                          "mouth_shift": align.MOUTH_SHIFT, "outside": "black"}}
+           if p.get("align") else {}),
         # The framing the network saw: its own crop of the release's box, or the release's.
         "crop_margin": p["face_margin"] if p["crop_faces"] else data.get("crop_margin"),
         "normalization": "inside the model (its first layers); do not normalize before",

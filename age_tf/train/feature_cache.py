@@ -53,7 +53,7 @@ class FeatureStore:
     def _file(self, extractor: keras.Model, images_dir: str, pcfg: pipeline.PipelineConfig,
               image_size: int, mirrored: bool) -> str:
         key = {"weights": weights_fingerprint(extractor), "images_dir": os.path.realpath(images_dir),
-               "image_size": image_size, "crop_faces": pcfg.crop_faces,
+               "image_size": image_size, "crop_faces": pcfg.crop_faces, "align": pcfg.align,
                "face_margin": pcfg.face_margin, "mirrored": mirrored,
                "idct": pipeline.JPEG_IDCT}
         digest = hashlib.sha256(json.dumps(key, sort_keys=True).encode()).hexdigest()[:16]
@@ -70,6 +70,8 @@ class FeatureStore:
         if pcfg.crop_faces:
             boxes = manifest[pipeline.BOX_COLUMNS].to_numpy(np.float64)
             keys = [f"{k}\0{b.tolist()}" for k, b in zip(keys, boxes)]
+        if pcfg.align:
+            keys = [f"{k}\0{b}" for k, b in zip(keys, manifest["aligned_bbox"].astype(str))]
         return np.array(keys, dtype=str)
 
     def _read(self, path: str) -> tuple[np.ndarray, np.ndarray | None]:

@@ -75,7 +75,8 @@ class TrainConfig:
         """How the run's faces are fed outside training (evaluation, calibration, export):
         the framing it trained with, nothing cached."""
         return pipeline.PipelineConfig(batch_size=batch_size, crop_faces=self.pipeline.crop_faces,
-                                       face_margin=self.pipeline.face_margin)
+                                       face_margin=self.pipeline.face_margin,
+                                       align=self.pipeline.align)
 
     def _check_manifest(self, manifest, path: str) -> None:
         """A split the run can use: not empty, and with a face box on every row when the

@@ -24,6 +24,7 @@ from age_tf.data.sources import (
     agedb,
     appa_real,
     cacd,
+    facebase,
     fgnet,
     imdb_clean,
     imdb_wiki,
@@ -43,13 +44,17 @@ from age_tf.data.sources.common import (  # noqa: F401  (the facts every reader 
 )
 
 FORMATS = ("imdb_wiki", "imdb_clean", "appa_real", "utkface", "agedb", "fgnet", "afad", "cacd",
-           "morph")
+           "morph", "facebase")
 LABELS = appa_real.LABELS
 OFFICIAL_SPLIT_FORMATS = ("imdb_clean", "appa_real", "cacd")  # releases with their own subsets
 
 
-def default_images_dir(fmt: str, mat: str | None, release_dir: str | None) -> str:
-    """Where a format's images are when --images_dir is not given."""
+def default_images_dir(fmt: str, mat: str | None, release_dir: str | None,
+                       database: str | None = None) -> str:
+    """Where a format's images are when --images_dir is not given (a database file's paths
+    start from the folder it is in)."""
+    if fmt == "facebase":
+        return os.path.dirname(os.path.abspath(database))
     if fmt == "imdb_wiki":
         base = os.path.dirname(os.path.abspath(mat))
         for name in ("imdb_crop", "wiki_crop"):
@@ -69,8 +74,10 @@ def default_images_dir(fmt: str, mat: str | None, release_dir: str | None) -> st
 
 
 def load(fmt: str, mat: str | None, release_dir: str | None, images_dir: str,
-         label: str) -> Source:
+         label: str, database: str | None = None) -> Source:
     """The release of `fmt` read into rows (see the module docstring)."""
+    if fmt == "facebase":
+        return facebase.read(database, images_dir)
     if fmt == "imdb_wiki":
         return imdb_wiki.read(mat, images_dir)
     if fmt == "imdb_clean":

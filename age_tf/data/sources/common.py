@@ -31,6 +31,8 @@ COLUMNS = [
     "face_score",
     "second_face_score",
     "official_split",
+    "folder",
+    "aligned_bbox",
     "label_source",
     "problem",
 ]
@@ -64,6 +66,8 @@ UNKNOWN = {
     "face_score": np.nan,
     "second_face_score": np.nan,
     "official_split": "",
+    "folder": np.nan,  # the unified benchmark's split unit (facebase)
+    "aligned_bbox": "",  # the aligned square's corners, 0-based (data/align.py's text)
     "label_source": "",
     "problem": "",
 }
