@@ -122,9 +122,17 @@ def feature_store(cfg: ExperimentConfig) -> str:
 
 
 def run_config(cfg: ExperimentConfig, spec: str) -> train_config.TrainConfig:
-    """The base training config with run `spec`'s own flags applied (its includes aside:
-    the base is the command line's). A shipped run config by name, or a path; NAME@HEAD
-    also sets --head (heads.HEADS).
+    """The base training config with run `spec`'s own flags applied, training on the
+    experiment's data into runs/<name> (see configure_run)."""
+    return configure_run(cfg.train, spec, os.path.join(cfg.out_dir, "data"),
+                         os.path.join(cfg.out_dir, "runs"))
+
+
+def configure_run(base: train_config.TrainConfig, spec: str, data_dir: str,
+                  runs_dir: str) -> train_config.TrainConfig:
+    """`base` with run `spec`'s own flags applied (its includes aside: the base is the
+    command line's), on data_dir, into runs_dir/<run name>. A shipped run config by name,
+    or a path; NAME@HEAD also sets --head (heads.HEADS).
 
     Raises:
       ValueError: an unknown head after @ (naming --runs).
@@ -134,15 +142,14 @@ def run_config(cfg: ExperimentConfig, spec: str) -> train_config.TrainConfig:
         raise ValueError(f"--runs: {spec!r} asks for head {head!r}; choose one of "
                          f"{sorted(heads_lib.HEADS)}")
     lines = config.own_flags(config.resolve_config(name)) + ([f"--head={head}"] if head else [])
-    run = config.apply_flag_lines(cfg.train, lines, exclude=EXCLUDED)
+    run = config.apply_flag_lines(base, lines, exclude=EXCLUDED)
     run_name = os.path.basename(name).removesuffix(".cfg") + (f"_{head}" if head else "")
     return dataclasses.replace(
-        run, data_dir=os.path.join(cfg.out_dir, "data"),
-        model_dir=os.path.join(cfg.out_dir, "runs", run_name),
+        run, data_dir=data_dir, model_dir=os.path.join(runs_dir, run_name),
         flags_text=run.flags_text + f"# run config {spec}\n" + "\n".join(lines) + "\n")
 
 
-class _Steps:
+class Steps:
     """The experiment's numbered steps, each said once with the time since the start."""
 
     def __init__(self, total: int):
@@ -160,7 +167,7 @@ def summary(result: dict) -> str:
             f"{os.path.abspath(result['report'])}  ({result['seconds'] / 60:.1f} min)")
 
 
-def _prepare_data(cfg: ExperimentConfig, raw: str, data: str, steps: _Steps) -> str | None:
+def _prepare_data(cfg: ExperimentConfig, raw: str, data: str, steps: Steps) -> str | None:
     """Synthesizes (unless real data is given) and prepares; skips what exists. Returns the
     ground-truth path for synthetic data."""
     truth = None
@@ -229,7 +236,7 @@ TABLE3_LABELS = {"noisy": "labels as given", "drop": "cleaned: suspects dropped"
                  "relabel": "cleaned: suspects relabelled", "oracle": "rendered ages (oracle)"}
 
 
-def _train_once(rc: train_config.TrainConfig, name: str, strategy, steps: _Steps) -> None:
+def train_once(rc: train_config.TrainConfig, name: str, strategy, steps: Steps) -> None:
     run = RunDir(rc.model_dir)
     # "Done" is the run's own checkpointed state: all epochs, or stopped early.
     if is_done(run):
@@ -249,7 +256,7 @@ def _eval_config(cfg: ExperimentConfig, model_dir: str, data: str,
 
 
 def _table3(cfg: ExperimentConfig, rc: train_config.TrainConfig, name: str, data: str, truth: str,
-            strategy, steps: _Steps) -> dict:
+            strategy, steps: Steps) -> dict:
     """Trains the audited run's config again on cleaned labels and on the rendered ages;
     scores all on the test split against the rendered ages (Table 3)."""
     runs = {"noisy": rc.model_dir}
@@ -273,7 +280,7 @@ def _table3(cfg: ExperimentConfig, rc: train_config.TrainConfig, name: str, data
         # SavedModel export (its tracing is a few seconds of the demo per run).
         vrc = dataclasses.replace(rc, data_dir=vdata, export=False,
                                   model_dir=os.path.join(cfg.out_dir, "runs", f"{name}_{variant}"))
-        _train_once(vrc, f"{name} on {TABLE3_LABELS[variant]}", strategy, steps)
+        train_once(vrc, f"{name} on {TABLE3_LABELS[variant]}", strategy, steps)
         keras.backend.clear_session()
         # The test split is the original one: cleaning never touches it.
         evaluation.evaluate(_eval_config(cfg, vrc.model_dir, data, truth))
@@ -317,7 +324,7 @@ def _run_steps(cfg: ExperimentConfig, strategy) -> dict:
     run_cfgs = run_configs(cfg)
     names = list(run_cfgs)
     table3 = cfg.cleaning and not cfg.mat
-    steps = _Steps(4 + len(names) * 2 + 2 + (6 if table3 else 0))
+    steps = Steps(4 + len(names) * 2 + 2 + (6 if table3 else 0))
     os.makedirs(cfg.out_dir, exist_ok=True)
     truth = _prepare_data(cfg, raw, data, steps)
     base_path = os.path.join(cfg.out_dir, "baselines.json")
@@ -335,7 +342,7 @@ def _run_steps(cfg: ExperimentConfig, strategy) -> dict:
 
     for name in names:
         rc = run_cfgs[name]
-        _train_once(rc, name, strategy, steps)
+        train_once(rc, name, strategy, steps)
         keras.backend.clear_session()
         e = evaluation.evaluate(_eval_config(cfg, rc.model_dir, data, truth))
         steps.step(f"evaluated {name} on test: MAE {e['mae_years']:.2f} years, "

@@ -144,3 +144,36 @@ def test_the_synthetic_release_is_prepared_by_one_command_quirks_rejected(releas
             "left_eye", "right_eye", "mouth_left", "mouth_right")})
         assert np.abs(align.parse_corners_text(row["aligned_bbox"]) - square).max() <= 0.51
     assert kept.groupby("identity")["folder"].nunique().max() == 1
+
+
+@pytest.mark.integration
+def test_prepare_align_finds_landmarks_and_rejects_faces_without(tmp_path):
+    """--align on a synthetic IMDB-WIKI release (no squares given): each kept face's square
+    from MTCNN's landmarks lies near the square of the landmarks drawn; the others are
+    rejected with the reason."""
+    from age_tf.data import align
+
+    raw = str(tmp_path / "raw")
+    synth.generate(synth.SynthConfig(num_images=60, seed=2, min_size=112, max_size=160,
+                                     workers=1), raw)
+    out = tmp_path / "prepared"
+    prepare.prepare(prepare.PrepareConfig(mat=os.path.join(raw, "imdb.mat"), out_dir=str(out),
+                                          align=True, sample_fraction=1.0, workers=1,
+                                          split="0.5,0.25,0.25"))
+    kept = pd.concat([pd.read_csv(out / f"{s}.csv") for s in ("train", "val", "test")])
+    rejected = pd.read_csv(out / "rejected.csv")
+    assert len(kept) >= 5 and rejected["stage"].eq("aligned (landmarks found)").sum() >= 1
+    assert rejected.loc[rejected["stage"] == "aligned (landmarks found)", "reason"].str.contains(
+        "no face with landmarks").all()
+    names = ("left_eye", "right_eye", "mouth_left", "mouth_right")
+    marks = ground_truth.for_rows(os.path.join(raw, "ground_truth.csv"), kept,
+                                  tuple(f"{k}_{c}" for k in names for c in "xy"))
+    errors = []
+    for text, (_, m) in zip(kept["aligned_bbox"], marks.iterrows()):
+        truth = align.square_from_landmarks({k: (m[f"{k}_x"], m[f"{k}_y"]) for k in names})
+        side = np.linalg.norm(truth[1] - truth[0])
+        errors.append(np.abs(align.parse_corners_text(text) - truth).max() / side)
+    assert np.median(errors) < 0.1
+    with pytest.raises(ValueError, match="--nocheck_images"):
+        prepare.PrepareConfig(mat="x.mat", out_dir=str(out), align=True,
+                              check_images=False).validate()

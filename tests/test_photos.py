@@ -11,7 +11,7 @@ import tensorflow as tf
 from matplotlib import cbook
 from PIL import Image
 
-from age_tf.data import pipeline, sources
+from age_tf.data import detect, pipeline, sources
 from age_tf.serve import photos
 from age_tf.synthetic import synth
 
@@ -64,7 +64,7 @@ def test_a_crowd_is_searched_in_tiles_and_every_face_found_once(grace, detector)
     # tiles (MTCNN alone on a crowd of 480 took 10 GB); each face found once, in its cell.
     face = np.asarray(Image.fromarray(grace).resize((256, 300)))
     canvas = np.concatenate([np.concatenate([face] * 5, axis=1)] * 3, axis=0)
-    assert max(canvas.shape[:2]) > 2 * photos.DETECT_TILE
+    assert max(canvas.shape[:2]) > 2 * detect.DETECT_TILE
     faces = detector(canvas)
     cells = sorted((int((b[0] + b[2]) / 2 // 256), int((b[1] + b[3]) / 2 // 300))
                    for b, _, _ in faces)
@@ -183,11 +183,11 @@ def test_a_crop_cut_from_its_region_equals_the_crop_from_the_whole_photo(grace):
 
 def test_downscaled_is_the_mean_of_whole_blocks():
     image = np.arange(40 * 60 * 3, dtype=np.uint8).reshape(40, 60, 3)
-    small, scale = photos.downscaled(image, 20, strip_rows=3)
+    small, scale = detect.downscaled(image, 20, strip_rows=3)
     assert scale == 1 / 3 and small.shape == (13, 20, 3)
     expect = image[:39, :60].astype(float).reshape(13, 3, 20, 3, 3).mean(axis=(1, 3)).round()
     assert np.array_equal(small, expect.astype(np.uint8))
-    assert photos.downscaled(image, 60)[0] is image  # small enough: the photo itself
+    assert detect.downscaled(image, 60)[0] is image  # small enough: the photo itself
 
 
 def test_faces_are_found_on_a_small_copy_and_given_in_the_photos_pixels(grace, detector, monkeypatch):

@@ -319,3 +319,50 @@ def test_map_images_traces_once_per_call_and_never_warns_of_retracing(tmp_path, 
     assert not [r for r in caplog.records if "retracing" in r.getMessage()]
     images = pipeline.map_images(None, manifest, str(tmp_path), cfg, 32)  # the images themselves
     assert images.shape == (40, 32, 32, 3) and images.dtype == np.float32
+
+
+def test_crop_flip_draws_a_square_of_80_to_100_percent_and_is_reproducible(tmp_path):
+    """--augment=crop_flip: each training image is a random square of 80-100% of its area,
+    resized back (so a centred white dot grows by up to 1/sqrt(0.8)), mirrored half the
+    time; the same seed and epoch draw the same crops."""
+    arr = np.zeros((64, 64, 3), np.uint8)
+    arr[24:40, 24:40] = 255
+    name = _img(tmp_path / "dot.png", arr, fmt="PNG")
+    df = pd.DataFrame({"path": [name] * 64, "age": [30] * 64})
+    cfg = pipeline.PipelineConfig(batch_size=16, cache="memory", augment="crop_flip")
+    make = lambda: pipeline.InputPipeline(df, str(tmp_path), cfg, 64, training=True,  # noqa: E731
+                                          seed=1).dataset(epoch=0)
+    x, _ = _collect(make())
+    area = (x[..., 0] > 127).sum(axis=(1, 2)) / 256.0  # the dot's area against the original
+    assert area.min() >= 0.95 and area.max() <= 1 / 0.8 + 0.1 and area.std() > 0.02
+    np.testing.assert_array_equal(_collect(make())[0], x)
+    plain = pipeline.PipelineConfig(batch_size=16, cache="memory", augment="none")
+    xn, _ = _collect(pipeline.InputPipeline(df, str(tmp_path), plain, 64, training=True,
+                                            seed=1).dataset(epoch=0))
+    assert (xn == arr).all()  # --augment=none: the images as they are
+
+
+def test_crop_flip_is_refused_on_cached_features(folder):
+    df, root = folder
+    cfg = pipeline.PipelineConfig(batch_size=4, augment="crop_flip")
+    feats = np.zeros((len(df), 2, 8), np.float32)
+    with pytest.raises(ValueError, match="--nofeature_cache"):
+        pipeline.InputPipeline(df, root, cfg, S, training=True, features=feats).dataset()
+
+
+def test_align_crops_by_the_manifest_square_and_names_rows_without_one(folder, tmp_path):
+    from age_tf.data import align
+
+    arr = np.zeros((80, 80, 3), np.uint8)
+    arr[10:30, 50:70] = 255  # a white square, top right
+    name = _img(tmp_path / "sq.png", arr, fmt="PNG")
+    corners = np.array([[50, 10], [69, 10], [69, 29], [50, 29]], float)
+    df = pd.DataFrame({"path": [name], "age": [30], "aligned_bbox": [align.corners_text(corners)]})
+    cfg = pipeline.PipelineConfig(batch_size=1, align=True)
+    x, _ = _collect(_ds(df, str(tmp_path), cfg, training=False, size=20))
+    assert x.min() >= 250  # only the square
+    df.loc[0, "aligned_bbox"] = ""
+    with pytest.raises(ValueError, match="--align: 1 of 1 rows have no aligned square"):
+        _ds(df, str(tmp_path), cfg, training=False, size=20)
+    with pytest.raises(ValueError, match="two framings of the face"):
+        pipeline.PipelineConfig(align=True, crop_faces=True).validate()

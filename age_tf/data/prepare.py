@@ -15,9 +15,9 @@ import numpy as np
 import pandas as pd
 from absl import logging
 
-from age_tf import fileio, labels, plots
+from age_tf import fileio, labels, parallel, plots, progress
 from age_tf.config import field
-from age_tf.data import dedup, images, prepared, sources
+from age_tf.data import dedup, detect, images, prepared, sources
 from age_tf.data.dedup import DEFAULT_MAX_DISTANCE, DEFAULT_MIN_CORRELATION
 from age_tf.data.metadata import DataError
 from age_tf.data.split import SPLIT_NAMES, parse_fractions, stratified_group_split
@@ -68,6 +68,10 @@ class PrepareConfig:
     check_images: bool = field(True, "Open every image; --nocheck_images filters the metadata "
                                "alone (no dedup).")
     dedup: bool = field(True, "Remove exact and near-duplicate images.")
+    align: bool = field(False, "Find each face's eyes and mouth (MTCNN, the largest face of "
+                        "an image) and store the unified benchmark's aligned square, for "
+                        "training with --align; rows whose release gives one keep it, a face "
+                        "without landmarks is rejected with its reason.")
     dup_max_distance: int = field(DEFAULT_MAX_DISTANCE, low=0, high=15,
                                   help="dHash bits two near duplicates may differ in (0 = exact "
                                        "duplicates only).")
@@ -122,6 +126,9 @@ class PrepareConfig:
         elif not os.path.isdir(self.release_dir):
             raise ValueError(f"--release_dir={self.release_dir!r}: not a folder; give the folder "
                              "the release unpacked to")
+        if self.align and not self.check_images:
+            raise ValueError("--align finds landmarks in every image: it cannot run with "
+                             "--nocheck_images")
         if self.label != "real" and self.format != "appa_real":
             raise ValueError(f"--label={self.label}: only appa_real has apparent ages")
         if self.min_age > self.max_age:
@@ -304,6 +311,8 @@ def prepare(cfg: PrepareConfig) -> dict:
         if cfg.dedup:
             usable = [(i, info) for i, info in zip(idx, infos) if info.ok]
             dup_report = _deduplicate(df, stages, usable, cfg)
+        if cfg.align:
+            _align(df, stages, cfg)
     else:
         logging.warning("--nocheck_images: image checks and duplicate removal skipped")
         # Without the exact-duplicate search, a path listed twice would reach the manifests
@@ -354,6 +363,29 @@ def prepare(cfg: PrepareConfig) -> dict:
     logging.info("wrote %s in %.1fs: %s", cfg.out_dir, report["seconds"],
                  {k: len(v) for k, v in manifests.items()})
     return report
+
+
+ALIGN_CHUNK = 32  # images per detection task
+
+
+def _align(df: pd.DataFrame, stages: _Stages, cfg: PrepareConfig) -> None:
+    """Stores an aligned square for every surviving row without one (detect.landmark_squares
+    in worker processes); rows where no face is found are rejected."""
+    todo = np.flatnonzero(stages.alive & (df["aligned_bbox"].fillna("").to_numpy() == ""))
+    root = os.path.abspath(cfg.images_dir)
+    paths = [os.path.join(root, df["full_path"].iat[i]) for i in todo]
+    chunks = parallel.chunked(paths, ALIGN_CHUNK)
+    workers = min(cfg.workers or os.cpu_count() or 1, len(chunks))
+    with progress.Bar(len(paths), "finding landmarks") as bar:
+        results = parallel.map_in_processes(
+            detect.landmark_squares, [(c, detect.DETECT_SIDE, 0.9) for c in chunks], workers,
+            on_done=lambda i: bar.update(len(chunks[i])))
+    found = [r for chunk in results for r in chunk]
+    reasons = np.full(len(df), "", dtype=object)
+    for i, (square, reason) in zip(todo, found):
+        df.at[df.index[i], "aligned_bbox"] = square
+        reasons[i] = reason
+    stages.apply("aligned (landmarks found)", reasons == "", reasons, df)
 
 
 def sample_fraction(cfg: PrepareConfig) -> float:

@@ -24,13 +24,14 @@ ALPHAS = (0.01, 0.1, 1.0, 10.0, 100.0, 1000.0)
 NAMES = {"median": "training median", "ridge": "ridge on pixels"}
 
 
-def pixel_features(manifest: pd.DataFrame, images_dir: str, crop_faces: bool = False
-                   ) -> np.ndarray:
+def pixel_features(manifest: pd.DataFrame, images_dir: str, crop_faces: bool = False,
+                   align: bool = False) -> np.ndarray:
     """(N, 112) features: an 8x8 grey thumbnail and the mean colour of 4x4 blocks, in [0, 1].
 
     crop_faces: the images are full photos; the face box (plus the release margin) is used.
+    align: each face is cut by its aligned square (as models trained with --align see it).
     """
-    cfg = pipeline.PipelineConfig(batch_size=256, crop_faces=crop_faces)
+    cfg = pipeline.PipelineConfig(batch_size=256, crop_faces=crop_faces, align=align)
     images = pipeline.map_images(None, manifest, images_dir, cfg, 32, "pixels") / 255.0  # N,32,32,3
     n = len(images)
     grey = images.mean(-1).reshape(n, 8, 4, 8, 4).mean((2, 4)).reshape(n, 64)
@@ -45,37 +46,65 @@ def _frame(manifest: pd.DataFrame, pred: np.ndarray, truth_csv: str | None) -> p
     return evaluation.attach_rendered(f, truth_csv) if truth_csv else f
 
 
+class Fitted:
+    """Both baselines fitted on a prepared folder's training split (the ridge's penalty
+    chosen on its validation split), ready to predict any manifest."""
+
+    def __init__(self, data_dir: str, align: bool = False):
+        self.frames, self.images_dir = {}, None
+        for split in ("train", "val", "test"):
+            self.frames[split], self.images_dir = prepared.load_manifest(data_dir, split)
+        self.align = align
+        self.full = prepared.PreparedDir(data_dir).framing() == sources.FULL_PHOTOS
+        ages = {s: f["age"].to_numpy(float) for s, f in self.frames.items()}
+        self.median = float(np.median(ages["train"]))
+        self.feats = {s: pixel_features(f, self.images_dir, self.full, align)
+                      for s, f in self.frames.items()}
+        self.mu, self.sd = self.feats["train"].mean(0), self.feats["train"].std(0) + 1e-6
+        z = {s: (v - self.mu) / self.sd for s, v in self.feats.items()}
+        stats = ridge.statistics(z["train"], ages["train"])
+        self.val_mae = {a: metrics.mae(ages["val"], ridge.predict(z["val"], ridge.solve(*stats, a)))
+                        for a in ALPHAS}
+        self.alpha = min(self.val_mae, key=self.val_mae.get)
+        self.weights = ridge.solve(*stats, self.alpha)
+
+    def ridge_predict(self, manifest: pd.DataFrame, images_dir: str, feats=None,
+                      full: bool = False) -> np.ndarray:
+        if feats is None:
+            feats = pixel_features(manifest, images_dir, full, self.align)
+        return ridge.predict((feats - self.mu) / self.sd, self.weights)
+
+
 def compute(data_dir: str, bootstrap: int = 1000, seed: int = 0,
-            ground_truth: str | None = None) -> dict:
+            ground_truth: str | None = None, align: bool = False) -> dict:
     """Both baselines' test metrics (as evaluation.compute_metrics gives for a CNN run; with
     `ground_truth`, also against the rendered ages).
 
     Returns:
       {"median": metrics, "ridge": metrics with "alpha"}.
     """
-    frames, images_dir = {}, None
-    for split in ("train", "val", "test"):
-        frames[split], images_dir = prepared.load_manifest(data_dir, split)
-    ages = {s: f["age"].to_numpy(float) for s, f in frames.items()}
-    median = float(np.median(ages["train"]))
+    fit = Fitted(data_dir, align)
+    test = fit.frames["test"]
     # No bootstrap for a constant prediction: its correlations are undefined in every sample.
     out = {"median": evaluation.compute_metrics(
-        _frame(frames["test"], np.full(len(ages["test"]), median), ground_truth), 0, seed)}
-    out["median"]["value"] = median
-
-    full = prepared.PreparedDir(data_dir).framing() == sources.FULL_PHOTOS
-    feats = {s: pixel_features(f, images_dir, full) for s, f in frames.items()}
-    mu, sd = feats["train"].mean(0), feats["train"].std(0) + 1e-6
-    feats = {s: (v - mu) / sd for s, v in feats.items()}
-    stats = ridge.statistics(feats["train"], ages["train"])
-    val_mae = {a: metrics.mae(ages["val"], ridge.predict(feats["val"], ridge.solve(*stats, a)))
-               for a in ALPHAS}
-    alpha = min(val_mae, key=val_mae.get)
-    pred = ridge.predict(feats["test"], ridge.solve(*stats, alpha))
-    out["ridge"] = evaluation.compute_metrics(_frame(frames["test"], pred, ground_truth),
-                                               bootstrap, seed)
-    out["ridge"].update(alpha=alpha, val_mae_years=val_mae[alpha])
+        _frame(test, np.full(len(test), fit.median), ground_truth), 0, seed)}
+    out["median"]["value"] = fit.median
+    pred = fit.ridge_predict(test, fit.images_dir, fit.feats["test"])
+    out["ridge"] = evaluation.compute_metrics(_frame(test, pred, ground_truth), bootstrap, seed)
+    out["ridge"].update(alpha=fit.alpha, val_mae_years=fit.val_mae[fit.alpha])
     return out
+
+
+def transfer(fit: Fitted, other_dir: str, seed: int = 0) -> dict:
+    """Both baselines, fitted on one dataset, scored on another's test split (cross-dataset
+    rows beside the models'): {"median": metrics, "ridge": metrics}, no bootstrap."""
+    manifest, images_dir = prepared.load_manifest(other_dir, "test")
+    full = prepared.PreparedDir(other_dir).framing() == sources.FULL_PHOTOS
+    return {"median": evaluation.compute_metrics(
+                _frame(manifest, np.full(len(manifest), fit.median), None), 0, seed),
+            "ridge": evaluation.compute_metrics(
+                _frame(manifest, fit.ridge_predict(manifest, images_dir, full=full), None), 0,
+                seed)}
 
 
 def write(data_dir: str, path: str, bootstrap: int = 1000, seed: int = 0,

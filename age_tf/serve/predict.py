@@ -13,7 +13,7 @@ import tensorflow as tf
 
 from age_tf import decisions, export_format, fileio, progress
 from age_tf.config import field
-from age_tf.data import pipeline
+from age_tf.data import detect, pipeline
 from age_tf.serve import photos
 from age_tf.serve.served_model import AgeModel
 
@@ -45,7 +45,7 @@ class PredictConfig:
                                   help="Larger photos are refused before decoding (a "
                                   "decompression bomb must not take the memory); raise it "
                                   "for a trusted photo.")
-    detect_side: int = field(photos.DETECT_SIDE, low=64, help="Faces are found on a copy of "
+    detect_side: int = field(detect.DETECT_SIDE, low=64, help="Faces are found on a copy of "
                              "each photo at most this many pixels a side, and cropped from "
                              "the photo itself.")
 

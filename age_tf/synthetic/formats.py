@@ -604,7 +604,8 @@ def write_facebase(rendered, out_dir: str, boxes=None) -> pd.DataFrame:
     for i in _listed_rows(plan):
         r = plan.iloc[i]
         person = int(r["identity"]) + 1
-        path_of[i] = f"{FACEBASE_NAME}/{person:05d}_{i:06d}.jpg"
+        # The seed in the name: two synthetic datasets never share an image path.
+        path_of[i] = f"{FACEBASE_NAME}/s{rendered.seed}_{person:05d}_{i:06d}.jpg"
         labels[i] = int(r["label_age"])
         marks = rendered.landmarks[i]
         box = align.to_bbox_numbers(align.square_from_landmarks(marks)) if marks else []

@@ -1,0 +1,300 @@
+"""The unified benchmark's protocol in one call (Paplhám et al., CVPR 2024): for each of its
+five subject-exclusive splits, train, select on validation, test; then test every model on
+the whole of every other dataset given; report MAE and CS@5 as mean ± std over the splits.
+
+Data are the benchmark's database files (--database, --other_databases; see
+sources/facebase.py), or, without them, synthetic releases written in that format (rendered
+faces, turned in-plane, with their landmarks) so the protocol runs offline end to end.
+Faces are aligned as the benchmark aligns them (data/align.py) unless --noalign.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import time
+
+import keras
+import numpy as np
+
+from age_tf import fileio, progress
+from age_tf.config import field
+from age_tf.data import prepare, prepared
+from age_tf.data.sources import facebase
+from age_tf.evaluate import baselines, evaluation
+from age_tf.experiment import EXCLUDED, Steps, configure_run, train_once
+from age_tf.synthetic import formats, synth
+from age_tf.train import train_config
+
+SPLITS = tuple(range(len(facebase.BENCHMARK_SPLITS)))
+SYNTHETIC_OTHER = "other"  # the second synthetic dataset's folder name
+
+
+@dataclasses.dataclass
+class BenchmarkConfig:
+    """What `age-tf-benchmark` runs: the data, the splits, the runs and heads."""
+
+    out_dir: str = field(None, "Everything is written here (raw/, data/, runs/, "
+                         "benchmark.md, benchmark.json); a rerun resumes.")
+    database: str | None = field(None, "The benchmark's database file of the dataset trained "
+                                 "on (e.g. AgeDB.json). Without it, a synthetic release in "
+                                 "that format is written and used (offline).")
+    images_dir: str | None = field(None, "The folder --database's img_path entries start "
+                                   "from (default: the file's folder).")
+    other_databases: tuple[str, ...] = field((), "Database files of the datasets every model "
+                                             "is also tested on, whole (e.g. FG-Net_aligned."
+                                             "json), comma-separated.")
+    other_images_dirs: tuple[str, ...] = field((), "Their image folders, in the same order "
+                                               "(default: each file's folder).")
+    splits: tuple[int, ...] = field(SPLITS, "Which of the five splits to run (0-4).")
+    runs: tuple[str, ...] = field(("mobilenet_v2_head",), "Run configs (shipped names or "
+                                  "paths), each trained on every split.")
+    heads: tuple[str, ...] = field(("regression",), "Heads (train/heads.py), each with every "
+                                   "run: one table row per run and head.")
+    num_images: int = field(1500, low=100, help="Synthetic data: rows of the release trained "
+                            "on (the other dataset gets a third as many).")
+    max_roll: float = field(30.0, low=0, high=45, help="Synthetic data: faces turned in-plane "
+                            "by up to this many degrees (alignment undoes it).")
+    feature_cache_for_head: bool = field(True, "Head-mode runs train from cached features "
+                                         "(one store for every split: the same images).")
+    bootstrap: int = field(200, low=0, help="Bootstrap resamples for each test's intervals.")
+    train: train_config.TrainConfig = field(default_factory=train_config.TrainConfig)
+
+    def validate(self) -> None:
+        bad = [s for s in self.splits if s not in SPLITS]
+        if bad or not self.splits:
+            raise ValueError(f"--splits takes split numbers 0-4, got {list(self.splits)}")
+        if self.other_images_dirs and len(self.other_images_dirs) != len(self.other_databases):
+            raise ValueError(f"--other_images_dirs has {len(self.other_images_dirs)} folders for "
+                             f"{len(self.other_databases)} --other_databases; give one each, or "
+                             "none")
+        if self.images_dir and not self.database:
+            raise ValueError("--images_dir goes with --database (without it the data are "
+                             "synthetic)")
+        for path in (self.database, *self.other_databases):
+            if path and not os.path.isfile(path):
+                raise ValueError(f"{path}: no such database file")
+        for spec in self.run_specs():
+            configure_run(self.train, spec, "", "").model.validate()
+
+    def run_specs(self) -> list[str]:
+        """Each run with each head (NAME@HEAD; the regression head as the plain name)."""
+        return [run if head == "regression" else f"{run}@{head}"
+                for run in self.runs for head in self.heads]
+
+
+def _data(cfg: BenchmarkConfig, steps: Steps) -> tuple[str, str, dict[str, tuple[str, str]]]:
+    """(database, its images, {other name: (database, images)}), synthesizing what is not
+    given."""
+    if cfg.database:
+        main = (cfg.database, cfg.images_dir or os.path.dirname(os.path.abspath(cfg.database)))
+        steps.step(f"using {cfg.database}")
+    else:
+        raw = os.path.join(cfg.out_dir, "raw", "main")
+        main = (formats.facebase_database(raw), os.path.dirname(formats.facebase_database(raw)))
+        _synthesize(cfg, raw, cfg.num_images, cfg.train.seed, steps)
+    others = {}
+    for i, path in enumerate(cfg.other_databases):
+        images = (cfg.other_images_dirs[i] if cfg.other_images_dirs
+                  else os.path.dirname(os.path.abspath(path)))
+        others[os.path.splitext(os.path.basename(path))[0]] = (path, images)
+    if not cfg.database and not cfg.other_databases:
+        raw = os.path.join(cfg.out_dir, "raw", SYNTHETIC_OTHER)
+        _synthesize(cfg, raw, max(100, cfg.num_images // 3), cfg.train.seed + 1, steps)
+        others[SYNTHETIC_OTHER] = (formats.facebase_database(raw),
+                                   os.path.dirname(formats.facebase_database(raw)))
+    return main[0], main[1], others
+
+
+def _synthesize(cfg: BenchmarkConfig, raw: str, n: int, seed: int, steps: Steps) -> None:
+    if os.path.exists(formats.facebase_database(raw)):
+        steps.step(f"synthetic facebase release already in {raw}")
+        return
+    synth.generate(synth.SynthConfig(num_images=n, seed=seed, format="facebase",
+                                     max_roll=cfg.max_roll, overwrite=True), raw)
+    steps.step(f"generated a synthetic facebase release of {n} rows in {raw}")
+
+
+def _prepare(database: str, images: str, out: str, split: str, k: int, seed: int) -> dict:
+    if not prepared.PreparedDir(out).exists():
+        prepare.prepare(prepare.PrepareConfig(format="facebase", database=database,
+                                              images_dir=images, out_dir=out, split=split,
+                                              benchmark_split=k, seed=seed))
+    return prepared.PreparedDir(out).report()
+
+
+def run_benchmark(cfg: BenchmarkConfig, strategy) -> dict:
+    """Runs the protocol; each step skips what out_dir already holds. Steps on stdout, the
+    rest in <out_dir>/log.txt."""
+    os.makedirs(cfg.out_dir, exist_ok=True)
+    with progress.log_to(os.path.join(cfg.out_dir, "log.txt")), progress.quiet():
+        return _run_steps(cfg, strategy)
+
+
+def _run_steps(cfg: BenchmarkConfig, strategy) -> dict:
+    start = time.monotonic()
+    specs = cfg.run_specs()
+    n_other = len(cfg.other_databases) or (0 if cfg.database else 1)
+    steps = Steps((1 if cfg.database else 1 + (0 if cfg.other_databases else 1))
+                  + len(cfg.splits) * (2 + len(specs)) + 1 + n_other)
+    database, images, others = _data(cfg, steps)
+    data_root = os.path.join(cfg.out_dir, "data")
+    other_dirs = {}
+    for name, (path, other_images) in others.items():
+        other_dirs[name] = os.path.join(data_root, f"whole_{name}")
+        r = _prepare(path, other_images, other_dirs[name], prepare.WHOLE, 0, cfg.train.seed)
+        steps.step(f"prepared {name} whole for testing: {r['splits']['test']['images']} faces")
+    results = {"splits": {}, "protocol": protocol(cfg)}
+    for k in cfg.splits:
+        data = os.path.join(data_root, f"split_{k}")
+        r = _prepare(database, images, data, prepare.BENCHMARK, k, cfg.train.seed)
+        steps.step(f"split {k}: " + ", ".join(f"{s} {v['images']}" for s, v in r["splits"].items())
+                   + f" ({r['split']})")
+        split = {"data": data, "runs": {}, "baselines": _baselines(cfg, data, other_dirs)}
+        steps.step(f"split {k} baselines: median MAE {split['baselines']['own']['median']['mae_years']:.2f}, "
+                   f"ridge MAE {split['baselines']['own']['ridge']['mae_years']:.2f}")
+        for spec in specs:
+            rc = _run_config(cfg, spec, data, k)
+            name = os.path.basename(rc.model_dir)
+            train_once(rc, f"split {k} {name}", strategy, _Quiet(steps))
+            keras.backend.clear_session()
+            own = evaluation.evaluate(evaluation.EvaluateConfig(
+                model_dir=rc.model_dir, data_dir=data, bootstrap=cfg.bootstrap,
+                seed=cfg.train.seed))
+            cross = {o: _scores(evaluation.evaluate(evaluation.EvaluateConfig(
+                model_dir=rc.model_dir, data_dir=d, other_data=True, bootstrap=0,
+                seed=cfg.train.seed))) for o, d in other_dirs.items()}
+            split["runs"][spec] = {"model_dir": rc.model_dir, **_scores(own), "other": cross}
+            steps.step(f"split {k} {name}: test MAE {own['mae_years']:.2f}, CS@5 "
+                       f"{own['cs5']:.3f}" + "".join(f"; on {o} MAE {c['mae_years']:.2f}"
+                                                    for o, c in cross.items()))
+        results["splits"][str(k)] = split
+    results["table"] = table_rows(results, specs, list(other_dirs))
+    text = markdown(results, list(other_dirs))
+    out = os.path.join(cfg.out_dir, "benchmark.md")
+    fileio.atomic_write_text(out, text)
+    fileio.atomic_write_text(os.path.join(cfg.out_dir, "benchmark.json"),
+                             json.dumps(results, indent=2, default=float))
+    steps.step(f"wrote {out}")
+    return {"text": text, "path": out, "seconds": time.monotonic() - start, **results}
+
+
+class _Quiet:
+    """Steps that count a run's training without saying it (its test line says it all)."""
+
+    def __init__(self, steps: Steps):
+        self.steps = steps
+
+    def step(self, what: str) -> None:
+        progress.say(what)  # to the log only
+
+
+def _run_config(cfg: BenchmarkConfig, spec: str, data: str, k: int) -> train_config.TrainConfig:
+    rc = configure_run(cfg.train, spec, data, os.path.join(cfg.out_dir, "runs", f"split_{k}"))
+    if cfg.feature_cache_for_head and rc.model.tune == "head":
+        rc = dataclasses.replace(rc, feature_cache=True,
+                                 feature_store=os.path.join(cfg.out_dir, "features"))
+    return rc
+
+
+def _scores(m: dict) -> dict:
+    return {k: m[k] for k in ("mae_years", "cs5", "images", "mae_years_ci95") if k in m}
+
+
+def _baselines(cfg: BenchmarkConfig, data: str, other_dirs: dict[str, str]) -> dict:
+    """The training median and the ridge on pixels of this split, on its test split and on
+    each other dataset (cached in the split's folder)."""
+    path = os.path.join(data, "benchmark_baselines.json")
+    if os.path.exists(path):
+        with open(path) as f:
+            return json.load(f)
+    fit = baselines.Fitted(data, align=cfg.train.pipeline.align)
+    own = baselines.compute(data, 0, cfg.train.seed, align=cfg.train.pipeline.align)
+    out = {"own": {k: _scores(v) for k, v in own.items()},
+           "other": {o: {k: _scores(v) for k, v in baselines.transfer(fit, d).items()}
+                     for o, d in other_dirs.items()}}
+    fileio.atomic_write_text(path, json.dumps(out, indent=2, default=float))
+    return out
+
+
+def _mean_std(values: list[float]) -> tuple[float, float]:
+    """Mean and sample standard deviation (ddof 1; 0 for one split)."""
+    v = np.asarray(values, float)
+    return float(v.mean()), float(v.std(ddof=1)) if len(v) > 1 else 0.0
+
+
+def table_rows(results: dict, specs: list[str], others: list[str]) -> list[dict]:
+    """One row per run and head, then the baselines: per split and mean ± std."""
+    splits = results["splits"]
+    rows = []
+    entries = [(spec, lambda s, spec=spec: s["runs"][spec], lambda s, o, spec=spec:
+                s["runs"][spec]["other"][o]) for spec in specs]
+    entries += [(baselines.NAMES[b] + " (baseline)", lambda s, b=b: s["baselines"]["own"][b],
+                 lambda s, o, b=b: s["baselines"]["other"][o][b]) for b in baselines.NAMES]
+    for name, own, other in entries:
+        per = {k: own(s) for k, s in splits.items()}
+        row = {"model": name, "per_split": {k: v["mae_years"] for k, v in per.items()},
+               "mae": _mean_std([v["mae_years"] for v in per.values()]),
+               "cs5": _mean_std([v["cs5"] for v in per.values()]), "other": {}}
+        for o in others:
+            vals = [other(s, o) for s in splits.values()]
+            row["other"][o] = {"mae": _mean_std([v["mae_years"] for v in vals]),
+                               "cs5": _mean_std([v["cs5"] for v in vals])}
+        rows.append(row)
+    return rows
+
+
+def protocol(cfg: BenchmarkConfig) -> dict:
+    """The protocol as run, stated beside the table."""
+    p, m = cfg.train.pipeline, cfg.train.model
+    return {"alignment": ("the benchmark's rotated square from the eyes and mouth (eye-to-eye "
+                          "x1.92, eye-to-mouth x1.89), from each face's aligned_bbox"
+                          if p.align else "none: whole images resized"),
+            "image_size": m.image_size, "augmentation": p.augment, "backbone_weights": m.weights,
+            "splits": {str(k): {"train": list(facebase.BENCHMARK_SPLITS[k][0]),
+                                "val": list(facebase.BENCHMARK_SPLITS[k][1]),
+                                "test": list(facebase.BENCHMARK_SPLITS[k][2])}
+                       for k in cfg.splits},
+            "selection": f"the epoch with the best {cfg.train.monitor} on the split's "
+                         "validation folders",
+            "data": "synthetic facebase releases (age-tf-synth)" if not cfg.database
+            else os.path.basename(cfg.database)}
+
+
+def _cell(pair: tuple[float, float], fmt: str) -> str:
+    return f"{pair[0]:{fmt}} ± {pair[1]:{fmt}}"
+
+
+def markdown(results: dict, others: list[str]) -> str:
+    """The table (mean ± std over the splits, each split's MAE, cross-dataset columns), then
+    the protocol."""
+    rows, splits = results["table"], list(results["splits"])
+    head = (["model", "MAE (years)", "CS@5"] + [f"split {k} MAE" for k in splits]
+            + [c for o in others for c in (f"on {o}: MAE", f"on {o}: CS@5")])
+    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    for r in rows:
+        cells = [r["model"], _cell(r["mae"], ".2f"), _cell(r["cs5"], ".3f")]
+        cells += [f"{r['per_split'][k]:.2f}" for k in splits]
+        cells += [c for o in others for c in (_cell(r["other"][o]["mae"], ".2f"),
+                                              _cell(r["other"][o]["cs5"], ".3f"))]
+        lines.append("| " + " | ".join(cells) + " |")
+    p = results["protocol"]
+    split_text = "; ".join(f"{k}: train {v['train']}, val {v['val']}, test {v['test']}"
+                           for k, v in p["splits"].items())
+    return ("# Unified benchmark\n\n" + "\n".join(lines) + "\n\n"
+            f"Mean ± sample standard deviation over {len(splits)} split(s). Data: {p['data']}. "
+            f"Alignment: {p['alignment']}. Image size {p['image_size']} px; augmentation "
+            f"{p['augmentation']}; backbone weights {p['backbone_weights']}; model selection: "
+            f"{p['selection']}. Splits (folders): {split_text}. Cross-dataset columns: each "
+            "split's model tested on the whole of the other dataset. Baselines: the training "
+            "split's median age, and a ridge regression on 112 pixel features (penalty chosen "
+            "on validation), fitted per split.\n")
+
+
+def summary(result: dict) -> str:
+    return f"\n{result['text']}\nwrote {os.path.abspath(result['path'])}  " \
+           f"({result['seconds'] / 60:.1f} min)"
+
+
+__all__ = ["BenchmarkConfig", "run_benchmark", "summary", "EXCLUDED"]
