@@ -56,6 +56,8 @@ class BenchmarkConfig:
                             "on (the other dataset gets a third as many).")
     max_roll: float = field(30.0, low=0, high=45, help="Synthetic data: faces turned in-plane "
                             "by up to this many degrees (alignment undoes it).")
+    max_age: int = field(101, low=1, high=150, help="Oldest age kept (AgeDB's oldest face is "
+                         "101; the benchmark keeps every age its files give).")
     feature_cache_for_head: bool = field(True, "Head-mode runs train from cached features "
                                          "(one store for every split: the same images).")
     bootstrap: int = field(200, low=0, help="Bootstrap resamples for each test's intervals.")
@@ -116,11 +118,13 @@ def _synthesize(cfg: BenchmarkConfig, raw: str, n: int, seed: int, steps: Steps)
     steps.step(f"generated a synthetic facebase release of {n} rows in {raw}")
 
 
-def _prepare(database: str, images: str, out: str, split: str, k: int, seed: int) -> dict:
+def _prepare(cfg: BenchmarkConfig, database: str, images: str, out: str, split: str,
+             k: int) -> dict:
     if not prepared.PreparedDir(out).exists():
         prepare.prepare(prepare.PrepareConfig(format="facebase", database=database,
                                               images_dir=images, out_dir=out, split=split,
-                                              benchmark_split=k, seed=seed))
+                                              benchmark_split=k, seed=cfg.train.seed,
+                                              max_age=cfg.max_age))
     return prepared.PreparedDir(out).report()
 
 
@@ -143,12 +147,12 @@ def _run_steps(cfg: BenchmarkConfig, strategy) -> dict:
     other_dirs = {}
     for name, (path, other_images) in others.items():
         other_dirs[name] = os.path.join(data_root, f"whole_{name}")
-        r = _prepare(path, other_images, other_dirs[name], prepare.WHOLE, 0, cfg.train.seed)
+        r = _prepare(cfg, path, other_images, other_dirs[name], prepare.WHOLE, 0)
         steps.step(f"prepared {name} whole for testing: {r['splits']['test']['images']} faces")
     results = {"splits": {}, "protocol": protocol(cfg)}
     for k in cfg.splits:
         data = os.path.join(data_root, f"split_{k}")
-        r = _prepare(database, images, data, prepare.BENCHMARK, k, cfg.train.seed)
+        r = _prepare(cfg, database, images, data, prepare.BENCHMARK, k)
         steps.step(f"split {k}: " + ", ".join(f"{s} {v['images']}" for s, v in r["splits"].items())
                    + f" ({r['split']})")
         split = {"data": data, "runs": {}, "baselines": _baselines(cfg, data, other_dirs)}

@@ -76,12 +76,13 @@ class Cut:
 
     def text(self) -> str:
         """How the cut reads to a user."""
-        over = (f"over {self.threshold:g} above {self.over_above:.1f}"
-                if math.isfinite(self.over_above) else f"never over {self.threshold:g}")
-        under = (f"under below {self.under_below:.1f}" if math.isfinite(self.under_below)
-                 else "never under")
-        return (f"{over}, {under} (at most {self.error:.0%} of faces under {self.threshold:g} "
-                f"called over, and of faces {self.threshold:g}+ called under; calibrated on "
+        t = f"{self.threshold:g}"
+        over = (f"over {t} when estimated above {self.over_above:.1f}"
+                if math.isfinite(self.over_above) else f"never over {t}")
+        under = (f"under {t} below {self.under_below:.1f}" if math.isfinite(self.under_below)
+                 else f"never under {t}")
+        return (f"{over}, {under}, else uncertain (at most {self.error:.0%} of faces under {t} "
+                f"called over, and of faces {t} or older called under; calibrated on "
                 f"{self.n_under} + {self.n_over} validation faces)")
 
 

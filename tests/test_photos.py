@@ -235,3 +235,24 @@ def test_damaged_and_foreign_files_are_told_apart(tmp_path):
         photos.read_photo(str(tmp_path / "cut.jpg"))
     with pytest.raises(ValueError, match="not a JPEG or PNG image"):
         photos.read_photo(str(tmp_path / "text.jpg"))
+
+
+def test_a_model_trained_aligned_gets_the_aligned_crop_of_mtcnns_landmarks(grace, model,
+                                                                           detector):
+    """The card's framing decides: 'aligned' -> the benchmark's square of the face's
+    landmarks (data/align.py, as in training), else the box with the card's margin."""
+    from age_tf.data import align
+    from age_tf.export_format import ALIGNED
+
+    faces = photos.find_faces("grace", grace, detector)
+    assert not model.aligned
+    boxed = photos.face_crops(grace, faces, model, model.crop_margin)
+    aligned_model = photos.AgeModel.__new__(photos.AgeModel)
+    aligned_model.card = {"preprocessing": {"framing": ALIGNED}}
+    aligned_model.image_size = model.image_size
+    assert aligned_model.aligned
+    crops = photos.face_crops(grace, faces, aligned_model, 0.4)
+    expected = align.crop(grace, align.square_from_landmarks(faces[0].landmarks),
+                          model.image_size).numpy()
+    np.testing.assert_array_equal(crops[0], expected.astype(np.float32))
+    assert np.abs(crops[0] - boxed[0]).mean() > 10  # another framing of the same face
