@@ -50,6 +50,11 @@ def test_table_scores_a_run_on_its_own_and_other_test_splits_beside_their_baseli
     text = open(out).read()
     assert "| tested on | model | trained on |" in text and "ridge on pixels" in text
     assert "images (no identities)" in text and "| identities |" in text
+    # The rows give the largest gap between groups (gender here; race codes need more faces
+    # a group than this small set has), with its interval.
+    utk_line = next(line for line in text.splitlines() if line.startswith("| utkface (data) |")
+                    and own[0]["model"] in line)
+    assert "gender: male - female" in utk_line and " [" in utk_line
     assert json.load(open(str(tmp_path / "cross.json")))[0]["plcc_ci95"]
 
 

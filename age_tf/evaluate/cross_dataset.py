@@ -93,15 +93,29 @@ def _resampled(r: dict) -> str:
     return "images (no identities)" if r.get("identities") == r["images"] else r["ci_resampling"]
 
 
+def _gaps(r: dict) -> str:
+    """The largest MAE gap between groups of each group column the tested set names, with
+    its interval (bootstrap over people): gender, race, skin tone."""
+    out = []
+    for column, g in (r.get("by_group") or {}).items():
+        gap = g.get("gap")
+        if gap:
+            ci = gap.get("ci95")
+            out.append(f"{column}: {gap['between'][0]} - {gap['between'][1]} "
+                       f"{gap['mae_years']:+.2f}" + (f" [{ci[0]:+.2f}, {ci[1]:+.2f}]" if ci else ""))
+    return "; ".join(out) or "-"
+
+
 def markdown(rows: list[dict]) -> str:
     """The table: one line per model and tested set, baselines beside the models."""
     lines = ["| tested on | model | trained on | MAE (years) | CS@5 | PLCC [95% CI] | "
-             "SROCC [95% CI] | images | CI over |", "|---|---|---|---|---|---|---|---|---|"]
+             "SROCC [95% CI] | images | CI over | largest MAE gap between groups [95% CI] |",
+             "|---|---|---|---|---|---|---|---|---|---|"]
     for r in rows:
         lines.append(
             f"| {r['tested_on']} | {r['model']} | {r['trained_on']} | {r['mae_years']:.2f} "
             f"| {r['cs5']:.3f} | {_num(r['plcc'])}{_ci(r, 'plcc')} | {_num(r['srocc'])}"
-            f"{_ci(r, 'srocc')} | {r['images']} | {_resampled(r)} |")
+            f"{_ci(r, 'srocc')} | {r['images']} | {_resampled(r)} | {_gaps(r)} |")
     return "\n".join(lines) + "\n"
 
 
@@ -110,7 +124,7 @@ def write(cfg: CrossConfig) -> list[dict]:
     rows = cross_evaluate(cfg)
     fileio.atomic_write_text(cfg.out, markdown(rows))
     keep = ("tested_on", "model", "trained_on", "mae_years", "cs5", "plcc", "plcc_ci95", "srocc",
-            "srocc_ci95", "images", "ci_resampling", "own_data", "seen_in_training")
+            "srocc_ci95", "images", "ci_resampling", "own_data", "seen_in_training", "by_group")
     fileio.atomic_write_text(os.path.splitext(cfg.out)[0] + ".json", json.dumps(
         [{k: r[k] for k in keep if k in r} for r in rows], indent=2, default=float))
     return rows
