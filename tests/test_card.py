@@ -157,6 +157,7 @@ def test_float32_tflite_serves_what_the_saved_model_serves(backbone, prepared, t
         np.testing.assert_allclose(got[key], want[key], atol=0.01)  # years
 
 
+@pytest.mark.slow  # 24 s; float32 TFLite, the default export's path, stays in the default suite
 def test_int8_tflite_runs_and_stays_near_float(prepared, tmp_path):
     model = _model_with_a_spread()
     saved = export.export_saved_model(model, SIZE, str(tmp_path / "export"))

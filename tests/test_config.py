@@ -150,7 +150,7 @@ def test_user_flagfile_includes_relative_to_itself(tmp_path, monkeypatch):
     (tmp_path / "a" / "loop.cfg").write_text("--flagfile=loop.cfg\n")
     with pytest.raises(ValueError, match="includes itself"):
         config.expand_flagfiles(["prog", "--flagfile=a/loop.cfg"])
-    with pytest.raises(ValueError, match="not a shipped config \\(shipped: base, demo"):
+    with pytest.raises(ValueError, match="not a shipped config \\(shipped: base, benchmark, benchmark_demo, demo"):
         config.expand_flagfiles(["prog", "--config=nope"])
 
 

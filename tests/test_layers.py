@@ -2,8 +2,9 @@
 
 The tree follows the data: release files and prepared folders (data/, written by
 synthetic/), training (train/), then what reads trained runs (evaluate/, serve/, the
-stand-ins' pretraining), the protocols (experiment), the commands (cli/). Shared by all,
-at the bottom: configuration, files, labels, metrics, progress, the export format.
+stand-ins' pretraining), the protocols (experiment, benchmark), the commands (cli/). Shared
+by all, at the bottom: configuration, files, labels, metrics, progress, the export format,
+decisions at thresholds.
 """
 
 import ast
@@ -16,12 +17,14 @@ PACKAGE = os.path.join(ROOT, "age_tf")
 
 FLOORS = (
     ("age_tf", "age_tf.config", "age_tf.fileio", "age_tf.labels", "age_tf.parallel",
-     "age_tf.plots", "age_tf.metrics", "age_tf.progress", "age_tf.export_format"),
+     "age_tf.plots", "age_tf.metrics", "age_tf.progress", "age_tf.export_format",
+     "age_tf.decisions"),
     ("age_tf.data",),
     ("age_tf.synthetic",),
     ("age_tf.train",),
     ("age_tf.evaluate", "age_tf.serve", "age_tf.standin"),
     ("age_tf.experiment",),
+    ("age_tf.benchmark",),  # the benchmark's protocol runs its runs as the study's are run
     ("age_tf.cli",),
 )
 

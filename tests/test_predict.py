@@ -164,13 +164,16 @@ def test_thresholds_decide_each_face_with_the_error_they_promise(photos):
     for line in r.stdout.strip().splitlines():
         assert sum(w in line for w in ("over 18", "under 18", "uncertain at 18")) == 1
         assert line.index("18") < line.index("25", line.index("years"))  # in threshold order
-    r = _cli(f"--model={model_dir}", "--faces=given", "--output=json", "--thresholds=18",
-             "--decision_error=0.1", good[0])
-    out = json.loads(r.stdout)
+    # JSON and a bad threshold, in this process (the command's own function).
+    from age_tf.serve import predict
+
+    cfg = predict.PredictConfig(model=model_dir, faces="given", output="json",
+                                thresholds=(18.0,), decision_error=0.1)
+    out = json.loads(predict.run(cfg, [good[0]])[0])
     assert out["model"]["decisions"][0]["error"] == 0.1
     assert out["results"][0]["decisions"]["18"] in ("over", "under", "uncertain")
-    r = _cli(f"--model={model_dir}", "--faces=given", "--thresholds=18,abc", good[0])
-    assert r.returncode != 0 and "--thresholds" in r.stderr
+    with pytest.raises(ValueError, match="--thresholds"):
+        predict.PredictConfig(model=model_dir, thresholds=("x",)).validate()
 
 
 def test_decisions_are_calibrated_on_validation_faces_only(trained_run):

@@ -91,6 +91,15 @@ def test_analyze_on_a_real_photo_equals_age_tf_predict(served, trained_run):
     status, again = _post_json(f"{url}/v1/analyze",
                                {"image": {"b64": base64.b64encode(_grace_bytes()).decode()}})
     assert status == 200 and abs(again["faces"][0]["age"] - face["age"]) < 1e-6
+    # Decisions at thresholds, as age-tf-predict --thresholds gives them.
+    status, decided = _multipart(f"{url}/v1/analyze?thresholds=25,18&decision_error=0.1",
+                                 _grace_bytes())
+    assert status == 200, decided
+    assert [c["threshold"] for c in decided["decisions"]] == [18, 25]
+    assert decided["decisions"][0]["error"] == 0.1
+    assert set(decided["faces"][0]["decisions"]) == {"18", "25"}
+    status, bad = _multipart(f"{url}/v1/analyze?thresholds=18,x", _grace_bytes())
+    assert status == 400 and "thresholds" in bad["error"]
 
 
 def _png_bomb() -> bytes:

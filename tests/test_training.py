@@ -114,6 +114,9 @@ def _kill_during(proc, marker, timeout=240):
             proc.wait()
 
 
+# Slow tier (90 s: four training commands): the tiny experiment's test resumes a finished
+# protocol in the default suite; this one kills a run mid-epoch.
+@pytest.mark.slow
 def test_kill_9_resumes_to_the_same_weights_and_early_stop_and_a_finished_run_trains_nothing(
         data_dir, tmp_path):
     # The first epoch sets the reference; no later one beats it by 10, so patience 2 stops

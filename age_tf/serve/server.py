@@ -9,7 +9,9 @@ The model and the face detector are loaded once. Two surfaces:
     errors in TF Serving's form, {"error": "..."};
   - POST /v1/analyze: a photo (multipart upload, or JSON {"image": {"b64": ...}}) -> every
     face with its box, landmarks, confidence, age and interval, and the card's summary
-    (what deepface's /analyze answers, and what age-tf-predict prints);
+    (what deepface's /analyze answers, and what age-tf-predict prints); with
+    ?thresholds=18,25 (&decision_error=0.05) each face's decision at each threshold too,
+    and the cuts with the error they promise;
   - GET / : a page to try it in a browser (serve/page.html, no external script or font).
 
 Bounded: a request body over --max_upload_mb is refused (413) before it is read whole; a
@@ -35,7 +37,7 @@ import numpy as np
 import tensorflow as tf
 from absl import logging
 
-from age_tf import export_format, progress
+from age_tf import decisions, export_format, progress
 from age_tf.config import field
 from age_tf.data import pipeline
 from age_tf.serve import photos
@@ -172,13 +174,20 @@ def _instances(body: dict) -> list:
     return items
 
 
-def _face_json(face: photos.Face) -> dict:
+MAX_THRESHOLDS = 16  # decisions a request may ask for
+
+
+def _face_json(face: photos.Face, cuts=()) -> dict:
     def r(v):
         return None if v is None else round(float(v), 3)
 
-    return {"box": [r(v) for v in face.box], "confidence": r(face.confidence),
-            "landmarks": {k: [r(v[0]), r(v[1])] for k, v in face.landmarks.items()},
-            "age": r(face.age), "age_low": r(face.age_low), "age_high": r(face.age_high)}
+    out = {"box": [r(v) for v in face.box], "confidence": r(face.confidence),
+           "landmarks": {k: [r(v[0]), r(v[1])] for k, v in face.landmarks.items()},
+           "age": r(face.age), "age_low": r(face.age_low), "age_high": r(face.age_high)}
+    if cuts:
+        out["decisions"] = {f"{c.threshold:g}": str(decisions.decide([face.age], c)[0])
+                            for c in cuts}
+    return out
 
 
 class AgeServer:
@@ -364,9 +373,24 @@ class AgeServer:
             raise RequestError("JSON bodies carry the photo as {\"image\": {\"b64\": ...}}")
         return await request.read()  # the photo's bytes as the body
 
+    def _cuts(self, request) -> list:
+        """The decision cuts a request asks for (?thresholds=..&decision_error=..), checked."""
+        query = request.rel_url.query
+        if "thresholds" not in query:
+            return []
+        try:
+            thresholds = decisions.parse_thresholds(query["thresholds"].split(","))
+            error = float(query.get("decision_error", decisions.DEFAULT_ERROR))
+            if len(thresholds) > MAX_THRESHOLDS:
+                raise ValueError(f"--thresholds: at most {MAX_THRESHOLDS} a request")
+            return self.model.decision_cuts(thresholds, error)
+        except ValueError as e:
+            raise RequestError(str(e).replace("--", "")) from e
+
     async def analyze(self, request):
         from aiohttp import web
 
+        cuts = self._cuts(request)  # before the photo is read: a bad query costs nothing
         data = await self._photo_bytes(request)
         loop = asyncio.get_running_loop()
 
@@ -387,10 +411,12 @@ class AgeServer:
                                                part, self.model, self.model.crop_margin)
             photos.set_ages(part, await self.batcher.ages(crops))
         del image
-        return web.json_response({
-            "width": int(shape[1]), "height": int(shape[0]),
-            "faces": [_face_json(f) for f in faces],
-            "interval_coverage": self.model.coverage, "model": self.summary})
+        answer = {"width": int(shape[1]), "height": int(shape[0]),
+                  "faces": [_face_json(f, cuts) for f in faces],
+                  "interval_coverage": self.model.coverage, "model": self.summary}
+        if cuts:
+            answer["decisions"] = [c.summary() for c in cuts]
+        return web.json_response(answer)
 
 
 def serve(cfg: ServeConfig) -> None:
