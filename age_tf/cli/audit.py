@@ -1,4 +1,4 @@
-"""age-tf-audit: suspected mislabels (held-out disagreement) and surviving near duplicates.
+r"""age-tf-audit: suspected mislabels (held-out disagreement) and surviving near duplicates.
 
 Example:
   age-tf-audit --model_dir=runs/demo/runs/mobilenet_v2_head --data_dir=runs/demo/data \

@@ -1,11 +1,11 @@
-"""age-tf-benchmark: the unified age-estimation benchmark's protocol (CVPR 2024) in one command.
+r"""age-tf-benchmark: the unified age-estimation benchmark's protocol (CVPR 2024) in one command.
 
 Five subject-exclusive splits of the dataset's ten folders: train, select on validation,
 test; every model also tested on the whole of every other dataset; MAE and CS@5 as mean ±
 std over the splits, beside the median and ridge-on-pixels baselines.
 
 Examples:
-  # Offline, on synthetic releases in the benchmark's format (about 5 minutes on 2 CPU cores):
+  # Offline, on synthetic releases in the benchmark's format (3 minutes on 2 CPU cores):
   age-tf-benchmark --config=benchmark_demo --out_dir=runs/benchmark_demo
   # Real data (the benchmark's database files and the images they list), on a GPU machine:
   age-tf-benchmark --config=benchmark --database=/data/AgeDB.json --images_dir=/data \

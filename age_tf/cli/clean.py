@@ -1,4 +1,4 @@
-"""age-tf-clean: a cleaned copy of prepared data (train/val suspects dropped or relabelled).
+r"""age-tf-clean: a cleaned copy of prepared data (train/val suspects dropped or relabelled).
 
 Example:
   age-tf-clean --model_dir=runs/demo/runs/mobilenet_v2_head --data_dir=runs/demo/data \

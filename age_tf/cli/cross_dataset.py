@@ -1,4 +1,4 @@
-"""age-tf-cross-dataset: runs x prepared test splits -> a "trained on / tested on" table.
+r"""age-tf-cross-dataset: runs x prepared test splits -> a "trained on / tested on" table.
 
 Example:
   age-tf-cross-dataset --model_dirs=runs/imdb/mobilenet_v2_head,runs/utk/mobilenet_v2_head \

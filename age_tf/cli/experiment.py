@@ -1,4 +1,4 @@
-"""age-tf-experiment: the study end to end — data, four runs, evaluation, audit, report.
+r"""age-tf-experiment: the study end to end — data, four runs, evaluation, audit, report.
 
 Examples:
   # Offline demo on synthetic data (6 to 14 minutes on 2 CPU cores):

@@ -1,4 +1,4 @@
-"""age-tf-export: a finished run's SavedModel (with its model card) or a TFLite file.
+r"""age-tf-export: a finished run's SavedModel (with its model card) or a TFLite file.
 
 Examples:
   age-tf-export --model_dir=runs/demo/runs/mobilenet_v2_head   # rewrite export/ and its card

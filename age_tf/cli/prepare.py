@@ -1,4 +1,4 @@
-"""age-tf-prepare: a dataset release -> checked, deduplicated train/val/test manifests.
+r"""age-tf-prepare: a dataset release -> checked, deduplicated train/val/test manifests.
 
 Examples:
   age-tf-prepare --config=prepare --mat=raw/imdb.mat --out_dir=data

@@ -1,4 +1,4 @@
-"""age-tf-report: report.md (Tables 1 and 2, every figure) from evaluated runs.
+r"""age-tf-report: report.md (Tables 1 and 2, every figure) from evaluated runs.
 
 Example:
   age-tf-report --runs=runs/demo/runs/mobilenet_v2_head,runs/demo/runs/mobilenet_v2_full \

@@ -1,4 +1,4 @@
-"""age-tf-serve: answer ages over HTTP (TF Serving's REST API, /v1/analyze, a page to try it).
+r"""age-tf-serve: answer ages over HTTP (TF Serving's REST API, /v1/analyze, a page to try it).
 
 Examples:
   age-tf-serve --model=runs/demo/runs/mobilenet_v2_full      # then open http://127.0.0.1:8501/
