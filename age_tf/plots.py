@@ -28,6 +28,8 @@ def plot_age_distribution(ages_by_split: dict[str, np.ndarray], path: str) -> No
     colors = {"train": "tab:blue", "val": "tab:orange", "test": "tab:green"}
     for name, ages in ages_by_split.items():
         ages = np.asarray(ages)
+        if not len(ages):  # a subset left empty (--split=whole: every image in test)
+            continue
         axes[0].hist(ages, bins=bins, density=True, histtype="step", linewidth=1.8,
                      label=f"{name} (n={len(ages):,}, mean {ages.mean():.1f})",
                      color=colors.get(name))

@@ -399,8 +399,10 @@ def check_data(run: RunDir, data_dir: str, split: str, other_data: bool = False)
         logging.warning("WARNING: %d of the %d %s images in %s were this run's training or "
                         "validation images: its scores there are inflated", match.seen,
                         match.images, split, data_dir)
-    else:
+    elif match.seen is None:  # its training data gone: whether it saw these cannot be told
         logging.warning("%s: %s", data_dir, match.note)
+    else:  # asked for (--other_data), and none of it seen in training: nothing to warn of
+        logging.info("%s: %s", data_dir, match.note)
     return match
 
 
