@@ -161,7 +161,8 @@ def _run_steps(cfg: BenchmarkConfig, strategy) -> dict:
         for spec in specs:
             rc = _run_config(cfg, spec, data, k)
             name = os.path.basename(rc.model_dir)
-            train_once(rc, f"split {k} {name}", strategy, _Quiet(steps))
+            # Its training line to the log only: the test line below says it all.
+            train_once(rc, f"split {k} {name}", strategy, progress.say)
             keras.backend.clear_session()
             own = evaluation.evaluate(evaluation.EvaluateConfig(
                 model_dir=rc.model_dir, data_dir=data, bootstrap=cfg.bootstrap,
@@ -182,16 +183,6 @@ def _run_steps(cfg: BenchmarkConfig, strategy) -> dict:
                              json.dumps(results, indent=2, default=float))
     steps.step(f"wrote {out}")
     return {"text": text, "path": out, "seconds": time.monotonic() - start, **results}
-
-
-class _Quiet:
-    """Steps that count a run's training without saying it (its test line says it all)."""
-
-    def __init__(self, steps: Steps):
-        self.steps = steps
-
-    def step(self, what: str) -> None:
-        progress.say(what)  # to the log only
 
 
 def _run_config(cfg: BenchmarkConfig, spec: str, data: str, k: int) -> train_config.TrainConfig:

@@ -236,17 +236,18 @@ TABLE3_LABELS = {"noisy": "labels as given", "drop": "cleaned: suspects dropped"
                  "relabel": "cleaned: suspects relabelled", "oracle": "rendered ages (oracle)"}
 
 
-def train_once(rc: train_config.TrainConfig, name: str, strategy, steps: Steps) -> None:
+def train_once(rc: train_config.TrainConfig, name: str, strategy, say) -> None:
+    """Trains a run unless it is done (its own checkpointed state: all epochs, or stopped
+    early); `say` (a step's, or the log's) gets one line either way."""
     run = RunDir(rc.model_dir)
-    # "Done" is the run's own checkpointed state: all epochs, or stopped early.
     if is_done(run):
         status = run_status(run)
-        steps.step(f"{name}: already trained ({status['reason']} after epoch {status['epoch']})")
+        say(f"{name}: already trained ({status['reason']} after epoch {status['epoch']})")
         return
     keras.backend.clear_session()
     m = training.train_and_evaluate(rc, strategy)
-    steps.step(f"trained {name}: best epoch {m['best_epoch']}, val MAE "
-                  f"{m['val']['mae_years']:.2f} years, SROCC {m['val']['srocc']:.4f}")
+    say(f"trained {name}: best epoch {m['best_epoch']}, val MAE "
+        f"{m['val']['mae_years']:.2f} years, SROCC {m['val']['srocc']:.4f}")
 
 
 def _eval_config(cfg: ExperimentConfig, model_dir: str, data: str,
@@ -280,7 +281,7 @@ def _table3(cfg: ExperimentConfig, rc: train_config.TrainConfig, name: str, data
         # SavedModel export (its tracing is a few seconds of the demo per run).
         vrc = dataclasses.replace(rc, data_dir=vdata, export=False,
                                   model_dir=os.path.join(cfg.out_dir, "runs", f"{name}_{variant}"))
-        train_once(vrc, f"{name} on {TABLE3_LABELS[variant]}", strategy, steps)
+        train_once(vrc, f"{name} on {TABLE3_LABELS[variant]}", strategy, steps.step)
         keras.backend.clear_session()
         # The test split is the original one: cleaning never touches it.
         evaluation.evaluate(_eval_config(cfg, vrc.model_dir, data, truth))
@@ -342,7 +343,7 @@ def _run_steps(cfg: ExperimentConfig, strategy) -> dict:
 
     for name in names:
         rc = run_cfgs[name]
-        train_once(rc, name, strategy, steps)
+        train_once(rc, name, strategy, steps.step)
         keras.backend.clear_session()
         e = evaluation.evaluate(_eval_config(cfg, rc.model_dir, data, truth))
         steps.step(f"evaluated {name} on test: MAE {e['mae_years']:.2f} years, "

@@ -135,8 +135,11 @@ def read(database: str, images_dir: str) -> common.Source:
     name = sorted(names)[0] if len(names) == 1 else os.path.basename(database)
     kind = folder_kind(name)
     rows = [_entry(e, kind) for e in entries]
-    get = lambda key, default: np.array([r.get(key, default) for r in rows],  # noqa: E731
-                                        dtype=object if isinstance(default, str) else float)
+
+    def get(key: str, default):
+        return np.array([r.get(key, default) for r in rows],
+                        dtype=object if isinstance(default, str) else float)
+
     table = common.table(
         len(rows), full_path=get("path", ""), age=get("age", math.nan),
         gender=get("gender", math.nan), identity=get("identity", ""),
