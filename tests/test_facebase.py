@@ -15,6 +15,7 @@ import pytest
 from PIL import Image
 
 from age_tf.data import prepare
+from age_tf.data.metadata import DataError
 from age_tf.data.sources import facebase
 from age_tf.evaluate import ground_truth
 from age_tf.synthetic import formats, synth
@@ -177,3 +178,29 @@ def test_prepare_align_finds_landmarks_and_rejects_faces_without(tmp_path):
     with pytest.raises(ValueError, match="--nocheck_images"):
         prepare.PrepareConfig(mat="x.mat", out_dir=str(out), align=True,
                               check_images=False).validate()
+
+
+@pytest.mark.parametrize("content, message", [
+    ("[" * 100_000 + "]" * 100_000, "not a readable JSON database file"),
+    ("{\"a\": 1}", "non-empty JSON list"),
+    ("[1, \"x\", {\"img_path\": \"../../etc/passwd\", \"age\": 3, \"folder\": 1}]", None),
+    ("not json", "not a readable JSON"),
+])
+def test_hostile_database_files_are_refused_or_rejected_by_row(tmp_path, content, message):
+    path = tmp_path / "db.json"
+    path.write_text(content)
+    if message:
+        with pytest.raises(DataError, match=message):
+            facebase.read(str(path), str(tmp_path))
+        return
+    table = facebase.read(str(path), str(tmp_path)).table
+    assert list(table["problem"]) == ["entry is not a JSON object"] * 2 + [
+        "img_path '../../etc/passwd' is not inside the images folder"]
+
+
+def test_an_oversized_database_file_is_refused_before_it_is_read(tmp_path, monkeypatch):
+    path = tmp_path / "big.json"
+    path.write_text("[]")
+    monkeypatch.setattr(facebase, "MAX_DATABASE_BYTES", 1)
+    with pytest.raises(DataError, match="too large for a database file"):
+        facebase.read(str(path), str(tmp_path))

@@ -38,7 +38,8 @@ OFFICIAL_FOLDERS = (0, 1, 2)  # train, val, test
 # Databases whose folders are their official split, and those with a folder per person.
 OFFICIAL_DATABASES = ("ChaLearn2016", "CLAP2016", "CACD2000")
 PER_PERSON_DATABASES = ("FG-NET",)
-MAX_DATABASE_BYTES = 512 * 2**20  # the largest (IMDB-Clean) is ~60 MB
+# The largest file (IMDB-Clean's) is ~60 MB; parsed, JSON takes ~10x its size in memory.
+MAX_DATABASE_BYTES = 128 * 2**20
 MAX_ENTRIES = 2_000_000
 
 
@@ -65,8 +66,9 @@ def read_database(path: str) -> list:
     try:
         with open(path, encoding="utf-8") as f:
             entries = json.load(f)
-    except (OSError, ValueError) as e:
-        raise DataError(f"{path}: not a readable JSON database file ({e})") from e
+    except (OSError, ValueError, RecursionError) as e:  # RecursionError: nesting too deep
+        raise DataError(f"{path}: not a readable JSON database file "
+                        f"({str(e)[:200] or type(e).__name__})") from e
     if not isinstance(entries, list) or not entries:
         raise DataError(f"{path}: a database file is a non-empty JSON list of faces")
     if len(entries) > MAX_ENTRIES:
