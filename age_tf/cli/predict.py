@@ -4,6 +4,7 @@ Examples:
   age-tf-predict --model=runs/demo/runs/mobilenet_v2_full group.jpg --annotate=annotated/
   age-tf-predict --model=runs/demo/runs/mobilenet_v2_full --output=csv photos/*.jpg > ages.csv
   age-tf-predict --model=RUN/export --faces=given crop1.jpg crop2.png   # already face crops
+  age-tf-predict --model=RUN --thresholds=18,25 photo.jpg   # over / under / uncertain, <=5% error
 """
 
 import sys
