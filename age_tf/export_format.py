@@ -115,6 +115,14 @@ _INTERVAL_FIELDS = (
                                                                     for x in v),
      "numbers >= 0 (years)"),
 )
+# A width per face (train/intervals.py's "normalized"): a factor times a learned scale.
+_NORMALIZED_FIELDS = (
+    ("intervals.coverage", lambda v: _number(v) and 0 < v < 1, "a number in (0, 1)"),
+    ("intervals.quantile", lambda v: _number(v) and v >= 0, "a number >= 0"),
+    ("intervals.scale_weights", lambda v: isinstance(v, list) and len(v) > 2
+     and all(_number(x) for x in v), "numbers (one per feature, then two)"),
+    ("intervals.scale_bias", _number, "a number"),
+)
 
 
 def check_card(card, path: str) -> None:
@@ -125,7 +133,10 @@ def check_card(card, path: str) -> None:
     """
     if not isinstance(card, dict):
         raise ValueError(f"{path}: not a model card (not a JSON object); {CARD_FIX}")
-    fields = _CARD_FIELDS + (_INTERVAL_FIELDS if isinstance(card.get("intervals"), dict) else ())
+    calibration = card.get("intervals")
+    normalized = isinstance(calibration, dict) and calibration.get("method") == "normalized"
+    fields = _CARD_FIELDS + ((_NORMALIZED_FIELDS if normalized else _INTERVAL_FIELDS)
+                             if isinstance(calibration, dict) else ())
     for name, ok, what in fields:
         value = _field(card, name)
         if value is _MISSING:
@@ -142,7 +153,7 @@ def check_card(card, path: str) -> None:
     if held is not _MISSING and not (_number(held) and 0 < held < 1):
         raise ValueError(f"{path}: field 'intervals.guarantee' is {json.dumps(held)[:80]}, not "
                          f"a number in (0, 1); {CARD_FIX}")
-    if isinstance(card.get("intervals"), dict):
+    if isinstance(calibration, dict) and not normalized:
         edges, widths = card["intervals"]["edges"], card["intervals"]["half_widths"]
         if len(widths) != len(edges) + 1:
             raise ValueError(f"{path}: field 'intervals.half_widths' has {len(widths)} values "

@@ -85,15 +85,26 @@ def fresh_run(prepared, tmp_path_factory):
 def test_no_test_value_enters_the_calibration(fresh_run):
     cfg, read = fresh_run
     assert "test" not in read and "val" in read
-    # The widths are the conformal ones of the validation residuals, recomputed here.
+    # The interval is the conformal one of the validation residuals, normalized by the scale
+    # fitted on the training residuals, recomputed here from those two splits alone.
     model = keras.models.load_model(RunDir(cfg.model_dir).model_keras)
-    val, images_dir = prepared_lib.load_manifest(cfg.data_dir, "val")
-    pred = labels.to_years(pipeline.map_images(lambda x: model(x, training=False), val,
-                                               images_dir, cfg.pipeline, 32).astype(np.float64))
-    want = intervals.calibrate(val["age"].to_numpy(float), pred, cfg.interval_coverage)
     got = json.load(open(RunDir(cfg.model_dir).intervals))
-    assert got["edges"] == want["edges"]
-    np.testing.assert_allclose(got["half_widths"], want["half_widths"], rtol=1e-5)
+    assert got["method"] == intervals.NORMALIZED
+    low, high = got["age_range"]
+    (t, p, f), (tv, pv, fv) = (training.features_and_years(cfg, model, s) for s in ("train", "val"))
+    fit = intervals.fit_scale(f, t, np.clip(p, low, high))
+    want = intervals.calibrate_normalized(tv, np.clip(pv, low, high), fv, fit,
+                                          cfg.interval_coverage)
+    assert got["quantile"] == pytest.approx(want["quantile"], rel=1e-4)
+    np.testing.assert_allclose(got["scale_weights"], want["scale_weights"], rtol=1e-4, atol=1e-8)
+    # The served predictions of the validation faces are the model's own.
+    pred = labels.to_years(pipeline.map_images(lambda x: model(x, training=False), *_val(cfg),
+                                               cfg.pipeline, 32).astype(np.float64))
+    np.testing.assert_allclose(pred.reshape(-1), pv, atol=1e-3)
+
+
+def _val(cfg):
+    return prepared_lib.load_manifest(cfg.data_dir, "val")
 
 
 def test_both_signatures_serve_the_calibrated_interval(fresh_run):
@@ -107,7 +118,9 @@ def test_both_signatures_serve_the_calibrated_interval(fresh_run):
     by_bytes = loaded.signatures[export_format.BYTES_SIGNATURE](image_bytes=tf.constant(data))
     images = np.stack([pipeline.resize(pipeline.decode(tf.constant(d)), 32).numpy() for d in data])
     by_images = loaded.signatures[export_format.IMAGES_SIGNATURE](images=tf.constant(images, tf.float32))
-    low, high = intervals.interval(by_images["age"].numpy(), calibration)
+    model = keras.models.load_model(run.model_keras)
+    features = models.feature_extractor(model)(images.astype(np.float32), training=False).numpy()
+    low, high = intervals.interval(by_images["age"].numpy(), calibration, features)
     for out in (by_bytes, by_images):
         np.testing.assert_allclose(out["age"].numpy(), by_images["age"].numpy(), atol=1e-4)
         np.testing.assert_allclose(out["age_low"].numpy(), low, atol=1e-3)

@@ -18,7 +18,7 @@ PACKAGE = os.path.join(ROOT, "age_tf")
 FLOORS = (
     ("age_tf", "age_tf.config", "age_tf.fileio", "age_tf.labels", "age_tf.parallel",
      "age_tf.plots", "age_tf.metrics", "age_tf.progress", "age_tf.export_format",
-     "age_tf.decisions"),
+     "age_tf.decisions", "age_tf.ridge"),
     ("age_tf.data",),
     ("age_tf.synthetic",),
     ("age_tf.train",),

@@ -1,8 +1,8 @@
-"""Tests for age_tf.evaluate.ridge: ridge with an unpenalized intercept."""
+"""Tests for age_tf.ridge: ridge with an unpenalized intercept."""
 
 import numpy as np
 
-from age_tf.evaluate import ridge
+from age_tf import ridge
 
 
 def test_fit_recovers_a_linear_function_with_its_intercept():

@@ -150,7 +150,12 @@ def test_concurrent_requests_all_get_their_own_answers(served, trained_run):
     for t in threads:
         t.join()
     assert [s for s, _ in results] == [200] * 8
-    assert len({json.dumps(b) for _, b in results}) == 1  # the same answer every time
+    # The same answer every time (to float rounding: a micro-batch's composition moves the
+    # features, and so the interval's learned scale, in the last digits).
+    first = results[0][1]["predictions"]
+    for _, b in results:
+        for got, want in zip(b["predictions"], first):
+            assert all(abs(got[k] - want[k]) < 0.01 for k in ("age", "age_low", "age_high"))
 
 
 def test_the_batcher_answers_waiting_requests_with_one_model_call():

@@ -20,7 +20,7 @@ from age_tf import fileio, metrics, plots
 from age_tf.config import field
 from age_tf.data import dedup, images, pipeline, prepared
 from age_tf.evaluate import evaluation, ground_truth
-from age_tf.evaluate import ridge as ridge_fit
+from age_tf import ridge as ridge_fit
 from age_tf.train import feature_cache, models
 from age_tf.train.run_dir import RunDir
 

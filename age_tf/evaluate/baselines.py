@@ -18,7 +18,8 @@ import pandas as pd
 from age_tf import fileio, metrics
 from age_tf.data import pipeline, prepared, sources
 from age_tf.data.metadata import DataError
-from age_tf.evaluate import evaluation, ridge
+from age_tf import ridge
+from age_tf.evaluate import evaluation
 
 ALPHAS = (0.01, 0.1, 1.0, 10.0, 100.0, 1000.0)
 NAMES = {"median": "training median", "ridge": "ridge on pixels"}

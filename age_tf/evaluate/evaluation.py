@@ -124,21 +124,36 @@ def predict(run: TrainedRun, manifest: pd.DataFrame, images_dir: str,
       ValueError: an image failed to decode (predictions would not line up with rows).
     """
     model, dist = run.model, models.with_distribution(run.model)
+    calibration = run.calibration
+    # Normalized intervals read the pooled features: computed in the same backbone pass.
+    views = ((models.feature_extractor(model), models.head_model(model))
+             if (calibration or {}).get("method") == intervals.NORMALIZED else None)
 
-    def served_and_logits(x):  # one backbone pass for both
+    def served_and_more(x):  # one backbone pass for the age, its logits, its features
+        if views is not None:
+            f = views[0](x, training=False)
+            parts = [tf.reshape(tf.cast(views[1](f), tf.float32), [-1, 1])]
+            if dist:
+                parts.append(tf.cast(models.head_model(model, raw=True)(f), tf.float32))
+            return tf.concat(parts + [tf.cast(f, tf.float32)], 1)
         age, logits = dist(x, training=False)
         return tf.concat([tf.cast(age, tf.float32)[:, None], tf.cast(logits, tf.float32)], 1)
 
-    preds = pipeline.map_images(served_and_logits if dist else (lambda x: model(x, training=False)),
+    more = views is not None or dist
+    preds = pipeline.map_images(served_and_more if more else (lambda x: model(x, training=False)),
                                 manifest, images_dir, run.pipeline_config(data_dir=data_dir),
                                 run.image_size, "predicting")
+    features = None
+    if views is not None:
+        width = int(views[0].output.shape[-1])
+        features, preds = preds[:, -width:], preds[:, :-width]
     out = manifest[["path", "age", "identity", "row"]].copy()
     out = out.rename(columns={"age": "true_age"})
-    out["predicted_age"] = labels.to_years((preds[:, 0] if dist else preds).astype(np.float64))
+    out["predicted_age"] = labels.to_years((preds[:, 0] if more else preds).astype(np.float64))
     out["abs_error"] = (out["predicted_age"] - out["true_age"]).abs()
-    calibration = run.calibration
     if calibration:
-        out["age_low"], out["age_high"] = intervals.interval(out["predicted_age"], calibration)
+        out["age_low"], out["age_high"] = intervals.interval(out["predicted_age"], calibration,
+                                                             features)
     if dist:
         # The model's own interval: the central part of its age distribution, at the
         # conformal intervals' coverage (uncalibrated: beside them, for comparison).
@@ -181,6 +196,7 @@ def interval_metrics(pred: pd.DataFrame, calibration: dict) -> dict:
     """Test coverage of the served intervals (overall, per decade of true age), mean width;
     also against the rendered ages when the predictions carry them."""
     out = {"calibrated_coverage": calibration["coverage"],
+           "method": calibration.get("method", intervals.BINNED),
            **metrics.coverage_report(pred["true_age"], pred["age_low"], pred["age_high"])}
     width = pred["age_high"] - pred["age_low"]
     # What the intervals are good for beyond coverage: answering only the surest faces.

@@ -109,6 +109,13 @@ def error_by_decade_markdown(rows: list[dict], baselines: list[dict] | None = No
     return "\n".join(lines) + "\n"
 
 
+INTERVAL_METHODS = {
+    "normalized": "a width per face, the residual normalized by a scale learned on the "
+                  "training split from the backbone's features",
+    "binned": "one width per bin of predicted age",
+}
+
+
 def intervals_markdown(rows: list[dict]) -> str:
     """Test coverage of each run's served intervals, overall and per decade of true age (each
     cell with its face count: a share of few faces is noisy), and their mean width."""
@@ -131,9 +138,11 @@ def intervals_markdown(rows: list[dict]) -> str:
             lines.append(f"| {_label(r)} | {against} | {rep['coverage']:.3f} | "
                          f"{rep['mean_width']:.1f} | " + " | ".join(cells) + " |")
     coverage = rows[0]["intervals"]["calibrated_coverage"]
+    methods = {r["intervals"].get("method", "binned") for r in rows}
+    how = " and ".join(INTERVAL_METHODS[m] for m in sorted(methods))
     return ("\n".join(lines) + f"\n\nIntervals served with every prediction, calibrated at "
-            f"{coverage:.0%} on the validation split (split conformal, one width per bin of "
-            "predicted age); the test split never enters the calibration."
+            f"{coverage:.0%} on the validation split (split conformal: {how}); the test split "
+            "never enters the calibration."
             + (" \"The head's own\": a distribution head's central interval of its predicted "
                "age distribution at the same level, uncalibrated, for comparison."
                if any("distribution" in r["intervals"] for r in rows) else "") + "\n")

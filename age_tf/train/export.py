@@ -18,28 +18,68 @@ from age_tf.config import field
 from age_tf.data import pipeline, prepared
 from age_tf.export_format import BYTES_SIGNATURE, IMAGES_SIGNATURE
 from age_tf.train import card as card_module
+from age_tf.train import intervals, models
 from age_tf.train.run_dir import RunDir
 
 
 def interval_fn(calibration: dict | None):
-    """age [N] -> {"age", "age_low", "age_high"} in graph ops (TFLite builtins only), as
-    intervals.interval computes it; with no calibration, just {"age"}."""
+    """(age [N], pooled features [N, D] or None) -> {"age", "age_low", "age_high"} in graph
+    ops (TFLite builtins only), as intervals.interval computes it; with no calibration, just
+    {"age"}."""
     if not calibration:
-        return lambda age: {"age": age}
-    edges = tf.constant(calibration["edges"], tf.float32, shape=[len(calibration["edges"])])
-    half = tf.constant(calibration["half_widths"], tf.float32)
+        return lambda age, features=None: {"age": age}
     low_end, high_end = calibration.get("age_range") or (0.0, None)
+    normalized = calibration.get("method") == intervals.NORMALIZED
+    if normalized:
+        weights = tf.constant(calibration["scale_weights"], tf.float32)
+        bias, q = float(calibration["scale_bias"]), float(calibration["quantile"])
+        floor = float(calibration.get("scale_min", intervals.MIN_SCALE))
+    else:
+        edges = tf.constant(calibration["edges"], tf.float32, shape=[len(calibration["edges"])])
+        half = tf.constant(calibration["half_widths"], tf.float32)
 
-    def with_interval(age):
+    def with_interval(age, features=None):
         if high_end is not None:  # no age, nor interval end, beyond the training ages
             age = tf.clip_by_value(age, float(low_end), float(high_end))
-        # Bin = number of edges <= age (numpy's searchsorted, side="right").
-        bins = tf.reduce_sum(tf.cast(age[:, None] >= edges[None, :], tf.int32), axis=1)
-        width = tf.gather(half, bins)
+        if normalized:
+            # intervals.scale_inputs: the features, then the age / 50 and its square.
+            a = age / 50.0
+            x = tf.concat([tf.cast(features, tf.float32), a[:, None], (a * a)[:, None]], axis=1)
+            z = tf.linalg.matvec(x, weights) + bias
+            # exp - 1, not expm1: ONNX has no Expm1 (and z is far from 0 here).
+            width = q * tf.maximum(tf.exp(z) - 1.0, floor)
+        else:
+            # Bin = number of edges <= age (numpy's searchsorted, side="right").
+            bins = tf.reduce_sum(tf.cast(age[:, None] >= edges[None, :], tf.int32), axis=1)
+            width = tf.gather(half, bins)
         high = age + width if high_end is None else tf.minimum(age + width, float(high_end))
         return {"age": age, "age_low": tf.maximum(age - width, float(low_end)), "age_high": high}
 
     return with_interval
+
+
+def feature_views(model: keras.Model, calibration: dict | None):
+    """(features, head) views of the model when its interval reads the pooled features
+    (intervals.NORMALIZED), else None. Built once, outside any traced function."""
+    if (calibration or {}).get("method") != intervals.NORMALIZED:
+        return None
+    return models.feature_extractor(model), models.head_model(model)
+
+
+def served_years(model: keras.Model, calibration: dict | None, views):
+    """images -> {"age", "age_low", "age_high"} in years, as every export serves them: one
+    backbone pass (the interval's scale reads the same pooled features as the head)."""
+    outputs = interval_fn(calibration)
+
+    def years(images):
+        if views is None:
+            return outputs(labels.to_years(tf.cast(model(images, training=False), tf.float32)))
+        extract, head = views
+        f = extract(images, training=False)
+        age = tf.reshape(tf.cast(head(f), tf.float32), [-1])
+        return outputs(labels.to_years(age), f)
+
+    return years
 
 
 def export_saved_model(model: keras.Model, image_size: int, export_dir: str,
@@ -60,10 +100,7 @@ def export_saved_model(model: keras.Model, image_size: int, export_dir: str,
       export_dir.
     """
     size = image_size
-    outputs = interval_fn(calibration)
-
-    def years(images):
-        return outputs(labels.to_years(tf.cast(model(images, training=False), tf.float32)))
+    years = served_years(model, calibration, feature_views(model, calibration))
 
     @tf.function(input_signature=[tf.TensorSpec([None, size, size, 3], tf.float32, name="images")])
     def serve_images(images):
@@ -229,13 +266,14 @@ def onnx_bytes(model: keras.Model, image_size: int, calibration: dict | None) ->
         if getattr(getattr(layer, "activation", None), "__name__", "") == "gelu":
             layer.activation = exact_gelu
 
+    views = feature_views(model, calibration)
+
     @tf.function(input_signature=[tf.TensorSpec([None, image_size, image_size, 3], tf.float32,
                                                 name="images")])
     def serve(images):
         # The interval's constants made inside the graph: captured eager tensors would become
         # inputs of the ONNX graph.
-        years = labels.to_years(tf.cast(model(images, training=False), tf.float32))
-        return interval_fn(calibration)(years)
+        return served_years(model, calibration, views)(images)
 
     # Frozen first: every captured tensor (weights, and constants such as EfficientNet's
     # normalization statistics) becomes part of the graph, not an input of it.

@@ -1,4 +1,13 @@
-"""Calibrated age intervals: split conformal prediction, one width per predicted-age bin.
+"""Calibrated age intervals: split conformal prediction, with a width that follows the face.
+
+Two methods. `normalized` (the default): a scale s(x) is learned on the *training* split (a
+ridge regression of log(1 + |label - prediction|) on the backbone's pooled features and the
+prediction), and the validation split calibrates one factor q, the ceil((n + 1) c)-th
+smallest |label - prediction| / s(x): the interval is prediction ± q s(x). Any fixed s keeps
+the guarantee (exchangeability of the validation and new faces); a good one makes hard faces
+(and the ages a model pulls toward the mean) wide and easy ones narrow. On the demo it holds
+0.86+ against the rendered ages in every decade with 10+ test faces, narrower on average than
+`binned` (docs/measurements.md). `binned`, described next, is what runs before it used.
 
 The widths come from held-out residuals (the validation split, never the test split): in
 each bin of *predicted* age, the half-width is the ceil((n + 1) c)-th smallest |label -
@@ -15,6 +24,8 @@ import math
 
 import numpy as np
 from absl import logging
+
+from age_tf import ridge
 
 DEFAULT_COVERAGE = 0.9
 # Predicted-age bin edges (years): children, each decade of adult life, then 70+.
@@ -102,10 +113,76 @@ def calibrate(true_years, pred_years, coverage: float = DEFAULT_COVERAGE,
     return out
 
 
-def interval(pred_years, calibration: dict) -> tuple[np.ndarray, np.ndarray]:
+def interval(pred_years, calibration: dict, features=None) -> tuple[np.ndarray, np.ndarray]:
     """(low, high) of each prediction, as the export serves them: within the training ages
-    (`age_range`; without one, low is clipped at 0 years)."""
+    (`age_range`; without one, low is clipped at 0 years). A `normalized` calibration needs
+    each face's pooled backbone features."""
     low_end, high_end = calibration.get("age_range") or (0.0, np.inf)
     p = np.clip(np.asarray(pred_years, np.float64), low_end, high_end)
-    half = np.asarray(calibration["half_widths"], np.float64)[_bin_of(p, calibration["edges"])]
+    if calibration.get("method") == NORMALIZED:
+        if features is None:
+            raise ValueError("normalized intervals need the faces' backbone features")
+        half = calibration["quantile"] * scale(features, p, calibration)
+    else:
+        half = np.asarray(calibration["half_widths"], np.float64)[_bin_of(p, calibration["edges"])]
     return np.maximum(p - half, low_end), np.minimum(p + half, high_end)
+
+
+NORMALIZED, BINNED = "normalized", "binned"
+METHODS = (NORMALIZED, BINNED)
+SCALE_ALPHA = 1000.0  # the scale's ridge penalty (standardized features; 100-1000 measured alike)
+MIN_SCALE = 1.0  # years: no face's interval is narrower than the quantile itself
+
+
+def scale_inputs(features, pred_years) -> np.ndarray:
+    """What the scale sees: the pooled features, and the prediction (its square too: the
+    error grows toward both ends of life)."""
+    p = np.asarray(pred_years, np.float64).reshape(-1, 1) / 50.0
+    return np.concatenate([np.asarray(features, np.float64), p, p * p], axis=1)
+
+
+def fit_scale(features, true_years, pred_years, alpha: float = SCALE_ALPHA) -> dict:
+    """A ridge of log(1 + |error|) on scale_inputs, fitted on training faces; the
+    standardization folded into the weights: {"weights", "bias"} (log1p years)."""
+    x = scale_inputs(features, pred_years)
+    mu, sd = x.mean(0), x.std(0) + 1e-6
+    target = np.log1p(np.abs(np.asarray(true_years, np.float64) - np.asarray(pred_years, np.float64)))
+    w = ridge.solve(*ridge.statistics((x - mu) / sd, target), alpha)
+    weights = w[:-1] / sd  # the intercept is last
+    bias = w[-1] - float(np.dot(weights, mu))
+    return {"weights": [float(v) for v in weights], "bias": float(bias)}
+
+
+def scale(features, pred_years, calibration: dict) -> np.ndarray:
+    """Each face's learned scale (years), at least MIN_SCALE."""
+    x = scale_inputs(features, pred_years)
+    z = x @ np.asarray(calibration["scale_weights"], np.float64) + calibration["scale_bias"]
+    return np.maximum(np.expm1(z), MIN_SCALE)
+
+
+def calibrate_normalized(true_years, pred_years, features, scale_fit: dict,
+                         coverage: float = DEFAULT_COVERAGE) -> dict:
+    """The factor q of prediction ± q s(x), from validation faces (never the test split).
+
+    Raises:
+      ValueError: a coverage outside (0, 1), or no predictions to calibrate on.
+    """
+    if not 0 < coverage < 1:
+        raise ValueError(f"--interval_coverage must be in (0, 1), got {coverage}")
+    t = np.asarray(true_years, np.float64)
+    p = np.asarray(pred_years, np.float64)
+    if len(t) == 0:
+        raise ValueError("no validation predictions to calibrate the intervals on")
+    out = {"method": NORMALIZED, "coverage": coverage, "scale_weights": scale_fit["weights"],
+           "scale_bias": scale_fit["bias"], "scale_min": MIN_SCALE, "counts": [int(len(t))],
+           "description": "split conformal on validation residuals normalized by a scale "
+                          "learned on the training split (ridge of log(1 + |error|) on the "
+                          "pooled features and the prediction)"}
+    out["quantile"] = _conformal_quantile(np.abs(t - p) / scale(features, p, out), coverage)
+    held = guarantee(len(t), coverage)
+    if held < coverage:
+        out["guarantee"] = held
+        logging.warning("intervals: %d validation faces cannot give %.0f%% intervals; these "
+                        "guarantee %.0f%%, and the card says so", len(t), 100 * coverage,
+                        100 * held)
+    return out

@@ -333,7 +333,7 @@ def match_data(run: RunDir, data_dir: str, split: str) -> DataMatch:
 # data_dir: the folder may move; what it holds is checked by the data fingerprint.
 RESUME_FREE = {"model_dir", "data_dir", "flags_text", "log_every", "export", "strategy", "jit_compile",
                "feature_cache", "feature_store", "pipeline.cache", "num_cpu_devices",
-               "interval_coverage"}
+               "interval_coverage", "interval_method"}
 
 
 def _flatten(d: dict, prefix: str = "") -> dict:

@@ -68,6 +68,10 @@ class TrainConfig:
     interval_coverage: float = field(0.9, low=0, high=1, low_open=True, high_open=True,
                                      help="Coverage of the age intervals served with each "
                                           "prediction (calibrated on the validation split).")
+    interval_method: str = field("normalized", "normalized: a width per face, from a scale "
+                                 "learned on the training split (ridge on the backbone's "
+                                 "features); binned: one width per bin of predicted age.",
+                                 choices=("normalized", "binned"))
     seed: int = field(0, "Seeds weights, data order and flips.")
     flags_text: str = field("", flag=False)  # the resolved flags, for flags.txt / TensorBoard
 

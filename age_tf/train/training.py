@@ -488,16 +488,46 @@ def validation_years(cfg: TrainConfig, model: keras.Model, predict_val=None
         np.asarray(pred, np.float64).reshape(-1))
 
 
-def calibrate_intervals(cfg: TrainConfig, true: np.ndarray, pred: np.ndarray) -> dict:
-    """The served intervals' widths, from the selected model's validation residuals."""
-    calibration = intervals.calibrate(true, pred, cfg.interval_coverage)
+def calibrate_intervals(cfg: TrainConfig, model: keras.Model, true: np.ndarray,
+                        pred: np.ndarray) -> dict:
+    """The served intervals, from the selected model's validation residuals (and, for
+    --interval_method=normalized, a scale learned on the training split's residuals)."""
     # Served ages and intervals stay within the ages the model was trained on.
     train_ages = prepared.load_manifest(cfg.data_dir, "train")[0]["age"]
-    calibration["age_range"] = [float(train_ages.min()), float(train_ages.max())]
-    logging.info("intervals at %.0f%%: half-widths %s years over predicted-age bins %s",
-                 100 * cfg.interval_coverage, [round(w, 1) for w in calibration["half_widths"]],
-                 calibration["edges"])
+    age_range = [float(train_ages.min()), float(train_ages.max())]
+    if cfg.interval_method == intervals.NORMALIZED:
+        (t_train, p_train, f_train), (t_val, p_val, f_val) = (
+            features_and_years(cfg, model, split) for split in ("train", "val"))
+        fit = intervals.fit_scale(f_train, t_train, np.clip(p_train, *age_range))
+        calibration = intervals.calibrate_normalized(t_val, np.clip(p_val, *age_range), f_val,
+                                                     fit, cfg.interval_coverage)
+        logging.info("intervals at %.0f%%: prediction +- %.2f x a learned scale",
+                     100 * cfg.interval_coverage, calibration["quantile"])
+    else:
+        calibration = intervals.calibrate(true, pred, cfg.interval_coverage)
+        logging.info("intervals at %.0f%%: half-widths %s years over predicted-age bins %s",
+                     100 * cfg.interval_coverage,
+                     [round(w, 1) for w in calibration["half_widths"]], calibration["edges"])
+    calibration["age_range"] = age_range
     return calibration
+
+
+def features_and_years(cfg: TrainConfig, model: keras.Model, split: str
+                       ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(labels, served predictions, pooled backbone features) of a split's images, in one
+    backbone pass (the features the served graph computes its interval scale from)."""
+    df, images_dir = prepared.load_manifest(cfg.data_dir, split)
+    extract, head = models.feature_extractor(model), models.head_model(model)
+
+    def both(x):
+        f = extract(x, training=False)
+        return tf.concat([tf.reshape(tf.cast(head(f), tf.float32), [-1, 1]),
+                          tf.cast(f, tf.float32)], axis=1)
+
+    out = pipeline.map_images(both, df, images_dir, cfg.evaluation_pipeline(64),
+                              cfg.model.image_size, f"interval scale ({split})")
+    return (df["age"].to_numpy(float), labels.to_years(out[:, 0].astype(np.float64)),
+            out[:, 1:].astype(np.float64))
 
 
 def finish(run: Run, run_dir: RunDir) -> dict:
@@ -530,7 +560,7 @@ def finish(run: Run, run_dir: RunDir) -> dict:
         "config_digest": config_digest(_config_text(cfg)),  # the config.json that trained
     }
     true, pred = validation_years(cfg, model, run.predict_val)
-    calibration = calibrate_intervals(cfg, true, pred)
+    calibration = calibrate_intervals(cfg, model, true, pred)
     fileio.atomic_write_text(run_dir.intervals, json.dumps(calibration, indent=2))
     # Served predictions are clipped to the training ages; the decisions' calibration too.
     low, high = calibration["age_range"]
