@@ -64,13 +64,16 @@ def real_wiki():
 def _tiny_config(data_dir: str, model_dir: str, *, image_size: int = 32, batch_size: int = 16,
                  cache: str = "", model: dict | None = None, **train):
     """The tests' tiny in-process run: MobileNetV2 at 32 px from random weights, every layer
-    trained (BatchNorm momentum 0.9, so short runs validate sensibly), one device."""
+    trained (BatchNorm momentum 0.9, so short runs validate sensibly), one device. Binned
+    intervals unless asked: the learned scale's extra pass over train and val is the
+    served runs' to test (trained_run, the demo config), not every tiny run's."""
     from age_tf.data import pipeline
     from age_tf.train import models, train_config
 
     model_kw = {"image_size": image_size, "weights": "none", "tune": "full", "bn_momentum": 0.9,
                 **(model or {})}
-    train = {"epochs": 2, "strategy": "one_device", "log_every": 0, **train}
+    train = {"epochs": 2, "strategy": "one_device", "log_every": 0,
+             "interval_method": "binned", **train}
     return train_config.TrainConfig(
         data_dir=data_dir, model_dir=model_dir, model=models.ModelConfig(**model_kw),
         pipeline=pipeline.PipelineConfig(batch_size=batch_size, cache=cache), **train)
@@ -89,7 +92,8 @@ def trained_run(prepared, tmp_path_factory):
 
     data_dir = prepared[0]
     model_dir = str(tmp_path_factory.mktemp("evalrun") / "run")
-    training.train_and_evaluate(_tiny_config(data_dir, model_dir, steps_per_epoch=4))
+    training.train_and_evaluate(_tiny_config(data_dir, model_dir, steps_per_epoch=4,
+                                             interval_method="normalized"))
     return model_dir, data_dir
 
 

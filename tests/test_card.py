@@ -75,7 +75,7 @@ def fresh_run(prepared, tmp_path_factory):
     mp.setattr(prepared_lib, "load_manifest", spy)
     try:
         cfg = _tiny_config(prepared[0], str(tmp_path_factory.mktemp("fresh") / "run"),
-                           epochs=1, steps_per_epoch=2)
+                           epochs=1, steps_per_epoch=2, interval_method="normalized")
         training.train_and_evaluate(cfg)
     finally:
         mp.undo()
@@ -158,8 +158,11 @@ def _model_with_a_spread(backbone="mobilenet_v2"):
     "mobilenet_v2", pytest.param("efficientnet_b3", marks=pytest.mark.slow)])
 def test_float32_tflite_serves_what_the_saved_model_serves(backbone, prepared, tmp_path):
     model = _model_with_a_spread(backbone)
-    calibration = {"coverage": 0.9, "edges": [20.0, 40.0], "half_widths": [3.0, 5.0, 9.0],
-                   "counts": [1, 1, 1]}
+    # The default intervals: a learned scale of the pooled features (matvec, exp in the graph).
+    width = int(models.feature_extractor(model).output.shape[-1])
+    calibration = {"method": intervals.NORMALIZED, "coverage": 0.9, "quantile": 1.5,
+                   "scale_weights": list(np.random.default_rng(0).normal(0, 0.05, width + 2)),
+                   "scale_bias": 2.0, "scale_min": 1.0, "counts": [1]}
     saved = export.export_saved_model(model, SIZE, str(tmp_path / "export"), calibration)
     path = tmp_path / "m.tflite"
     path.write_bytes(export.tflite_bytes(saved))
@@ -168,6 +171,7 @@ def test_float32_tflite_serves_what_the_saved_model_serves(backbone, prepared, t
     assert np.ptp(want["age"]) > 1  # ages that differ, so agreement means something
     for key in ("age", "age_low", "age_high"):
         np.testing.assert_allclose(got[key], want[key], atol=0.01)  # years
+    assert np.ptp(want["age_high"] - want["age_low"]) > 0.5  # a width per face
 
 
 @pytest.mark.slow  # 24 s; float32 TFLite, the default export's path, stays in the default suite

@@ -42,6 +42,8 @@ def test_tiny_experiment_end_to_end_and_resume(tmp_path):
             "--image_size=32", "--epochs=3", "--steps_per_epoch=3", "--batch_size=16",
             "--early_stopping_patience=1", "--early_stopping_min_delta=10", "--monitor=val_loss",
             "--bootstrap=50", "--full_from_head_epochs=3", "--nocleaning",
+            # The learned interval scale is tested with the served runs (a pass less each).
+            "--interval_method=binned",
             "--runs=mobilenet_v2_head,mobilenet_v2_full,mobilenet_v2_head@ordinal"]
     r = _run(args, 900)
     assert r.returncode == 0, r.stderr[-3000:]

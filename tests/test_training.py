@@ -331,9 +331,14 @@ def _data_with_a_broken_file(prepared_dir, tmp_path, n_train=32):
 @pytest.mark.parametrize("cache", [pytest.param("", marks=pytest.mark.slow), "memory"])
 def test_an_undecodable_file_never_ends_an_epoch(prepared, tmp_path, cache, tiny_config):
     data = _data_with_a_broken_file(prepared[0], tmp_path)  # 32 rows, batch 16: 2 full batches
-    cfg = tiny_config(data, str(tmp_path / "run"), cache=cache, export=False)
+    # Learned-scale intervals: their calibration pass leaves the broken file out too.
+    cfg = tiny_config(data, str(tmp_path / "run"), cache=cache, export=False,
+                      interval_method="normalized")
     result = training.train_and_evaluate(cfg)
     assert result["epochs_completed"] == 2
+    calibration = json.load(open(tmp_path / "run" / "intervals.json"))
+    assert calibration["method"] == "normalized" and calibration["counts"] == [
+        len(prepared_lib.load_manifest(data, "val")[0])]  # every val face decodes
     history = pd.read_csv(tmp_path / "run" / "history.csv")
     # Uncached, the epoch's stream repeats to fill its 2 steps; a cache knows the 31 that
     # decode and counts 1 step from them.

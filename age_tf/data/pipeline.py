@@ -274,6 +274,25 @@ def _decode_all(paths: np.ndarray, boxes: np.ndarray, cfg: PipelineConfig, image
         yield rows.numpy(), images.numpy()
 
 
+def map_decodable(fn, manifest: pd.DataFrame, images_dir: str, cfg: PipelineConfig,
+                  image_size: int, what: str = "images") -> tuple[np.ndarray, np.ndarray]:
+    """(row numbers, fn(float32 batch) rows) of the manifest's images that decode, in row
+    order: map_images for a pass that may leave out an unreadable file (a calibration)."""
+    source = ImageSource(manifest, images_dir, dataclasses.replace(cfg, cache=""), image_size)
+    step = tf.function(_FloatImages(fn), input_signature=[
+        tf.TensorSpec([None, image_size, image_size, 3], tf.uint8)])
+    rows, parts = [], []
+    with progress.Bar(len(manifest), what) as bar:
+        for r, batch in _decode_all(source.paths, source.boxes, cfg, image_size):
+            for i in range(0, len(r), cfg.batch_size):
+                parts.append(np.asarray(step(batch[i:i + cfg.batch_size])))
+            rows.append(r)
+            bar.update(len(r))
+    if not rows:
+        return np.zeros((0,), np.int64), np.zeros((0,), np.float32)
+    return np.concatenate(rows), np.concatenate(parts)
+
+
 def available_memory() -> int | None:
     """Bytes the system can still give without swapping (Linux MemAvailable), or None."""
     try:

@@ -524,9 +524,10 @@ def features_and_years(cfg: TrainConfig, model: keras.Model, split: str
         return tf.concat([tf.reshape(tf.cast(head(f), tf.float32), [-1, 1]),
                           tf.cast(f, tf.float32)], axis=1)
 
-    out = pipeline.map_images(both, df, images_dir, cfg.evaluation_pipeline(64),
-                              cfg.model.image_size, f"interval scale ({split})")
-    return (df["age"].to_numpy(float), labels.to_years(out[:, 0].astype(np.float64)),
+    # A file that no longer decodes is left out (training skipped it too).
+    rows, out = pipeline.map_decodable(both, df, images_dir, cfg.evaluation_pipeline(64),
+                                       cfg.model.image_size, f"interval scale ({split})")
+    return (df["age"].to_numpy(float)[rows], labels.to_years(out[:, 0].astype(np.float64)),
             out[:, 1:].astype(np.float64))
 
 
