@@ -349,6 +349,7 @@ def test_an_undecodable_file_never_ends_an_epoch(prepared, tmp_path, cache, tiny
     assert training.steps_per_epoch(cfg, len(pipe)) == steps
 
 
+@pytest.mark.slow  # 23 s; a NaN loss stopping training is in the default suite
 def test_no_valid_monitor_value_exports_the_last_epoch_and_says_so(data_dir, tmp_path, monkeypatch,
                                                                    tiny_config):
     from age_tf import metrics

@@ -196,7 +196,9 @@ def interval_metrics(pred: pd.DataFrame, calibration: dict) -> dict:
     """Test coverage of the served intervals (overall, per decade of true age), mean width;
     also against the rendered ages when the predictions carry them."""
     out = {"calibrated_coverage": calibration["coverage"],
-           "method": calibration.get("method", intervals.BINNED),
+           # Runs before learned scales wrote a description here: binned, all of them.
+           "method": (intervals.NORMALIZED if calibration.get("method") == intervals.NORMALIZED
+                      else intervals.BINNED),
            **metrics.coverage_report(pred["true_age"], pred["age_low"], pred["age_high"])}
     width = pred["age_high"] - pred["age_low"]
     # What the intervals are good for beyond coverage: answering only the surest faces.

@@ -138,7 +138,8 @@ def intervals_markdown(rows: list[dict]) -> str:
             lines.append(f"| {_label(r)} | {against} | {rep['coverage']:.3f} | "
                          f"{rep['mean_width']:.1f} | " + " | ".join(cells) + " |")
     coverage = rows[0]["intervals"]["calibrated_coverage"]
-    methods = {r["intervals"].get("method", "binned") for r in rows}
+    methods = {"normalized" if r["intervals"].get("method") == "normalized" else "binned"
+               for r in rows}
     how = " and ".join(INTERVAL_METHODS[m] for m in sorted(methods))
     return ("\n".join(lines) + f"\n\nIntervals served with every prediction, calibrated at "
             f"{coverage:.0%} on the validation split (split conformal: {how}); the test split "

@@ -100,7 +100,9 @@ def calibrate(true_years, pred_years, coverage: float = DEFAULT_COVERAGE,
     overall = _conformal_quantile(residual, coverage)
     widths = [overall if w != w else w for w in widths]
     out = {"coverage": coverage, "edges": edges, "half_widths": widths, "counts": counts,
-           "method": "split conformal on validation residuals, one width per predicted-age bin"}
+           "method": BINNED,
+           "description": "split conformal on validation residuals, one width per "
+                          "predicted-age bin"}
     # Bins merge down to one before any holds fewer than min_per_bin, so only a tiny
     # validation split can fall short: say what its intervals really guarantee.
     held = guarantee(min(counts) if min(counts) else len(t), coverage)
