@@ -17,6 +17,9 @@ def data_dir(prepared):
     return prepared[0]
 
 
+# Slow tier (60-67 s): the default suite's 10 minutes. The strategy's flags and refusals stay
+# in the default suite; this trains one epoch on two logical CPUs.
+@pytest.mark.slow
 def test_mirrored_over_two_logical_cpus(data_dir, tmp_path):
     r = run(train_cmd(data_dir, str(tmp_path / "m"), "--epochs=1", "--strategy=mirrored",
                         "--num_cpu_devices=2", "--noexport"))
