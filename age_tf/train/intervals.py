@@ -70,6 +70,18 @@ def _merge_small_bins(edges: list[float], counts: list[int], min_count: int) -> 
     return edges
 
 
+def _validation(true_years, pred_years, coverage: float) -> tuple[np.ndarray, np.ndarray]:
+    """The validation labels and predictions as float64, after checking what both
+    calibrations need (a coverage in (0, 1), at least one prediction)."""
+    if not 0 < coverage < 1:
+        raise ValueError(f"--interval_coverage must be in (0, 1), got {coverage}")
+    t = np.asarray(true_years, np.float64)
+    p = np.asarray(pred_years, np.float64)
+    if len(t) == 0:
+        raise ValueError("no validation predictions to calibrate the intervals on")
+    return t, p
+
+
 def calibrate(true_years, pred_years, coverage: float = DEFAULT_COVERAGE,
               edges=DEFAULT_EDGES, min_per_bin: int = MIN_PER_BIN) -> dict:
     """Half-widths per predicted-age bin from held-out (validation) predictions.
@@ -81,12 +93,7 @@ def calibrate(true_years, pred_years, coverage: float = DEFAULT_COVERAGE,
     Raises:
       ValueError: a coverage outside (0, 1), or no predictions to calibrate on.
     """
-    if not 0 < coverage < 1:
-        raise ValueError(f"--interval_coverage must be in (0, 1), got {coverage}")
-    t = np.asarray(true_years, np.float64)
-    p = np.asarray(pred_years, np.float64)
-    if len(t) == 0:
-        raise ValueError("no validation predictions to calibrate the intervals on")
+    t, p = _validation(true_years, pred_years, coverage)
     counts = np.bincount(_bin_of(p, edges), minlength=len(edges) + 1).tolist()
     edges = _merge_small_bins([float(e) for e in edges], counts, min_per_bin)
     bins = _bin_of(p, edges)
@@ -169,12 +176,7 @@ def calibrate_normalized(true_years, pred_years, features, scale_fit: dict,
     Raises:
       ValueError: a coverage outside (0, 1), or no predictions to calibrate on.
     """
-    if not 0 < coverage < 1:
-        raise ValueError(f"--interval_coverage must be in (0, 1), got {coverage}")
-    t = np.asarray(true_years, np.float64)
-    p = np.asarray(pred_years, np.float64)
-    if len(t) == 0:
-        raise ValueError("no validation predictions to calibrate the intervals on")
+    t, p = _validation(true_years, pred_years, coverage)
     out = {"method": NORMALIZED, "coverage": coverage, "scale_weights": scale_fit["weights"],
            "scale_bias": scale_fit["bias"], "scale_min": MIN_SCALE, "counts": [int(len(t))],
            "description": "split conformal on validation residuals normalized by a scale "
