@@ -5,7 +5,7 @@ test; every model also tested on the whole of every other dataset; MAE and CS@5 
 std over the splits, beside the median and ridge-on-pixels baselines.
 
 Examples:
-  # Offline, on synthetic releases in the benchmark's format (3 minutes on 2 CPU cores):
+  # Offline, on synthetic releases in the benchmark's format (4 minutes on 2 CPU cores):
   age-tf-benchmark --config=benchmark_demo --out_dir=runs/benchmark_demo
   # Real data (the benchmark's database files and the images they list), on a GPU machine:
   age-tf-benchmark --config=benchmark --database=/data/AgeDB.json --images_dir=/data \
