@@ -18,7 +18,7 @@ import time
 import keras
 import numpy as np
 
-from age_tf import fileio, progress
+from age_tf import fileio, labels, progress
 from age_tf.config import field
 from age_tf.data import prepare, prepared
 from age_tf.data.sources import facebase
@@ -79,6 +79,13 @@ class BenchmarkConfig:
                 raise ValueError(f"{path}: no such database file")
         for spec in self.run_specs():
             configure_run(self.train, spec, "", "").model.validate()
+        over = [h for h in self.heads if h != "regression"]
+        if over and self.max_age > labels.MAX_CLASS_AGE:
+            raise ValueError(
+                f"--heads={','.join(over)}: the distribution and ordinal heads have classes "
+                f"0-{labels.MAX_CLASS_AGE}, and --max_age={self.max_age} keeps older "
+                f"faces; pass --max_age={labels.MAX_CLASS_AGE} (AgeDB loses its one "
+                "101-year-old) or use --heads=regression")
 
     def run_specs(self) -> list[str]:
         """Each run with each head (NAME@HEAD; the regression head as the plain name)."""

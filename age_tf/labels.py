@@ -10,6 +10,11 @@ AGE_SCALE = 100.0
 # narrow enough that a typo (250, -40) is refused, not trained on.
 MIN_AGE, MAX_AGE = 0, 150
 
+# The distribution and ordinal heads' classes: whole years 0..MAX_CLASS_AGE. Training refuses
+# older labels for those heads (clipping them would train a 120 as a 100 and calibrate
+# intervals the head cannot reach).
+MAX_CLASS_AGE = 100
+
 
 def to_label(age_years):
     """Years -> the regression target (works on floats, numpy arrays and tensors)."""

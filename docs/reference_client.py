@@ -9,14 +9,32 @@ model's training faces were (the card's `crop_margin` around the face box, as ag
 `preprocessing`: decode to RGB (the JPEG IDCT is libjpeg's accurate integer one, Pillow's
 own), bilinear resize with half-pixel centres and no antialiasing (TensorFlow's
 tf.image.resize, not Pillow's resize, which filters), round to uint8, feed float32 pixels in
-[0, 255] (the model normalizes inside). Prints one line per file: age and its interval.
+[0, 255] (the model normalizes inside). Prints one line per file as it goes: age and interval.
+
+Careful as age-tf-predict is: the model must be the bytes its card (<model>.json) describes
+(SHA-256), else nothing runs; a file that is not a readable image of sane size gets one line
+on stderr naming it, and the exit status is 1 if any did.
 """
 
+import hashlib
+import io
 import json
+import os
+import stat
 import sys
+import warnings
 
 import numpy as np
 from PIL import Image
+
+MAX_MODEL_BYTES = 1 << 30
+MAX_CARD_BYTES = 16 << 20
+MAX_FACE_BYTES = 64 << 20
+MAX_FACE_PIXELS = 50_000_000  # a face crop; a larger image is refused before it is decoded
+
+
+class Refused(Exception):
+    """A model or face file that cannot be used; the message names it and says why."""
 
 
 def resize_bilinear(image: np.ndarray, size: int) -> np.ndarray:
@@ -38,47 +56,99 @@ def resize_bilinear(image: np.ndarray, size: int) -> np.ndarray:
     return top + (bottom - top) * dy[:, None, None]
 
 
+def read_regular(path: str, max_bytes: int) -> bytes:
+    """The bytes of a regular file of at most max_bytes (a FIFO or device would block or
+    never end; it is refused before it is opened)."""
+    try:
+        st = os.stat(path)
+    except OSError as e:
+        raise Refused(f"{path}: {e.strerror or e}") from e
+    if not stat.S_ISREG(st.st_mode):
+        raise Refused(f"{path}: not a regular file")
+    if st.st_size > max_bytes:
+        raise Refused(f"{path}: {st.st_size:,} bytes is more than {max_bytes:,}")
+    with open(path, "rb") as f:
+        return f.read(max_bytes + 1)
+
+
 def face_pixels(path: str, size: int) -> np.ndarray:
     """A face file -> the model's input [1, size, size, 3] float32, as age_tf prepares it."""
-    with Image.open(path) as im:
-        rgb = np.asarray(im.convert("RGB"))
+    data = read_regular(path, MAX_FACE_BYTES)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", Image.DecompressionBombWarning)  # the size is checked
+        try:
+            with Image.open(io.BytesIO(data)) as im:
+                if im.width * im.height > MAX_FACE_PIXELS:
+                    raise Refused(f"{path}: {im.width}x{im.height} pixels is more than a face "
+                                  f"crop ({MAX_FACE_PIXELS:,} at most)")
+                rgb = np.asarray(im.convert("RGB"))
+        except (OSError, SyntaxError, ValueError, Image.DecompressionBombError) as e:
+            raise Refused(f"{path}: not a readable image ({e})") from e
     resized = resize_bilinear(rgb, size)
     pixels = np.clip(resized + 0.5, 0, 255).astype(np.uint8)  # round half up, as age_tf
     return pixels[None].astype(np.float32)
 
 
 def load(model_path: str):
-    """(signature runner, image size, card) of a .tflite file and its <file>.json card."""
+    """(signature runner, image size, card) of a .tflite file and its <file>.json card,
+    after checking the file's type and that its bytes are the ones the card describes."""
     from ai_edge_litert.interpreter import Interpreter
 
-    with open(model_path + ".json") as f:
-        card = json.load(f)
-    interpreter = Interpreter(model_path=model_path)
-    runner = interpreter.get_signature_runner("serving_default")
-    size = int(runner.get_input_details()["images"]["shape"][1])
+    data = read_regular(model_path, MAX_MODEL_BYTES)
+    if data[4:8] != b"TFL3":
+        raise Refused(f"{model_path}: not a TFLite file (no TFL3 identifier)")
+    card_path = model_path + ".json"
+    try:
+        card = json.loads(read_regular(card_path, MAX_CARD_BYTES))
+    except (Refused, ValueError) as e:
+        raise Refused(f"{card_path}: the model's card is missing or unreadable ({e}); export "
+                      "the model with age-tf-export, which writes it") from e
+    want = card.get("file_sha256") if isinstance(card, dict) else None
+    if want != hashlib.sha256(data).hexdigest():
+        raise Refused(f"{model_path}: its bytes are not the ones {card_path} describes "
+                      "(SHA-256 differs or is absent): damaged or replaced; export it again")
+    try:
+        runner = Interpreter(model_content=data).get_signature_runner("serving_default")
+        size = int(runner.get_input_details()["images"]["shape"][1])
+    except (ValueError, RuntimeError, KeyError) as e:
+        raise Refused(f"{model_path}: LiteRT cannot run it ({e})") from e
     return runner, size, card
 
 
+def predict_one(runner, size: int, path: str) -> dict:
+    """Age (and interval, when the model has one) of one face file, in years."""
+    result = runner(images=face_pixels(path, size))
+    return {"file": path, **{k: float(v[0]) for k, v in result.items()}}
+
+
 def predict(runner, size: int, paths: list[str]) -> list[dict]:
-    """Age (and interval, when the model has one) of each face file, in years."""
-    out = []
-    for path in paths:
-        result = runner(images=face_pixels(path, size))
-        out.append({"file": path, **{k: float(v[0]) for k, v in result.items()}})
-    return out
+    return [predict_one(runner, size, p) for p in paths]
 
 
-def main(argv: list[str]) -> None:
+def main(argv: list[str]) -> int:
     if len(argv) < 3:
-        sys.exit(__doc__)
-    runner, size, card = load(argv[1])
+        print(__doc__, file=sys.stderr)
+        return 2
+    try:
+        runner, size, card = load(argv[1])
+    except Refused as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 1
     if card.get("warning"):
         print(f"warning: {card['warning']}", file=sys.stderr)
-    for r in predict(runner, size, argv[2:]):
+    status = 0
+    for path in argv[2:]:
+        try:
+            r = predict_one(runner, size, path)
+        except Refused as e:
+            print(f"error: {e}", file=sys.stderr, flush=True)
+            status = 1
+            continue
         interval = (f" (interval {r['age_low']:.1f}-{r['age_high']:.1f})"
                     if "age_low" in r else "")
-        print(f"{r['file']}: {r['age']:.1f} years{interval}")
+        print(f"{r['file']}: {r['age']:.1f} years{interval}", flush=True)
+    return status
 
 
 if __name__ == "__main__":
-    main(sys.argv)
+    sys.exit(main(sys.argv))

@@ -204,3 +204,61 @@ def test_an_oversized_database_file_is_refused_before_it_is_read(tmp_path, monke
     monkeypatch.setattr(facebase, "MAX_DATABASE_BYTES", 1)
     with pytest.raises(DataError, match="too large for a database file"):
         facebase.read(str(path), str(tmp_path))
+
+
+def _small_database(tmp_path, entries_of) -> str:
+    """A database file over 20 small noise images (0.jpg ... 19.jpg), entries_of(i) each."""
+    import json
+
+    rng = np.random.default_rng(1)
+    for i in range(20):
+        pixels = rng.integers(0, 255, (64, 64, 3), dtype=np.uint8)
+        Image.fromarray(pixels).save(tmp_path / f"{i}.jpg", quality=90)
+    path = tmp_path / "db.json"
+    path.write_text(json.dumps([{"img_path": f"{i}.jpg", "age": 20 + i, "database": "Mine",
+                                 **entries_of(i)} for i in range(20)]))
+    return str(path)
+
+
+def _prepare(tmp_path, database, **kw):
+    out = tmp_path / "prepared"
+    report = prepare.prepare(prepare.PrepareConfig(
+        format="facebase", database=database, images_dir=str(tmp_path), out_dir=str(out),
+        split="benchmark", workers=1, dedup=False, **kw))
+    return report, pd.read_csv(out / "rejected.csv")
+
+
+def test_aligned_squares_far_off_or_far_larger_than_the_image_are_rejected(tmp_path):
+    """A square wholly off the 64 px image, and one of side 1e9 over it, crop to black or to
+    a speck: rejected with the reason (both were kept before); a square reaching a little
+    past the edge, as real ones do, is kept. Text in a square is named as such."""
+    squares = {0: [-1e6, -1e6, -1e6 + 10, -1e6, -1e6 + 10, -1e6 + 10, -1e6, -1e6 + 10],
+               1: [-5e8, -5e8, 5e8, -5e8, 5e8, 5e8, -5e8, 5e8],
+               2: [-5, -5, 55, -5, 55, 55, -5, 55],
+               3: ["a", 1, 2, 3, 4, 5, 6, float("nan")]}
+    database = _small_database(tmp_path, lambda i: {
+        "id_num": i, "folder": i % 10, **({"aligned_bbox": squares[i]} if i in squares else {})})
+    _, rejected = _prepare(tmp_path, database)
+    reason = rejected.set_index("path")["reason"]
+    assert reason["0.jpg"] == ("aligned square (-1e+06, -1e+06, -999990, -999990) lies outside "
+                               "the 64x64 photo")
+    assert "has less than 1% of its area on the 64x64 photo" in reason["1.jpg"]
+    assert "2.jpg" not in reason.index
+    assert reason["3.jpg"] == ("aligned_bbox needs 8 numbers (four corners x, y), but 2 of its "
+                               "values are not numbers (text, null or NaN)")
+
+
+def test_one_person_in_every_folder_is_refused_under_the_benchmark_split(tmp_path):
+    """One id_num given folders 0-9 (and the rest each their own person): --split=benchmark
+    refuses, counting the person and the faces; --allow_identity_overlap prepares it, the
+    report counting the same."""
+    database = _small_database(tmp_path, lambda i: {
+        "id_num": 0 if i < 10 else i, "folder": i % 10})
+    with pytest.raises(DataError, match=r"1 person has faces in more than one subset \(train "
+                                        r"6, val 2, test 2 of their faces; e\.g\. person:0\)"):
+        _prepare(tmp_path, database)
+    report, _ = _prepare(tmp_path, database, allow_identity_overlap=True)
+    assert report["identity_overlap"] == {"people": 1, "faces": {"train": 6, "val": 2, "test": 2},
+                                          "examples": ["person:0"]}
+    assert "identity overlap: 1 person has faces" in prepare.summary(
+        prepare.PrepareConfig(out_dir=str(tmp_path)), report)

@@ -194,3 +194,38 @@ def test_experiment_runs_name_a_head_and_full_runs_start_from_their_own_head(tmp
     with pytest.raises(ValueError, match="--head=ordinal"):
         experiment.run_configs(dataclasses.replace(cfg, runs=("mobilenet_v2_head",
                                                               "mobilenet_v2_full@ordinal")))
+
+
+@pytest.mark.parametrize("head", ["classification", "dldl", "ordinal"])
+def test_labels_past_the_last_class_are_refused_not_clipped(head, prepared, tiny_config,
+                                                            tmp_path):
+    """A prepared set with a label of 120 (age-tf-prepare --max_age goes to 150): the heads
+    with classes 0-100 refuse it before any work, naming the file and the fixes (they
+    trained it as a 100 and served intervals up to 120 before); regression takes it."""
+    import pandas as pd
+
+    from age_tf.data import prepare
+    from age_tf.data.metadata import DataError
+    from age_tf.train import training
+
+    data_dir = str(tmp_path / "data")
+    prepare.copy_prepared(prepared[0], data_dir, skip=())
+    train = pd.read_csv(os.path.join(data_dir, "train.csv"))
+    train.loc[:2, "age"] = 120
+    train.to_csv(os.path.join(data_dir, "train.csv"), index=False)
+    cfg = tiny_config(data_dir, str(tmp_path / "run"), model={"head": head})
+    with pytest.raises(DataError, match=r"train\.csv: 3 label\(s\) above 100 \(oldest 120\), but "
+                                        rf"--head={head} has classes 0-100 only; prepare with "
+                                        r"--max_age=100, or train --head=regression"):
+        training.train_and_evaluate(cfg)
+    training.check_head_ages(dataclasses.replace(cfg, model=dataclasses.replace(
+        cfg.model, head="regression")), {"train": train})
+
+
+def test_the_benchmark_refuses_a_class_head_with_ages_past_its_classes():
+    from age_tf import benchmark
+
+    with pytest.raises(ValueError, match="--heads=dldl: .* classes 0-100, and --max_age=101 "
+                                         "keeps older faces; pass --max_age=100"):
+        benchmark.BenchmarkConfig(out_dir="x", heads=("regression", "dldl")).validate()
+    benchmark.BenchmarkConfig(out_dir="x", heads=("regression", "dldl"), max_age=100).validate()

@@ -277,8 +277,11 @@ def test_face_boxes_off_the_photo_are_rejected_with_a_reason(releases, tmp_path)
     clean = pd.read_csv(_truth(releases, "imdb_clean"))
     fine = set(clean.loc[clean["kind"] == "ok", "full_path"])
     rows = [i for i, f in enumerate(df["filename"])
-            if f in fine and os.path.exists(os.path.join(photos, f))][:3]
-    boxes = (["-100", "-100", "-50", "-50"], ["1e9", "1e9", "2e9", "2e9"], ["10", "10", "10", "40"])
+            if f in fine and os.path.exists(os.path.join(photos, f))][:4]
+    # Off the photo, far off it, no area, and a box a million times the photo (kept in
+    # train.csv before: it crops the photo to a speck).
+    boxes = (["-100", "-100", "-50", "-50"], ["1e9", "1e9", "2e9", "2e9"], ["10", "10", "10", "40"],
+             ["-1e9", "-1e9", "1e9", "1e9"])
     for i, box in zip(rows, boxes):
         df.loc[i, ["x_min", "y_min", "x_max", "y_max"]] = box
     df.to_csv(csv, index=False)
@@ -289,8 +292,9 @@ def test_face_boxes_off_the_photo_are_rejected_with_a_reason(releases, tmp_path)
     rejected = pd.read_csv(os.path.join(out, "rejected.csv"))
     off = rejected[rejected["stage"] == "face box on the photo"]
     names = set(df.loc[rows, "filename"])
-    assert set(off["path"]) == set(df.loc[rows[:2], "filename"]), off
+    assert set(off["path"]) == set(df.loc[rows[:2] + rows[3:], "filename"]), off
     assert off["reason"].str.contains("lies outside the").sum() == 2
+    assert off["reason"].str.contains("has less than 1% of its area on the").sum() == 1
     flat = rejected[rejected["path"] == df.loc[rows[2], "filename"]]  # no area: the adapter's
     assert list(flat["reason"]) == ["face box x_min,y_min,x_max,y_max is not a box"]
     kept = pd.concat(pd.read_csv(os.path.join(out, f"{s}.csv")) for s in ("train", "val", "test"))

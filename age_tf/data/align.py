@@ -68,9 +68,13 @@ def bbox_corners(numbers, one_based: bool = True) -> np.ndarray:
       ValueError: not 8 finite numbers, or corners that enclose no area.
     """
     values = np.asarray(numbers, np.float64).reshape(-1)
-    if values.size != BBOX_NUMBERS or not np.isfinite(values).all():
+    if values.size != BBOX_NUMBERS:
         raise ValueError(f"aligned_bbox needs {BBOX_NUMBERS} numbers (four corners x, y), got "
                          f"{values.size}")
+    if not np.isfinite(values).all():
+        raise ValueError(f"aligned_bbox needs {BBOX_NUMBERS} numbers (four corners x, y), but "
+                         f"{int((~np.isfinite(values)).sum())} of its values are not numbers "
+                         "(text, null or NaN)")
     corners = values.reshape(CORNERS, 2) - (1.0 if one_based else 0.0)
     if np.hypot(*(corners[1] - corners[0])) < 1 or np.hypot(*(corners[2] - corners[1])) < 1:
         raise ValueError("aligned_bbox encloses no area (its corners coincide)")

@@ -17,7 +17,7 @@ from absl import logging
 
 from age_tf import fileio, labels, parallel, plots, progress
 from age_tf.config import field
-from age_tf.data import dedup, detect, images, prepared, sources
+from age_tf.data import align, dedup, detect, images, prepared, sources
 from age_tf.data.dedup import DEFAULT_MAX_DISTANCE, DEFAULT_MIN_CORRELATION
 from age_tf.data.metadata import DataError
 from age_tf.data.split import SPLIT_NAMES, parse_fractions, stratified_group_split
@@ -88,6 +88,11 @@ class PrepareConfig:
     benchmark_split: int = field(0, low=0, high=4, help="Which of the unified benchmark's five "
                                  "splits --split=benchmark takes (0-4).")
     identity_disjoint: bool = field(True, "Keep each person in one subset only.")
+    allow_identity_overlap: bool = field(
+        False, "With --split=benchmark, prepare even when the database puts one person in "
+        "two subsets (refused by default: the benchmark's folders are subject-exclusive). "
+        "Other given splits (official, a CSV's split column) are prepared with a warning that "
+        "counts the people and faces shared.")
     seed: int = field(0, "Seed of the sample and the split.")
     workers: int | None = field(None, low=1, help="Image-check processes (default: all cores).")
     overwrite: bool = field(False, "Replace outputs already in --out_dir.")
@@ -141,6 +146,9 @@ def summary(cfg: PrepareConfig, report: dict) -> str:
     stages = "\n".join(f"  {s['stage']:<28} {s['kept']:>9,}" for s in report["stages"])
     splits = ", ".join(f"{k} {v['images']:,}" for k, v in report["splits"].items())
     lines = [report["inputs"]["source"], stages, f"splits: {splits} ({report['split']})"]
+    shared = overlap_text(report["identity_overlap"])
+    if shared:
+        lines.append(f"identity overlap: {shared}")
     if report["framing"] == sources.FULL_PHOTOS:
         lines.append("full photos: train and evaluate with --crop_faces (the face box + "
                      "--face_margin)")
@@ -230,20 +238,68 @@ def metadata_filters(df: pd.DataFrame, stages: _Stages, cfg: PrepareConfig) -> N
     age_filter(df, stages, cfg)
 
 
-def boxes_on_photo(df: pd.DataFrame, width: np.ndarray, height: np.ndarray):
-    """Which rows' face boxes (1-based pixels, as the release gives them) overlap their
-    photo, with the reason for the rest: a box wholly off the photo would be cut into a
-    black crop and trained on. (Boxes that are not boxes were rejected by the adapter.)
+# A face box (or aligned square) must have at least this share of its area on the photo:
+# one wholly off it crops to black, one a million times the photo's size shrinks the photo
+# to a speck in the crop; real boxes reach past the edge only by their margin.
+MIN_BOX_ON_PHOTO = 0.5
+
+
+def boxes_on_photo(df: pd.DataFrame, width: np.ndarray, height: np.ndarray,
+                   face_boxes: bool = True):
+    """Which rows' face boxes (1-based pixels, as the release gives them; with face_boxes)
+    and aligned squares (where a row has one) lie mostly on their photo, with the reason for
+    the rest. (Boxes that are not boxes were rejected by the adapter.)
 
     Returns:
       (bool mask, per-row reasons).
     """
-    x1, y1, x2, y2 = (df[c].to_numpy(float) for c in ("face_x1", "face_y1", "face_x2", "face_y2"))
-    with np.errstate(invalid="ignore"):
-        overlap = (x2 > 1) & (y2 > 1) & (x1 < width) & (y1 < height)
-    reasons = [f"face box ({a:g}, {b:g}, {c:g}, {d:g}) lies outside the {w}x{h} photo"
-               for a, b, c, d, w, h in zip(x1, y1, x2, y2, width, height)]
-    return overlap, reasons
+    n = len(df)
+    width, height = np.asarray(width, float), np.asarray(height, float)
+    ok = np.ones(n, dtype=bool)
+    reasons = np.full(n, "", dtype=object)
+    if face_boxes:
+        # 1-based corners -> the 0-based pixel span [x1 - 1, x2) the crop takes.
+        x1, y1, x2, y2 = (df[c].to_numpy(float) for c in ("face_x1", "face_y1", "face_x2",
+                                                           "face_y2"))
+        share = _share_on_photo(x1 - 1, y1 - 1, x2, y2, width, height)
+        bad = ~(share >= MIN_BOX_ON_PHOTO)
+        ok &= ~bad
+        for i in np.flatnonzero(bad):
+            reasons[i] = _off_photo_text("face box", (x1[i], y1[i], x2[i], y2[i]), share[i],
+                                         width[i], height[i])
+    squares = df["aligned_bbox"].fillna("").astype(str).to_numpy() if "aligned_bbox" in df \
+        else np.full(n, "")
+    for i in np.flatnonzero(squares != ""):
+        try:
+            corners = align.parse_corners_text(squares[i])
+        except ValueError as e:
+            share, why = 0.0, f"aligned_bbox {squares[i][:60]!r}: {e}"
+        else:
+            (a, b), (c, d) = corners.min(0), corners.max(0)
+            share = float(_share_on_photo(a, b, c, d, width[i], height[i]))
+            # Shown 1-based, as the database file gives the corners.
+            why = _off_photo_text("aligned square", (a + 1, b + 1, c + 1, d + 1), share,
+                                  width[i], height[i])
+        if not share >= MIN_BOX_ON_PHOTO and ok[i]:
+            ok[i], reasons[i] = False, why
+    return ok, reasons
+
+
+def _share_on_photo(x1, y1, x2, y2, width, height) -> np.ndarray:
+    """The share of each box [x1, x2) x [y1, y2) (0-based) that lies on its width x height
+    photo (0 where nothing does)."""
+    with np.errstate(invalid="ignore", over="ignore"):
+        inside = (np.clip(np.minimum(x2, width) - np.maximum(x1, 0), 0, None)
+                  * np.clip(np.minimum(y2, height) - np.maximum(y1, 0), 0, None))
+        area = (np.asarray(x2, float) - x1) * (np.asarray(y2, float) - y1)
+        return np.where(area > 0, inside / np.where(area > 0, area, 1), 0.0)
+
+
+def _off_photo_text(what: str, box, share: float, width: float, height: float) -> str:
+    shown = ", ".join(f"{v:.6g}" for v in box)
+    where = ("lies outside" if share == 0 else "has less than 1% of its area on"
+             if share < 0.01 else f"has only {share:.0%} of its area on")
+    return f"{what} ({shown}) {where} the {width:g}x{height:g} photo"
 
 
 def age_filter(df: pd.DataFrame, stages: _Stages, cfg: PrepareConfig) -> None:
@@ -305,8 +361,10 @@ def prepare(cfg: PrepareConfig) -> dict:
             info_cols["width"][i], info_cols["height"][i] = info.width, info.height
             info_cols["conversion"][i] = info.conversion
         stages.apply("image usable", ok, reasons, df)
-        if source.framing == sources.FULL_PHOTOS:
-            inside, why = boxes_on_photo(df, info_cols["width"], info_cols["height"])
+        inside, why = boxes_on_photo(df, info_cols["width"], info_cols["height"],
+                                     face_boxes=source.framing == sources.FULL_PHOTOS)
+        has_squares = "aligned_bbox" in df and (df["aligned_bbox"].fillna("") != "").any()
+        if source.framing == sources.FULL_PHOTOS or has_squares:
             stages.apply("face box on the photo", inside | ~stages.alive, why, df)
         if cfg.dedup:
             usable = [(i, info) for i, info in zip(idx, infos) if info.ok]
@@ -340,6 +398,8 @@ def prepare(cfg: PrepareConfig) -> dict:
         raise DataError(f"{source.origin}: only {len(final)} image(s) left, too few for three "
                         "subsets")
     assign = assign_subsets(df.iloc[final], cfg, source)
+    overlap = identity_overlap(df["identity"].to_numpy()[final], assign)
+    check_identity_overlap(overlap, cfg, source)
     manifest = df.iloc[final].copy()
     for k, v in info_cols.items():
         manifest[k] = v[final]
@@ -355,7 +415,8 @@ def prepare(cfg: PrepareConfig) -> dict:
         columns.append("folder")
     manifests = {name: manifest[assign == s][columns] for s, name in enumerate(SPLIT_NAMES)}
 
-    report = _report(cfg, source, stages, manifests, dup_report, info_cols["conversion"][final])
+    report = _report(cfg, source, stages, manifests, dup_report, info_cols["conversion"][final],
+                     overlap)
     report["seconds"] = round(time.monotonic() - start, 2)
     kept = [i for i in final if i in info_of_row]
     _write_outputs(cfg, manifests, stages.rejected_frame(), report,
@@ -448,7 +509,8 @@ def _deduplicate(df, stages: _Stages, usable, cfg: PrepareConfig) -> dict:
     }
 
 
-def _report(cfg, source: sources.Source, stages, manifests, dup_report, conversions) -> dict:
+def _report(cfg, source: sources.Source, stages, manifests, dup_report, conversions,
+            overlap: dict) -> dict:
     splits = {}
     for name, m in manifests.items():
         ages = m["age"].to_numpy()
@@ -465,8 +527,6 @@ def _report(cfg, source: sources.Source, stages, manifests, dup_report, conversi
         r"-?\d+(\.\d+)?", "N", regex=True).str.replace(
         r" of .*$", "", regex=True).str.replace(r" \(.*\)$", "", regex=True)
     conv = pd.Series([c for c in conversions if c]).value_counts()
-    people = [set(m["identity"]) for m in manifests.values()]
-    shared = (people[0] & people[1]) | (people[0] & people[2]) | (people[1] & people[2])
     inputs = {"format": cfg.format, "source": os.path.abspath(source.origin),
               "images_dir": os.path.abspath(cfg.images_dir), "rows": len(source.table),
               "release": source.release}
@@ -479,13 +539,66 @@ def _report(cfg, source: sources.Source, stages, manifests, dup_report, conversi
         "labels": sorted(set(source.table["label_source"])),
         "identities": source.identities,
         "split": split_text(cfg, source),
-        "identities_in_two_subsets": len(shared),
+        "identities_in_two_subsets": overlap["people"],
+        "identity_overlap": overlap,
         "stages": stages.counts,
         "removed_by_reason": {k: int(v) for k, v in kinds.value_counts().items()},
         "duplicates": dup_report,
         "converted_on_load": {k: int(v) for k, v in conv.items()},
         "splits": splits,
     }
+
+
+def identity_overlap(identity: np.ndarray, assign: np.ndarray) -> dict:
+    """Who is in more than one subset: the people, their faces per subset, a few examples.
+
+    Args:
+      identity: each row's person.
+      assign: each row's subset (0/1/2 = train/val/test; -1 = in none).
+
+    Returns:
+      {"people": n, "faces": {subset: faces of those people in it}, "examples": [...]}.
+    """
+    frame = pd.DataFrame({"identity": identity, "subset": assign})
+    frame = frame[frame["subset"] >= 0]
+    subsets = frame.groupby("identity")["subset"].nunique()
+    shared = subsets.index[subsets > 1]
+    rows = frame[frame["identity"].isin(shared)]
+    counts = rows["subset"].value_counts()
+    return {"people": int(len(shared)),
+            "faces": {name: int(counts.get(i, 0)) for i, name in enumerate(SPLIT_NAMES)},
+            "examples": [str(p) for p in sorted(map(str, shared))[:3]]}
+
+
+def overlap_text(overlap: dict) -> str:
+    """'3 people have faces in more than one subset (train 12, val 4, test 3 of their faces;
+    e.g. ...)', or '' when nobody does."""
+    if not overlap["people"]:
+        return ""
+    faces = ", ".join(f"{k} {v:,}" for k, v in overlap["faces"].items())
+    return (f"{overlap['people']:,} {'person has' if overlap['people'] == 1 else 'people have'} "
+            f"faces in more than one subset ({faces} of their faces; e.g. "
+            f"{', '.join(overlap['examples'])})")
+
+
+def check_identity_overlap(overlap: dict, cfg: PrepareConfig, source) -> None:
+    """A given split that puts one person in two subsets is said (the count), and refused
+    under --split=benchmark, whose folders are subject-exclusive by definition.
+
+    Raises:
+      DataError: --split=benchmark with an overlap and no --allow_identity_overlap.
+    """
+    text = overlap_text(overlap)
+    if not text:
+        return
+    if cfg.split == BENCHMARK and not cfg.allow_identity_overlap:
+        raise DataError(
+            f"{source.origin}: {text}, but the benchmark's folders are subject-exclusive: a "
+            "person in two folders is a mistake in the database file (check its id_num and "
+            "folder); pass --allow_identity_overlap to prepare it anyway")
+    if cfg.split in (OFFICIAL, BENCHMARK):
+        logging.warning("%s: the given split is not identity-disjoint: %s; test figures of "
+                        "those people are not of unseen faces", source.origin, text)
 
 
 def split_text(cfg: PrepareConfig, source) -> str:

@@ -30,9 +30,9 @@ import tensorflow as tf
 
 from age_tf import labels
 
-# The distribution heads' ages: whole years 0..100 (the benchmark's labels0-101); older
-# faces are trained as 100.
-MAX_CLASS_AGE = 100
+# The distribution heads' ages: whole years 0..100 (the benchmark's labels go to 101);
+# training refuses older labels for these heads (training.check_head_ages).
+MAX_CLASS_AGE = labels.MAX_CLASS_AGE
 AGES = np.arange(MAX_CLASS_AGE + 1, dtype=np.float32)
 
 

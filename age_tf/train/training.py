@@ -184,6 +184,7 @@ def create_run(cfg: TrainConfig, strategy, chief: bool, run_dir: RunDir) -> Run:
     train_df, images_dir = prepared.load_manifest(cfg.data_dir, "train")
     val_df, _ = prepared.load_manifest(cfg.data_dir, "val")
     check_disjoint(cfg.data_dir, train_df, val_df)
+    check_head_ages(cfg, {"train": train_df, "val": val_df})
     write_dir = run_dir if chief else run_dir.worker(distribution.worker_id(strategy))
     if cfg.feature_cache:
         # Features need every image (extract_features raises otherwise).
@@ -220,6 +221,27 @@ def check_disjoint(data_dir: str, train_df: pd.DataFrame, val_df: pd.DataFrame) 
             f"{os.path.join(data_dir, 'val.csv')} shares {len(shared)} of its {len(val_df)} "
             f"images with train.csv (e.g. {min(shared)}): validation must be held out; "
             "split the data with age-tf-prepare")
+
+
+def check_head_ages(cfg: TrainConfig, frames: dict[str, pd.DataFrame]) -> None:
+    """Refuses labels a distribution or ordinal head has no class for (above MAX_CLASS_AGE):
+    clipped, a 120 would train as a 100 and widen the intervals around ages the head can
+    never give.
+
+    Raises:
+      DataError: naming the manifest, how many labels, the oldest, and the two fixes.
+    """
+    if cfg.model.head == "regression":
+        return
+    for split, df in frames.items():
+        ages = df["age"].to_numpy(float)
+        over = ages > labels.MAX_CLASS_AGE + 0.5  # class_of rounds to whole years
+        if over.any():
+            raise DataError(
+                f"{os.path.join(cfg.data_dir, split + '.csv')}: {int(over.sum())} label(s) above "
+                f"{labels.MAX_CLASS_AGE} (oldest {ages.max():g}), but --head={cfg.model.head} "
+                f"has classes 0-{labels.MAX_CLASS_AGE} only; prepare with "
+                f"--max_age={labels.MAX_CLASS_AGE}, or train --head=regression")
 
 
 class TrainingDiverged(ValueError):
