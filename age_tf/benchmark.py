@@ -18,79 +18,16 @@ import time
 import keras
 import numpy as np
 
-from age_tf import fileio, labels, progress
-from age_tf.config import field
+from age_tf import fileio, progress
 from age_tf.data import prepare, prepared
 from age_tf.data.sources import facebase
 from age_tf.evaluate import baselines, evaluation
 from age_tf.experiment import EXCLUDED, Steps, configure_run, train_once
+from age_tf.protocol_config import SPLITS, BenchmarkConfig  # noqa: F401  (its flags)
 from age_tf.synthetic import formats, synth
 from age_tf.train import train_config
 
-SPLITS = tuple(range(len(facebase.BENCHMARK_SPLITS)))
 SYNTHETIC_OTHER = "other"  # the second synthetic dataset's folder name
-
-
-@dataclasses.dataclass
-class BenchmarkConfig:
-    """What `age-tf-benchmark` runs: the data, the splits, the runs and heads."""
-
-    out_dir: str = field(None, "Everything is written here (raw/, data/, runs/, "
-                         "benchmark.md, benchmark.json); a rerun resumes.")
-    database: str | None = field(None, "The benchmark's database file of the dataset trained "
-                                 "on (e.g. AgeDB.json). Without it, a synthetic release in "
-                                 "that format is written and used (offline).")
-    images_dir: str | None = field(None, "The folder --database's img_path entries start "
-                                   "from (default: the file's folder).")
-    other_databases: tuple[str, ...] = field((), "Database files of the datasets every model "
-                                             "is also tested on, whole (e.g. FG-Net_aligned."
-                                             "json), comma-separated.")
-    other_images_dirs: tuple[str, ...] = field((), "Their image folders, in the same order "
-                                               "(default: each file's folder).")
-    splits: tuple[int, ...] = field(SPLITS, "Which of the five splits to run (0-4).")
-    runs: tuple[str, ...] = field(("mobilenet_v2_head",), "Run configs (shipped names or "
-                                  "paths), each trained on every split.")
-    heads: tuple[str, ...] = field(("regression",), "Heads (train/heads.py), each with every "
-                                   "run: one table row per run and head.")
-    num_images: int = field(1500, low=100, help="Synthetic data: rows of the release trained "
-                            "on (the other dataset gets a third as many).")
-    max_roll: float = field(30.0, low=0, high=45, help="Synthetic data: faces turned in-plane "
-                            "by up to this many degrees (alignment undoes it).")
-    max_age: int = field(101, low=1, high=150, help="Oldest age kept (AgeDB's oldest face is "
-                         "101; the benchmark keeps every age its files give).")
-    feature_cache_for_head: bool = field(True, "Head-mode runs train from cached features "
-                                         "(one store for every split: the same images).")
-    bootstrap: int = field(200, low=0, help="Bootstrap resamples for each test's intervals.")
-    train: train_config.TrainConfig = field(default_factory=train_config.TrainConfig)
-
-    def validate(self) -> None:
-        bad = [s for s in self.splits if s not in SPLITS]
-        if bad or not self.splits:
-            raise ValueError(f"--splits takes split numbers 0-4, got {list(self.splits)}")
-        if self.other_images_dirs and len(self.other_images_dirs) != len(self.other_databases):
-            raise ValueError(f"--other_images_dirs has {len(self.other_images_dirs)} folders for "
-                             f"{len(self.other_databases)} --other_databases; give one each, or "
-                             "none")
-        if self.images_dir and not self.database:
-            raise ValueError("--images_dir goes with --database (without it the data are "
-                             "synthetic)")
-        for path in (self.database, *self.other_databases):
-            if path and not os.path.isfile(path):
-                raise ValueError(f"{path}: no such database file")
-        for spec in self.run_specs():
-            configure_run(self.train, spec, "", "").model.validate()
-        over = [h for h in self.heads if h != "regression"]
-        if over and self.max_age > labels.MAX_CLASS_AGE:
-            raise ValueError(
-                f"--heads={','.join(over)}: the distribution and ordinal heads have classes "
-                f"0-{labels.MAX_CLASS_AGE}, and --max_age={self.max_age} keeps older "
-                f"faces; pass --max_age={labels.MAX_CLASS_AGE} (AgeDB loses its one "
-                "101-year-old) or use --heads=regression")
-
-    def run_specs(self) -> list[str]:
-        """Each run with each head (NAME@HEAD; the regression head as the plain name)."""
-        return [run if head == "regression" else f"{run}@{head}"
-                for run in self.runs for head in self.heads]
 
 
 def _data(cfg: BenchmarkConfig, steps: Steps) -> tuple[str, str, dict[str, tuple[str, str]]]:

@@ -9,7 +9,7 @@ import pandas as pd
 import pytest
 import scipy.stats
 
-from age_tf.train import callbacks, run_dir
+from age_tf.train import callbacks, training
 
 
 def test_correlation_callback_equals_scipy():
@@ -62,7 +62,7 @@ def _tracker(state, patience=0, min_delta=0.0, mode="max"):
 
 
 def test_run_tracker_best_and_early_stopping_live_in_the_state():
-    state = run_dir.RunState()
+    state = training.RunState()
     tracker, model = _tracker(state, patience=2, min_delta=0.05)
     for epoch, value in enumerate([0.5, 0.52, float("nan")]):
         tracker.on_epoch_end(epoch, {"val_srocc": value})
@@ -70,7 +70,7 @@ def test_run_tracker_best_and_early_stopping_live_in_the_state():
     assert float(state.best_value.numpy()) == 0.52 and int(state.best_epoch.numpy()) == 1
     assert int(state.wait.numpy()) == 2 and model.stop_training
     # A tracker made after a restart reads the same state: nothing kept in Python.
-    state2 = run_dir.RunState()
+    state2 = training.RunState()
     state2.stop_reference.assign(0.5)
     state2.wait.assign(1)
     again, model2 = _tracker(state2, patience=2, min_delta=0.05)
@@ -81,7 +81,7 @@ def test_run_tracker_best_and_early_stopping_live_in_the_state():
 
 
 def test_best_weights_named_by_epoch_and_pruned(tmp_path):
-    state = run_dir.RunState()
+    state = training.RunState()
     tracker, model = _tracker(state)
     best = callbacks.BestWeights(str(tmp_path / "best"), state)
     best.set_model(model)

@@ -285,3 +285,45 @@ def test_the_console_script_prints_its_help(arg):
     assert r.returncode == 0 and r.stderr == ""
     assert "--out_dir: (required)" in r.stdout and "--format:" in r.stdout
     assert "PrepareConfig:" in r.stdout
+
+
+def test_no_command_loads_tensorflow_for_its_help_or_a_flag_error():
+    """Every command's module, help text and flag parsing need no TensorFlow or Keras (the
+    flags come from the config dataclasses): `--help` answers in a second, not in 5-20."""
+    import pkgutil
+
+    import age_tf.cli as cli
+
+    names = [m.name for m in pkgutil.iter_modules(cli.__path__) if m.name.replace("_", "-")
+             in {e.removeprefix("age-tf-") for e in _console_scripts()}]
+    assert len(names) == len(_console_scripts())
+    script = ("import importlib, sys\n"
+              "mod = importlib.import_module('age_tf.cli.' + sys.argv[1])\n"
+              "assert 'USAGE' in mod.COMMAND.help_text('x')\n"
+              "print(sorted(n for n in sys.modules if n.split('.')[0] in ('tensorflow', "
+              "'keras'))[:3])\n")
+    # One process per command (absl's flags are global), all at once.
+    procs = [subprocess.Popen([sys.executable, "-c", script, name], cwd=ROOT, text=True,
+                              stdout=subprocess.PIPE, stderr=subprocess.PIPE) for name in names]
+    for name, p in zip(names, procs):
+        out, err = p.communicate(timeout=120)
+        assert p.returncode == 0 and out.strip() == "[]", (name, out, err[-1000:])
+    for args in (["--helpfull"], ["--model=m", "--no_such_flag"], ["--batch_size=x"]):
+        r = subprocess.run([sys.executable, "-X", "importtime", "-m", "age_tf.cli.predict",
+                            *args], cwd=ROOT, capture_output=True, text=True, timeout=120)
+        imported = [line for line in r.stderr.splitlines() if line.startswith("import time:")]
+        assert imported and not [line for line in imported
+                                 if "tensorflow" in line or "keras" in line], args
+        if args == ["--helpfull"]:  # absl's full help (it exits 1, as absl does)
+            assert "--model" in r.stdout and "--flagfile" in r.stdout
+        else:
+            assert r.returncode != 0 and args[-1].split("=")[0].lstrip("-") in r.stderr
+
+
+def _console_scripts() -> list[str]:
+    import configparser
+
+    parser = configparser.ConfigParser()
+    parser.read(os.path.join(ROOT, "setup.cfg"))
+    lines = parser["options.entry_points"]["console_scripts"].strip().splitlines()
+    return [line.split("=")[0].strip() for line in lines]

@@ -15,8 +15,8 @@ import pytest
 from PIL import Image
 
 from age_tf.data import prepare
-from age_tf.data.metadata import DataError
 from age_tf.data.sources import facebase
+from age_tf.errors import DataError
 from age_tf.evaluate import ground_truth
 from age_tf.synthetic import formats, synth
 

@@ -205,7 +205,7 @@ def test_labels_past_the_last_class_are_refused_not_clipped(head, prepared, tiny
     import pandas as pd
 
     from age_tf.data import prepare
-    from age_tf.data.metadata import DataError
+    from age_tf.errors import DataError
     from age_tf.train import training
 
     data_dir = str(tmp_path / "data")

@@ -10,7 +10,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from age_tf.data.metadata import DataError
+from age_tf.errors import DataError
 from age_tf.evaluate import label_truth
 from age_tf.synthetic import synth
 

@@ -18,11 +18,12 @@ PACKAGE = os.path.join(ROOT, "age_tf")
 FLOORS = (
     ("age_tf", "age_tf.config", "age_tf.fileio", "age_tf.labels", "age_tf.parallel",
      "age_tf.plots", "age_tf.metrics", "age_tf.progress", "age_tf.export_format",
-     "age_tf.decisions", "age_tf.ridge"),
+     "age_tf.decisions", "age_tf.ridge", "age_tf.errors"),
     ("age_tf.data",),
     ("age_tf.synthetic",),
     ("age_tf.train",),
     ("age_tf.evaluate", "age_tf.serve", "age_tf.standin"),
+    ("age_tf.protocol_config",),  # the protocols' configs (light: their commands' --help)
     ("age_tf.experiment",),
     ("age_tf.benchmark",),  # the benchmark's protocol runs its runs as the study's are run
     ("age_tf.cli",),

@@ -7,7 +7,8 @@ import pytest
 import scipy.io
 
 from age_tf.data import metadata
-from age_tf.data.metadata import DataError, age_at_mid_year, matlab_datenum_to_date
+from age_tf.data.metadata import age_at_mid_year, matlab_datenum_to_date
+from age_tf.errors import DataError
 
 
 def _datenum(y, m, d):

@@ -11,7 +11,7 @@ import pytest
 import scipy.io
 
 from age_tf.data import prepare
-from age_tf.data.metadata import DataError
+from age_tf.errors import DataError
 from age_tf.synthetic import synth
 
 

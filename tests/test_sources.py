@@ -13,7 +13,7 @@ import pandas as pd
 import pytest
 
 from age_tf.data import prepare, sources
-from age_tf.data.metadata import DataError
+from age_tf.errors import DataError
 from age_tf.evaluate import ground_truth
 from age_tf.synthetic import formats, synth
 
@@ -461,7 +461,7 @@ def test_cacd_identity_and_official_split_come_from_the_meta_file(releases, tmp_
 
 
 def test_cacd_meta_file_problems_are_named(tmp_path):
-    from age_tf.data.metadata import DataError
+    from age_tf.errors import DataError
 
     (tmp_path / "CACD2000").mkdir()
     with pytest.raises(DataError, match="celebrity2000_meta.mat: not found"):

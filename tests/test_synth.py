@@ -8,7 +8,7 @@ import pytest
 import scipy.io
 
 from age_tf.data import metadata
-from age_tf.data.metadata import DataError
+from age_tf.errors import DataError
 from age_tf.synthetic import synth
 
 

@@ -1,14 +1,6 @@
 """absl entry points of the age-tf-* console scripts (thin: flags in, one library call).
 
-A command that uses TensorFlow imports it here, before its modules do, without the runtime's
-start-up noise (quiet.py); synth and prepare never import it.
+Importing a command loads no TensorFlow: its flags come from config dataclasses that need
+none, so --help and flag errors answer at once. A command whose work uses TensorFlow imports
+it (quietly: quiet.py) after its flags are read, before its library does (common.Command).
 """
-
-import sys
-
-from age_tf.cli import quiet
-
-_NO_TENSORFLOW = ("synth", "prepare")
-
-if quiet.command_name(getattr(sys, "orig_argv", sys.argv)) not in (None, *_NO_TENSORFLOW):
-    quiet.import_tensorflow()

@@ -8,12 +8,14 @@ Example:
 import json
 
 from age_tf.cli import common
-from age_tf.evaluate import audit
+from age_tf.evaluate.evaluate_config import AuditConfig
 
-COMMAND = common.Command(__name__, audit.AuditConfig, required=("model_dir", "data_dir"))
+COMMAND = common.Command(__name__, AuditConfig, required=("model_dir", "data_dir"))
 
 
 def main(cfg, args):
+    from age_tf.evaluate import audit  # TensorFlow: loaded for the work, not for --help
+
     return json.dumps(audit.audit(cfg), indent=2)
 
 

@@ -15,15 +15,17 @@ Rerunning the same command resumes: finished steps are skipped.
 
 import dataclasses
 
-from age_tf import benchmark
+from age_tf import protocol_config
 from age_tf.cli import common
-from age_tf.train import distribution
 
-COMMAND = common.Command(__name__, benchmark.BenchmarkConfig, required=("out_dir",),
-                         exclude=benchmark.EXCLUDED)
+COMMAND = common.Command(__name__, protocol_config.BenchmarkConfig, required=("out_dir",),
+                         exclude=protocol_config.EXCLUDED)
 
 
 def main(cfg, args):
+    from age_tf import benchmark  # TensorFlow: loaded for the work, not for --help
+    from age_tf.train import distribution
+
     cfg.train = dataclasses.replace(cfg.train, flags_text=COMMAND.flags_text())
     distribution.split_cpu(cfg.train.num_cpu_devices)
     strategy = distribution.get_strategy(cfg.train.strategy)

@@ -10,12 +10,14 @@ The test split is copied unchanged; <out_dir>/changes.csv lists every change.
 import json
 
 from age_tf.cli import common
-from age_tf.evaluate import clean
+from age_tf.evaluate.evaluate_config import CleanConfig
 
-COMMAND = common.Command(__name__, clean.CleanConfig, required=("model_dir", "data_dir", "out_dir"))
+COMMAND = common.Command(__name__, CleanConfig, required=("model_dir", "data_dir", "out_dir"))
 
 
 def main(cfg, args):
+    from age_tf.evaluate import clean  # TensorFlow: loaded for the work, not for --help
+
     return json.dumps(clean.clean(cfg), indent=2)
 
 

@@ -22,7 +22,7 @@ from absl import app, flags
 
 from age_tf import config, progress
 from age_tf.cli import quiet
-from age_tf.data.metadata import DataError
+from age_tf.errors import DataError
 
 # Read and expanded before absl parses (config.expand_flagfiles); defined for --help only.
 flags.DEFINE_string("config", None, "A shipped config by name (e.g. demo, study) or a flagfile "
@@ -99,12 +99,16 @@ class Command:
       required: flags that must be given.
       exclude: fields that get no flag (the command sets them).
       args: what positional arguments it takes (e.g. "PHOTO..."); None: none.
+      tensorflow: its work uses TensorFlow (imported quietly once the flags are read; the
+        library modules it needs are imported inside the body, never at the command's top).
     """
 
     def __init__(self, module: str, config_class, required: tuple[str, ...] = (),
-                 exclude: tuple[str, ...] = (), args: str | None = None):
+                 exclude: tuple[str, ...] = (), args: str | None = None,
+                 tensorflow: bool = True):
         self.module, self.config_class = module, config_class
         self.required, self.exclude, self.args = tuple(required), tuple(exclude), args
+        self.tensorflow = tensorflow
         self.specs = config.define_flags(config_class, required=self.required,
                                          exclude=self.exclude, module_name=module)
 
@@ -172,7 +176,10 @@ class Command:
             if len(argv) > 1 and self.args is None:
                 raise app.UsageError(f"unexpected arguments: {' '.join(argv[1:])}")
             try:
-                result = body(self.config(), argv[1:])
+                cfg = self.config()
+                if self.tensorflow:  # before the body's imports load it with its noise
+                    quiet.import_tensorflow()
+                result = body(cfg, argv[1:])
             except Exception as e:  # only the expected kinds end here; the rest is raised
                 if _expected(e):
                     _fail(e)

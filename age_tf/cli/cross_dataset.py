@@ -6,13 +6,15 @@ Example:
 """
 
 from age_tf.cli import common
-from age_tf.evaluate import cross_dataset
+from age_tf.evaluate.evaluate_config import CrossConfig
 
-COMMAND = common.Command(__name__, cross_dataset.CrossConfig,
+COMMAND = common.Command(__name__, CrossConfig,
                          required=("model_dirs", "data_dirs", "out"))
 
 
 def main(cfg, args):
+    from age_tf.evaluate import cross_dataset  # TensorFlow: for the work, not for --help
+
     cross_dataset.write(cfg)
     with open(cfg.out) as f:
         return f.read() + f"wrote {cfg.out}"

@@ -5,12 +5,14 @@ Example:
 """
 
 from age_tf.cli import common
-from age_tf.evaluate import evaluation
+from age_tf.evaluate.evaluate_config import EvaluateConfig
 
-COMMAND = common.Command(__name__, evaluation.EvaluateConfig, required=("model_dir", "data_dir"))
+COMMAND = common.Command(__name__, EvaluateConfig, required=("model_dir", "data_dir"))
 
 
 def main(cfg, args):
+    from age_tf.evaluate import evaluation  # TensorFlow: for the work, not for --help
+
     return evaluation.summary(evaluation.evaluate(cfg))
 
 

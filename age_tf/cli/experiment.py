@@ -11,15 +11,17 @@ Rerunning the same command resumes: finished steps are skipped, runs resume from
 
 import dataclasses
 
-from age_tf import experiment
+from age_tf import protocol_config
 from age_tf.cli import common
-from age_tf.train import distribution
 
-COMMAND = common.Command(__name__, experiment.ExperimentConfig, required=("out_dir",),
-                         exclude=experiment.EXCLUDED)
+COMMAND = common.Command(__name__, protocol_config.ExperimentConfig, required=("out_dir",),
+                         exclude=protocol_config.EXCLUDED)
 
 
 def main(cfg, args):
+    from age_tf import experiment  # TensorFlow: loaded for the work, not for --help
+    from age_tf.train import distribution
+
     cfg.train = dataclasses.replace(cfg.train, flags_text=COMMAND.flags_text())
     distribution.split_cpu(cfg.train.num_cpu_devices)
     strategy = distribution.get_strategy(cfg.train.strategy)

@@ -8,12 +8,14 @@ Examples:
 """
 
 from age_tf.cli import common
-from age_tf.train import export
+from age_tf.train.train_config import ExportConfig
 
-COMMAND = common.Command(__name__, export.ExportConfig, required=("model_dir",))
+COMMAND = common.Command(__name__, ExportConfig, required=("model_dir",))
 
 
 def main(cfg, args):
+    from age_tf.train import export  # TensorFlow: loaded for the work, not for --help
+
     return f"wrote {export.export_run(cfg)}"
 
 

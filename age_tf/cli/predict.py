@@ -11,14 +11,16 @@ import sys
 
 from age_tf import progress
 from age_tf.cli import common
-from age_tf.serve import predict
+from age_tf.serve.serve_config import PredictConfig
 
-COMMAND = common.Command(__name__, predict.PredictConfig, required=("model",), args="PHOTO...")
+COMMAND = common.Command(__name__, PredictConfig, required=("model",), args="PHOTO...")
 
 
 def main(cfg, args):
     if not args:
         raise ValueError("give one or more photo paths after the flags")
+    from age_tf.serve import predict  # TensorFlow: loaded for the work, not for --help
+
     # Each photo's lines as soon as it is done (a bar, if any, cleared first).
     _, _, code = predict.run(cfg, args, out=lambda text: _show(sys.stdout, text),
                              err=lambda text: _show(sys.stderr, text))

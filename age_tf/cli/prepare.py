@@ -13,7 +13,8 @@ Examples:
 from age_tf.cli import common
 from age_tf.data import prepare
 
-COMMAND = common.Command(__name__, prepare.PrepareConfig, required=("out_dir",))
+COMMAND = common.Command(__name__, prepare.PrepareConfig, required=("out_dir",),
+                         tensorflow=False)
 
 
 def main(cfg, args):

@@ -6,12 +6,14 @@ Example:
 """
 
 from age_tf.cli import common
-from age_tf.evaluate import baselines, report
+from age_tf.evaluate.evaluate_config import ReportConfig
 
-COMMAND = common.Command(__name__, report.ReportConfig, required=("runs", "out"))
+COMMAND = common.Command(__name__, ReportConfig, required=("runs", "out"))
 
 
 def main(cfg, args):
+    from age_tf.evaluate import baselines, report  # TensorFlow: for the work, not --help
+
     base = baselines.read(cfg.baselines) if cfg.baselines else None
     report.write_report(list(cfg.runs), cfg.out, cfg.data_dir, baseline_results=base)
     rows = report.table2_rows(list(cfg.runs))

@@ -9,9 +9,9 @@ Needs the serve extra: pip install -e '.[serve]'.
 """
 
 from age_tf.cli import common
-from age_tf.serve import server
+from age_tf.serve.serve_config import ServeConfig
 
-COMMAND = common.Command(__name__, server.ServeConfig, required=("model",))
+COMMAND = common.Command(__name__, ServeConfig, required=("model",))
 
 
 def main(cfg, args):
@@ -19,6 +19,8 @@ def main(cfg, args):
         import aiohttp  # noqa: F401  (the optional extra)
     except ImportError:
         raise ValueError("age-tf-serve needs aiohttp: pip install -e '.[serve]'") from None
+    from age_tf.serve import server  # TensorFlow: loaded for the work, not for --help
+
     server.serve(cfg)
     return ""
 

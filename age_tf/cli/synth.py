@@ -8,7 +8,8 @@ Examples:
 from age_tf.cli import common
 from age_tf.synthetic import synth
 
-COMMAND = common.Command(__name__, synth.SynthConfig, required=("out_dir",))
+COMMAND = common.Command(__name__, synth.SynthConfig, required=("out_dir",),
+                         tensorflow=False)
 
 
 def main(cfg, args):

@@ -8,12 +8,14 @@ Run the same command again after a crash: it resumes from the last completed epo
 import dataclasses
 
 from age_tf.cli import common
-from age_tf.train import distribution, train_config, training
+from age_tf.train import train_config
 
 COMMAND = common.Command(__name__, train_config.TrainConfig, required=("data_dir", "model_dir"))
 
 
 def main(cfg, args):
+    from age_tf.train import distribution, training  # TensorFlow: for the work, not --help
+
     cfg = dataclasses.replace(cfg, flags_text=COMMAND.flags_text())
     distribution.split_cpu(cfg.num_cpu_devices)
     # The strategy comes first: MultiWorkerMirroredStrategy must exist before other TF work.

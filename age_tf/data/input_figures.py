@@ -2,27 +2,14 @@
 
 from __future__ import annotations
 
-import dataclasses
 import os
 
 import pandas as pd
 import tensorflow as tf
 
 from age_tf import plots
-from age_tf.config import field
 from age_tf.data import pipeline, prepared
-
-
-@dataclasses.dataclass
-class InputsConfig:
-    """What `age-tf-inputs` draws (Figures 1 and 2)."""
-
-    data_dir: str = field(None, "Output folder of age-tf-prepare.")
-    out_dir: str = field(None, "Where to write figure1_faces.png and figure2_transformed.png.")
-    num: int = field(16, low=1, help="Faces to show.")
-    image_size: int = pipeline.image_size_field()
-    seed: int = field(0, "Which faces, and their flips.")
-    pipeline: pipeline.PipelineConfig = field(default_factory=pipeline.PipelineConfig)
+from age_tf.data.pipeline_config import InputsConfig  # noqa: F401  (its flags)
 
 
 def sample_faces(manifest: pd.DataFrame, images_dir: str, cfg: pipeline.PipelineConfig,

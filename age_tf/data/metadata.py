@@ -10,6 +10,8 @@ import numpy as np
 import pandas as pd
 import scipy.io
 
+from age_tf.errors import DataError
+
 # Fields every release file has; imdb.mat adds celeb_names and celeb_id.
 REQUIRED_FIELDS = (
     "dob",
@@ -34,9 +36,6 @@ _MAX_DOB = datetime.date.max.toordinal() + _MATLAB_OFFSET
 # ...}); a real release has none.
 RELEASE_FILE = "release.json"
 
-
-class DataError(ValueError):
-    """Bad input data: the message names the file and what to do."""
 
 
 def read_release(mat_path: str) -> dict:

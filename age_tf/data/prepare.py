@@ -15,12 +15,12 @@ import numpy as np
 import pandas as pd
 from absl import logging
 
-from age_tf import fileio, labels, parallel, plots, progress
+from age_tf import fileio, labels, parallel, progress
 from age_tf.config import field
 from age_tf.data import align, dedup, detect, images, prepared, sources
 from age_tf.data.dedup import DEFAULT_MAX_DISTANCE, DEFAULT_MIN_CORRELATION
-from age_tf.data.metadata import DataError
 from age_tf.data.split import SPLIT_NAMES, parse_fractions, stratified_group_split
+from age_tf.errors import DataError
 
 OUTPUT_FILES = (
     *(f"{s}.csv" for s in prepared.SPLITS), prepared.REJECTED, prepared.REPORT,
@@ -639,6 +639,8 @@ def _write_outputs(cfg, manifests, rejected: pd.DataFrame, report: dict, prints)
         rejected.sort_values("row").to_csv(os.path.join(tmp, prepared.REJECTED), index=False)
         with open(os.path.join(tmp, prepared.REPORT), "w") as f:
             json.dump(report, f, indent=2, default=str)
+        from age_tf import plots  # matplotlib: for the figure, not for --help
+
         plots.plot_age_distribution({k: v["age"].to_numpy() for k, v in manifests.items()},
                                     os.path.join(tmp, prepared.AGE_FIGURE))
         images.save_fingerprints(os.path.join(tmp, prepared.FINGERPRINTS), *prints,

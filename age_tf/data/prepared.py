@@ -17,7 +17,7 @@ import pandas as pd
 
 from age_tf import labels
 from age_tf.data import sources
-from age_tf.data.metadata import DataError
+from age_tf.errors import DataError
 
 REPORT = "report.json"
 REJECTED = "rejected.csv"

@@ -8,7 +8,6 @@ head-mode run: a fully fine-tuned backbone has seen the training labels.
 
 from __future__ import annotations
 
-import dataclasses
 import json
 import os
 
@@ -17,10 +16,10 @@ import pandas as pd
 from absl import logging
 
 from age_tf import fileio, metrics, plots
-from age_tf.config import field
+from age_tf import ridge as ridge_fit
 from age_tf.data import dedup, images, pipeline, prepared
 from age_tf.evaluate import evaluation, ground_truth
-from age_tf import ridge as ridge_fit
+from age_tf.evaluate.evaluate_config import FEATURE_STORE_HELP, AuditConfig  # noqa: F401  (its flags)
 from age_tf.train import feature_cache, models
 from age_tf.train.run_dir import RunDir
 
@@ -216,34 +215,6 @@ def heldout_suspects(model_dir: str, data_dir: str, splits=SPLITS, folds: int = 
     # In local deviations: how unlikely the label is given what the model can tell.
     suspects["suspicion"] = np.abs(suspects["residual"]) / scale
     return suspects.sort_values("suspicion", ascending=False, kind="stable"), manifest, images_dir
-
-
-FEATURE_STORE_HELP = ("A folder of stored backbone features (age-tf-train --feature_store): "
-                      "images already there are not run through the backbone again ('': none).")
-
-
-@dataclasses.dataclass
-class AuditConfig:
-    """What `age-tf-audit` audits (the arguments of `audit`)."""
-
-    model_dir: str = field(None, "A finished age-tf-train run (a head-mode run is best).")
-    data_dir: str = field(None, "Output folder of age-tf-prepare.")
-    out_dir: str | None = field(None, "Default: <model_dir>/audit.")
-    folds: int = field(5, low=2, help="Cross-fitting folds (by identity) for held-out predictions.")
-    gallery: int = field(24, low=0, help="Faces in the suspects gallery.")
-    truth_csv: str | None = field(None, "Synthetic ground_truth.csv: report precision@k.")
-    mislabel_years: float = field(20.0, low=0, low_open=True,
-                                  help="A label this far from the true age counts as wrong (with "
-                                       "--truth_csv).")
-    seed: int = field(0, "Fold assignment.")
-    workers: int | None = field(None, low=1, help="Image-check processes (default: all cores).")
-    feature_store: str = field("", FEATURE_STORE_HELP)
-    # Pairs above a fixed similarity grow as n^2 among look-alike faces: the list is for a
-    # person to read, its total is counted whatever its length.
-    max_duplicate_pairs: int = field(1000, low=0,
-                                     help="Near-duplicate pairs listed in near_duplicate_pairs.csv"
-                                          ", the most similar first (all are counted in "
-                                          "audit.json).")
 
 
 def audit(cfg: AuditConfig) -> dict:

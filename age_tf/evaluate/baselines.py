@@ -15,10 +15,9 @@ import os
 import numpy as np
 import pandas as pd
 
-from age_tf import fileio, metrics
+from age_tf import fileio, metrics, ridge
 from age_tf.data import pipeline, prepared, sources
-from age_tf.data.metadata import DataError
-from age_tf import ridge
+from age_tf.errors import DataError
 from age_tf.evaluate import evaluation
 
 ALPHAS = (0.01, 0.1, 1.0, 10.0, 100.0, 1000.0)

@@ -13,7 +13,6 @@ that data and at that age, so it carries over from the synthetic demo to IMDB.
 
 from __future__ import annotations
 
-import dataclasses
 import json
 import os
 
@@ -21,43 +20,13 @@ import numpy as np
 import pandas as pd
 
 from age_tf import fileio, metrics
-from age_tf.config import field
 from age_tf.data import prepare, prepared
 from age_tf.evaluate import audit, ground_truth
+from age_tf.evaluate.evaluate_config import ACTIONS, CleanConfig  # noqa: F401  (its flags)
 from age_tf.train.run_dir import RunDir
 
-ACTIONS = ("drop", "relabel")
 CLEANED_SPLITS = ("train", "val")
 CLEANED_FILES = tuple(f"{split}.csv" for split in CLEANED_SPLITS)
-
-
-@dataclasses.dataclass
-class CleanConfig:
-    """What `age-tf-clean` writes (the arguments of `clean`)."""
-
-    model_dir: str = field(None, "A finished run whose backbone judges the labels (a head-mode "
-                           "run: its backbone never saw these labels).")
-    data_dir: str = field(None, "Output folder of age-tf-prepare (read only).")
-    out_dir: str = field(None, "The cleaned prepared-data folder (new; train with "
-                         "--data_dir=<it>).")
-    # Default from the demo's Table 3: relabelling recovered more of the noisy-to-oracle
-    # gap than dropping (MAE: 1.19 vs 0.83 of it), and keeps every image.
-    action: str = field("relabel", "What to do with a suspect: drop the image, or relabel it "
-                        "with its held-out prediction.", choices=ACTIONS)
-    sigmas: float = field(3.0, low=0, low_open=True, help="Suspect: |held-out residual| > "
-                          "sigmas x the robust std of the residuals at that predicted age.")
-    folds: int = field(5, low=2, help="Cross-fitting folds (by identity).")
-    seed: int = field(0, "Fold assignment.")
-    overwrite: bool = field(False, "Replace a cleaned folder already in --out_dir.")
-    feature_store: str = field("", audit.FEATURE_STORE_HELP)
-
-    def validate(self) -> None:
-        if self.action not in ACTIONS:
-            raise ValueError(f"--action must be one of {ACTIONS}, got {self.action!r}")
-        fileio.check_writable_dir(self.out_dir, "out_dir")
-        if os.path.abspath(self.out_dir) == os.path.abspath(self.data_dir):
-            raise ValueError("--out_dir must differ from --data_dir: cleaning never edits the "
-                             "prepared data in place")
 
 
 def clean(cfg: CleanConfig) -> dict:

@@ -8,48 +8,14 @@ are bootstrapped over identities where the tested set names them, else over imag
 
 from __future__ import annotations
 
-import dataclasses
 import json
 import os
 
 from age_tf import fileio
-from age_tf.config import field
 from age_tf.data import prepared
 from age_tf.evaluate import baselines, evaluation
+from age_tf.evaluate.evaluate_config import CrossConfig  # noqa: F401  (its flags)
 from age_tf.train.run_dir import match_data
-
-
-@dataclasses.dataclass
-class CrossConfig:
-    """The runs and the prepared folders of `age-tf-cross-dataset`."""
-
-    model_dirs: tuple[str, ...] = field((), "Finished age-tf-train runs, comma-separated.")
-    data_dirs: tuple[str, ...] = field((), "Prepared folders (age-tf-prepare) whose test "
-                                       "splits every run is scored on, comma-separated.")
-    out: str = field(None, "Where to write the table (Markdown; a .json beside it).")
-    bootstrap: int = field(1000, low=0, help="Bootstrap resamples for the intervals (0: none).")
-    seed: int = field(0, "Seeds the bootstrap.")
-    overwrite: bool = field(False, "Replace an existing --out table (and its .json).")
-
-    def validate(self) -> None:
-        if not self.model_dirs or not self.data_dirs:
-            raise ValueError("--model_dirs and --data_dirs each need at least one folder")
-        for flag, folders in (("model_dirs", self.model_dirs), ("data_dirs", self.data_dirs)):
-            real = [os.path.realpath(d) for d in folders]
-            twice = sorted({d for d, r in zip(folders, real) if real.count(r) > 1})
-            if twice:
-                raise ValueError(f"--{flag} lists {', '.join(twice)} more than once (the same "
-                                 "folder); give each once")
-        for d in self.data_dirs:  # every folder checked before any is evaluated
-            folder = prepared.PreparedDir(d)
-            if not folder.exists():
-                raise ValueError(f"--data_dirs: {d} is not an age-tf-prepare output folder "
-                                 f"(no {prepared.REPORT})")
-            if not os.path.isfile(folder.manifest_path("test")):
-                raise ValueError(f"--data_dirs: {d} has no test split "
-                                 f"({folder.manifest_path('test')} not found)")
-        fileio.check_new_file(self.out, "out", self.overwrite,
-                              (os.path.splitext(self.out)[0] + ".json",))
 
 
 def dataset_name(data_dir: str) -> str:

@@ -14,38 +14,12 @@ import tensorflow as tf
 from absl import logging
 
 from age_tf import decisions, fileio, labels, metrics, plots
-from age_tf.config import field
 from age_tf.data import pipeline, prepared, sources
-from age_tf.data.metadata import DataError
+from age_tf.errors import DataError
 from age_tf.evaluate import ground_truth
+from age_tf.evaluate.evaluate_config import EvaluateConfig  # noqa: F401  (its flags)
 from age_tf.train import card, heads, intervals, models
 from age_tf.train.run_dir import DataMatch, RunDir, config_digest, match_data
-
-
-@dataclasses.dataclass
-class EvaluateConfig:
-    """What `age-tf-evaluate` evaluates (the arguments of `evaluate`)."""
-
-    model_dir: str = field(None, "A finished age-tf-train run directory.")
-    data_dir: str = field(None, "Output folder of age-tf-prepare.")
-    split: str = field("test", "Which manifest to evaluate.", choices=("train", "val", "test"))
-    bootstrap: int = field(1000, low=0,
-                           help="Bootstrap resamples (over people) for the intervals (0: none).")
-    gallery_max: int = field(24, low=0, help="Most faces in the large-error gallery.")
-    seed: int = field(0, "Seeds the bootstrap and the 15-20 year sample.")
-    ground_truth: str | None = field(None, "ground_truth.csv of a synthetic set: also score "
-                                     "against the rendered ages (what the faces show).")
-    thresholds: tuple[float, ...] = field(decisions.DEFAULT_THRESHOLDS, "Age thresholds "
-                                          "(years) whose decisions are scored: false-over and "
-                                          "false-under rates, share uncertain, Challenge-(T+7).")
-    decision_error: float = field(decisions.DEFAULT_ERROR, low=0, high=0.5, low_open=True,
-                                  high_open=True, help="The error rate the decisions are "
-                                  "calibrated to (as age-tf-predict's --decision_error).")
-    other_data: bool = field(False, "Evaluate on a prepared folder that is not the run's own "
-                             "(another dataset): written to eval/other/<folder>/, with a "
-                             "warning for each image the run trained on. Without it such a "
-                             "folder is refused.")
-
 
 GALLERY_MIN_ERROR = 40.0  # the study's Figures 5/6
 MID_ERROR_RANGE = (15.0, 20.0)  # the study's Figures 7/8

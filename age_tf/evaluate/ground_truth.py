@@ -10,7 +10,7 @@ from __future__ import annotations
 import pandas as pd
 
 from age_tf.data import prepared, sources
-from age_tf.data.metadata import DataError
+from age_tf.errors import DataError
 
 
 def for_rows(truth_csv: str, rows: pd.DataFrame, columns=("rendered_age",)) -> pd.DataFrame:

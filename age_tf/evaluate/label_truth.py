@@ -14,7 +14,8 @@ import numpy as np
 import pandas as pd
 
 from age_tf.data import sources
-from age_tf.data.metadata import DataError, load_metadata
+from age_tf.data.metadata import load_metadata
+from age_tf.errors import DataError
 from age_tf.evaluate import audit
 
 CHANGE_YEARS = (5, 10)

@@ -2,12 +2,9 @@
 
 from __future__ import annotations
 
-import dataclasses
-
 import keras
 
-from age_tf import fileio
-from age_tf.config import field
+from age_tf.evaluate.evaluate_config import ModelCostConfig  # noqa: F401  (its flags)
 from age_tf.train import models
 
 
@@ -40,33 +37,6 @@ def count_macs(model: keras.Model) -> int:
     as in the papers' "MAdds"/"FLOPS" columns, which count multiply-adds.
     """
     return _macs(model)
-
-
-@dataclasses.dataclass
-class ModelCostConfig:
-    """What `age-tf-models` lists."""
-
-    backbones: tuple[str, ...] = field(tuple(sorted(models.BACKBONES)),
-                                       "Registered backbones to list.")
-    sizes: tuple[str, ...] = field(("native", "256"), "Input sizes; 'native' is each backbone's "
-                                   "published size (224 / 300).")
-    head_units: tuple[int, ...] = field((512, 128), "Hidden units of the GELU head.")
-    output: str | None = field(None, "Also write the markdown table to this file.")
-    overwrite: bool = field(False, "Replace an existing --output file.")
-
-    def validate(self) -> None:
-        if self.output:
-            fileio.check_new_file(self.output, "output", self.overwrite)
-
-    def resolved_sizes(self) -> list[int | None]:
-        """Raises ValueError naming the flag for an unknown backbone or size."""
-        unknown = [b for b in self.backbones if b not in models.BACKBONES]
-        if unknown:
-            raise ValueError(f"--backbones: unknown {unknown}; registered: {sorted(models.BACKBONES)}")
-        try:
-            return [None if s == "native" else int(s) for s in self.sizes]
-        except ValueError as e:
-            raise ValueError(f"--sizes takes integers or 'native', got {list(self.sizes)}") from e
 
 
 # keras.applications' classifier top: global average pooling, dropout, Dense(1000).

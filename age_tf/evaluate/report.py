@@ -2,15 +2,14 @@
 
 from __future__ import annotations
 
-import dataclasses
 import json
 import os
 
 from age_tf import fileio, metrics, plots
-from age_tf.config import field
 from age_tf.data import prepared
-from age_tf.data.metadata import DataError
+from age_tf.errors import DataError
 from age_tf.evaluate import baselines, model_cost
+from age_tf.evaluate.evaluate_config import ReportConfig  # noqa: F401  (its flags)
 from age_tf.train.run_dir import RunDir, match_data
 
 TUNE_LABEL = {"head": "new head only", "full": "all layers"}
@@ -151,24 +150,6 @@ def intervals_markdown(rows: list[dict]) -> str:
 
 def _link(path: str, base: str, title: str) -> str:
     return f"![{title}]({os.path.relpath(path, base)})"
-
-
-@dataclasses.dataclass
-class ReportConfig:
-    """What `age-tf-report` writes."""
-
-    runs: tuple[str, ...] = field(None, "Evaluated run directories, one Table 2 row each.")
-    out: str = field(None, "Where to write report.md.")
-    data_dir: str | None = field(None, "Prepared data (adds the age-distribution figure).")
-    baselines: str | None = field(None, "A baselines.json (age-tf-experiment writes one) to "
-                                  "put beside the runs in Table 2.")
-    overwrite: bool = field(False, "Replace an existing --out report.")
-
-    def validate(self) -> None:
-        if os.path.isdir(self.out):
-            raise ValueError(f"--out={self.out!r} is a folder; name the report file, e.g. "
-                             f"{os.path.join(self.out, 'report.md')}")
-        fileio.check_new_file(self.out, "out", self.overwrite)
 
 
 def _threshold_table(rows: list | None) -> str:

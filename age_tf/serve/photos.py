@@ -20,18 +20,16 @@ from PIL import Image, ImageDraw, ImageFont
 
 from age_tf import fileio
 from age_tf.data import align, images, pipeline
+
 # The detector lives with the data (age-tf-prepare --align finds landmarks with it too);
 # photos.FaceDetector stays the name the commands and the Python API use.
 from age_tf.data.detect import FaceDetector
+from age_tf.serve.serve_config import MAX_MEGAPIXELS
 from age_tf.serve.served_model import AgeModel
 
-# Twice Pillow's decompression-bomb limit (89.5 MP), where Pillow itself refuses: 180 MP
-# decode to ~0.5 GB of RGB, and a 144 MP (12,000 px) camera panorama still reads.
-MAX_MEGAPIXELS = 180.0
 # A photo file larger than this is refused before it is read (compressed, 180 MP is well
 # under it; a sparse or endless file is not a photo).
 MAX_PHOTO_FILE_BYTES = 1 << 30
-
 
 
 @dataclasses.dataclass

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import csv
-import dataclasses
 import io
 import json
 import os
@@ -11,58 +10,11 @@ import os
 import numpy as np
 import tensorflow as tf
 
-from age_tf import decisions, export_format, fileio, progress
-from age_tf.config import field
-from age_tf.data import detect, pipeline
+from age_tf import decisions, export_format, progress
+from age_tf.data import pipeline
 from age_tf.serve import photos
+from age_tf.serve.serve_config import PredictConfig  # noqa: F401  (its flags)
 from age_tf.serve.served_model import AgeModel
-
-
-@dataclasses.dataclass
-class PredictConfig:
-    """How `age-tf-predict` runs (the photos are its positional arguments)."""
-
-    model: str = field(None, "An export/ folder, a run directory holding one, or a .tflite "
-                       "file written by age-tf-export.")
-    faces: str = field("detect", "detect: find every face in each photo (MTCNN), crop it as "
-                       "the model's training faces were framed, predict each; given: each "
-                       "file is already a face crop.", choices=("detect", "given"))
-    output: str = field("text", "Human-readable lines, CSV or JSON (JSON adds the model "
-                        "card's summary).", choices=("text", "csv", "json"))
-    batch_size: int = field(32, low=1, help="Faces per call of the model.")
-    min_face_size: int = field(20, low=12, help="Smallest face the detector looks for (pixels; "
-                            "12 is its network's window).")
-    min_confidence: float = field(0.9, low=0, high=1,
-                                  help="Faces the detector is less sure of are left out.")
-    face_margin: float | None = field(None, low=0,
-                                      help="Crop margin around a detected face, as a share of its "
-                                           "size per side. Default: the margin the model's card "
-                                           "says its training faces had (0.4 without a card).")
-    annotate: str | None = field(None, "Folder for copies of the photos with boxes and ages "
-                                 "drawn (detect mode). A copy never replaces a photo given, "
-                                 "nor another copy: a name taken gets -2, -3, ...")
-    max_megapixels: float = field(photos.MAX_MEGAPIXELS, low=0, low_open=True,
-                                  help="Larger photos are refused before decoding (a "
-                                  "decompression bomb must not take the memory); raise it "
-                                  "for a trusted photo.")
-    detect_side: int = field(detect.DETECT_SIDE, low=64, help="Faces are found on a copy of "
-                             "each photo at most this many pixels a side, and cropped from "
-                             "the photo itself.")
-
-    thresholds: tuple[float, ...] = field((), "Ages (years) at which to decide each face: "
-                                          "over, under or uncertain, with the error rate "
-                                          "--decision_error promises (calibrated on the "
-                                          "validation split, from the model's card).")
-    decision_error: float = field(decisions.DEFAULT_ERROR, low=0, high=0.5, low_open=True,
-                                  high_open=True, help="At most this share of faces under a "
-                                  "threshold is called over it, and of faces at or over it "
-                                  "called under; the rest are uncertain.")
-
-    def validate(self) -> None:
-        decisions.parse_thresholds(self.thresholds)
-        if self.annotate:
-            fileio.check_writable_dir(self.annotate, "annotate")
-
 
 # --faces=given trusts the files: said once, and the shapes no face crop has are flagged.
 GIVEN_NOTE = ("note: --faces=given predicts every file as one face crop; it does not check "

@@ -15,8 +15,8 @@ import numpy as np
 import tensorflow as tf
 
 from age_tf import decisions, export_format
-from age_tf.export_format import ALIGNED
 from age_tf.data import sources
+from age_tf.export_format import ALIGNED
 
 MAX_TFLITE_BYTES = 2 << 30  # the flatbuffer format's own limit
 TFLITE_IDENTIFIER = b"TFL3"  # bytes 4-8 of every TFLite flatbuffer

@@ -28,7 +28,6 @@ import asyncio
 import base64
 import binascii
 import concurrent.futures
-import dataclasses
 import json
 import os
 import time
@@ -38,35 +37,13 @@ import tensorflow as tf
 from absl import logging
 
 from age_tf import decisions, export_format, progress
-from age_tf.config import field
 from age_tf.data import pipeline
 from age_tf.serve import photos
+from age_tf.serve.serve_config import ServeConfig  # noqa: F401  (its flags)
 from age_tf.serve.served_model import AgeModel
 
 PAGE = os.path.join(os.path.dirname(os.path.abspath(__file__)), "page.html")
 MAX_INSTANCES = 256  # face crops in one :predict request
-
-
-@dataclasses.dataclass
-class ServeConfig:
-    """How `age-tf-serve` serves (the flags of the command)."""
-
-    model: str = field(None, "An export/ folder, a run directory holding one, or a .tflite "
-                       "file written by age-tf-export.")
-    host: str = field("127.0.0.1", "Address to listen on (127.0.0.1: this machine only; "
-                      "0.0.0.0: every interface).")
-    port: int = field(8501, low=0, high=65535, help="Port (TF Serving's REST port by "
-                      "default; 0: any free one).")
-    model_name: str = field("age", "The name in TF Serving's URLs (/v1/models/<name>).")
-    max_upload_mb: float = field(20.0, low=0, low_open=True,
-                                 help="Larger request bodies are refused (413) unread.")
-    max_megapixels: float = field(photos.MAX_MEGAPIXELS, low=0, low_open=True,
-                                  help="Larger photos are refused from their header (400).")
-    queue_size: int = field(32, low=1, help="Requests at most in the building; more get 503.")
-    batch_size: int = field(32, low=1, help="Face crops at most in one model call.")
-    batch_wait_ms: float = field(5.0, low=0, help="How long a model call waits for more "
-                                 "concurrent crops to join it.")
-    timeout: float = field(60.0, low=0, low_open=True, help="Seconds a request may take.")
 
 
 class RequestError(ValueError):

@@ -14,9 +14,9 @@ import tensorflow as tf
 
 from age_tf import labels, metrics, parallel
 from age_tf.data import pipeline
-from age_tf.train import standin_weights as weights
 from age_tf.synthetic import faces, synth
 from age_tf.train import models
+from age_tf.train import standin_weights as weights
 
 # Seeds of the corpus are drawn from SeedSequence([_CORPUS_TAG, seed]); the synthetic
 # release (age-tf-synth) draws from default_rng(seed), another stream, so no person of the

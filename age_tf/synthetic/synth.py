@@ -22,7 +22,8 @@ from PIL import Image
 
 from age_tf import fileio, parallel, progress
 from age_tf.config import field
-from age_tf.data.metadata import DataError, age_at_mid_year
+from age_tf.data.metadata import age_at_mid_year
+from age_tf.errors import DataError
 from age_tf.synthetic import faces, formats
 
 # Row kinds. 'ok' rows are clean; the others are the defects the generator injects.

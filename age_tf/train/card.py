@@ -17,10 +17,9 @@ import keras
 import numpy
 import tensorflow
 
-from age_tf import __version__, fileio
+from age_tf import __version__, export_format, fileio
 from age_tf import config as config_lib
 from age_tf.data import align, pipeline, prepared, sources
-from age_tf import export_format
 from age_tf.export_format import ALIGNED, CARD_FORMAT, SYNTHETIC_WARNING
 from age_tf.train import heads, models, standin_weights
 from age_tf.train.run_dir import RunDir

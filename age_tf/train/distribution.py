@@ -8,7 +8,7 @@ import os
 import tensorflow as tf
 from absl import logging
 
-STRATEGIES = ("auto", "one_device", "mirrored", "multi_worker")
+from age_tf.train.train_config import STRATEGIES
 
 
 def split_cpu(num_devices: int) -> None:

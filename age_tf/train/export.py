@@ -3,7 +3,6 @@ years, and the model card inside."""
 
 from __future__ import annotations
 
-import dataclasses
 import hashlib
 import json
 import os
@@ -14,12 +13,12 @@ import tensorflow as tf
 from absl import logging
 
 from age_tf import export_format, fileio, labels
-from age_tf.config import field
 from age_tf.data import pipeline, prepared
 from age_tf.export_format import BYTES_SIGNATURE, IMAGES_SIGNATURE
 from age_tf.train import card as card_module
 from age_tf.train import intervals, models
 from age_tf.train.run_dir import RunDir
+from age_tf.train.train_config import FILE_FORMATS, FORMATS, QUANTIZATIONS, ExportConfig  # noqa: F401  (the export's flags)
 
 
 def interval_fn(calibration: dict | None):
@@ -143,56 +142,6 @@ def export_saved_model(model: keras.Model, image_size: int, export_dir: str,
     return export_dir
 
 
-FORMATS = ("savedmodel", "tflite", "onnx")
-FILE_FORMATS = {"tflite": ".tflite", "onnx": ".onnx"}  # written as one file, card beside it
-QUANTIZATIONS = ("none", "float16", "int8")
-
-
-@dataclasses.dataclass
-class ExportConfig:
-    """What `age-tf-export` writes from a finished run."""
-
-    model_dir: str = field(None, "A finished age-tf-train run directory.")
-    format: str = field("savedmodel", "savedmodel: (re)write <model_dir>/export with its card "
-                        "(after evaluation, the card carries the test figures); tflite: one "
-                        ".tflite file for devices, its card beside it as <out>.json; onnx: "
-                        "one .onnx file for onnxruntime (pip install 'age_tf[onnx]'), its card "
-                        "beside it.", choices=FORMATS)
-    quantize: str = field("none", "TFLite weights: none (float32), float16, or int8 (weights "
-                          "and activations, calibrated on training images).",
-                          choices=QUANTIZATIONS)
-    out: str | None = field(None, "The .tflite / .onnx file (default <model_dir>/model"
-                            "[_<quantize>].tflite, <model_dir>/model.onnx).")
-    calibration_images: int = field(200, low=1,
-                                    help="Training images that calibrate int8 activations.")
-    overwrite: bool = field(False, "Replace an existing .tflite file and its card.")
-    data_dir: str | None = field(None, "int8: the run's prepared data, where it is now if it "
-                                 "moved since training (default: the folder config.json names).")
-
-    def file_path(self) -> str:
-        """--out, or <model_dir>/model[_<quantize>].tflite / model.onnx."""
-        suffix = "" if self.quantize == "none" else f"_{self.quantize}"
-        return self.out or os.path.join(self.model_dir,
-                                        f"model{suffix}{FILE_FORMATS[self.format]}")
-
-    def validate(self) -> None:
-        run = RunDir(self.model_dir)
-        if not os.path.exists(run.model_keras):
-            raise ValueError(f"--model_dir={self.model_dir!r}: no model.keras there; train the "
-                             "run to the end first (age-tf-train)")
-        if self.format == "savedmodel" and (self.out or self.quantize != "none"):
-            raise ValueError("--out and --quantize are for --format=tflite; a SavedModel is "
-                             "written to <model_dir>/export")
-        if self.format == "onnx" and self.quantize != "none":
-            raise ValueError("--quantize is for --format=tflite; the ONNX file is float32")
-        if self.format in FILE_FORMATS:
-            out = self.file_path()
-            if not out.endswith(FILE_FORMATS[self.format]):
-                raise ValueError(f"--out={self.out!r}: name the file "
-                                 f"*{FILE_FORMATS[self.format]}")
-            fileio.check_new_file(out, "out", self.overwrite, (export_format.card_path(out),))
-
-
 def run_calibration(run: RunDir) -> dict | None:
     if not os.path.exists(run.intervals):
         return None
@@ -277,8 +226,7 @@ def onnx_bytes(model: keras.Model, image_size: int, calibration: dict | None) ->
 
     # Frozen first: every captured tensor (weights, and constants such as EfficientNet's
     # normalization statistics) becomes part of the graph, not an input of it.
-    from tensorflow.python.framework.convert_to_constants import (
-        convert_variables_to_constants_v2)
+    from tensorflow.python.framework.convert_to_constants import convert_variables_to_constants_v2
 
     concrete = serve.get_concrete_function()
     frozen = convert_variables_to_constants_v2(concrete)

@@ -29,21 +29,12 @@ import numpy as np
 import tensorflow as tf
 
 from age_tf import labels
+from age_tf.train.train_config import HEAD_NAMES, LossWeights
 
 # The distribution heads' ages: whole years 0..100 (the benchmark's labels go to 101);
 # training refuses older labels for these heads (training.check_head_ages).
 MAX_CLASS_AGE = labels.MAX_CLASS_AGE
 AGES = np.arange(MAX_CLASS_AGE + 1, dtype=np.float32)
-
-
-@dataclasses.dataclass(frozen=True)
-class LossWeights:
-    """The losses' constants (ModelConfig's head_* flags)."""
-
-    sigma: float = 2.0  # dldl: label distribution's standard deviation, years
-    l1: float = 1.0  # dldl: weight of |expected age - age| (years)
-    mean: float = 0.2  # mean_variance: lambda1
-    variance: float = 0.05  # mean_variance: lambda2
 
 
 def class_of(y: tf.Tensor) -> tf.Tensor:
@@ -198,6 +189,7 @@ HEADS: dict[str, Head] = {
         "binary cross-entropy over 100 'older than k' ranks, shared weights (CORAL); age = "
         "ranks passed"),
 }
+assert sorted(HEADS) == list(HEAD_NAMES), "train_config.HEAD_NAMES lists the registry"
 
 
 def loss_text(name: str, weights: LossWeights) -> str:

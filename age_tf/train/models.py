@@ -11,12 +11,8 @@ import numpy as np
 import tensorflow as tf
 from absl import logging
 
-from age_tf import config
-from age_tf.config import field
-from age_tf.data import pipeline
 from age_tf.train import heads, standin_weights
-
-TUNE_MODES = ("head", "full")
+from age_tf.train.train_config import BACKBONE_NAMES, TUNE_MODES, WEIGHT_CHOICES, ModelConfig  # noqa: F401  (the model's flags)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -93,71 +89,7 @@ BACKBONES: dict[str, Backbone] = {
         match_imagenet=_efficientnet_match_imagenet,
     ),
 }
-
-
-@dataclasses.dataclass
-class ModelConfig:
-    """Architecture and fine-tuning mode (the model flags of `age-tf-train`)."""
-
-    backbone: str = field("mobilenet_v2", "Registered backbone.", choices=sorted(BACKBONES))
-    image_size: int = pipeline.image_size_field()
-    weights: str = field("imagenet", "'imagenet' (Keras' loader and cache), 'standin' (the "
-                         "shipped backbone pretrained on synthetic faces, for offline demos), "
-                         "'none' (random), or a path to a weights file of the backbone.")
-    tune: str = field("head", "head: backbone frozen, only the new head trains; full: "
-                      "everything trains.", choices=TUNE_MODES)
-    head: str = field("regression", "What the network predicts and its loss: regression (the "
-                      "study's MAE), classification (DEX), dldl (DLDL-v2), mean_variance, "
-                      "ordinal (CORAL); age_tf/train/heads.py.", choices=sorted(heads.HEADS))
-    head_units: tuple[int, ...] = field((512, 128), low=1, help="Hidden units of the GELU head.")
-    head_sigma: float = field(2.0, low=0, low_open=True, help="dldl: the label distribution's "
-                              "standard deviation (years).")
-    head_l1_weight: float = field(1.0, low=0, help="dldl: weight of |expected age - age| "
-                                  "(years).")
-    head_mean_weight: float = field(0.2, low=0, help="mean_variance: weight of the mean loss.")
-    head_variance_weight: float = field(0.05, low=0, help="mean_variance: weight of the "
-                                        "variance loss.")
-    dropout: float = field(0.0, low=0, high=1, high_open=True,
-                           help="Dropout after each hidden head layer.")
-    # None keeps Keras' (0.999 for MobileNetV2, 0.99 for EfficientNet), right for ImageNet
-    # weights. Training from scratch on a short run needs ~0.9, or the moving statistics
-    # are still near their initial values when validating.
-    bn_momentum: float | None = field(None, low=0, high=1, low_open=True, high_open=True,
-                                      help="Backbone BatchNorm momentum (default: Keras'; ~0.9 when"
-                                           " training from scratch).")
-    # All-reduce of batch statistics across replicas while BatchNorm trains ('full' mode):
-    # every replica then applies the same moving-average update, so multi-worker copies stay
-    # identical and results match one device with the global batch. Costs one small
-    # all-reduce per BatchNorm layer per step; no effect on one device.
-    sync_batchnorm: bool = field(True, "All-reduce BatchNorm batch statistics across "
-                                 "replicas in 'full' mode (no effect on one device).")
-
-    # Frozen, BatchNorm computes the same function in training and serving (batch and moving
-    # statistics can disagree: docs/measurements.md). Off by default: the study trained it.
-    freeze_batchnorm: bool = field(False, "In 'full' mode, keep the backbone's BatchNorm "
-                                   "layers as pretrained (moving statistics, scale and offset "
-                                   "fixed, inference mode while training).")
-
-    def validate(self) -> None:
-        config.check_values(self)
-        if self.backbone not in BACKBONES:
-            raise ValueError(
-                f"--backbone={self.backbone!r} is not registered; choose one of {sorted(BACKBONES)}")
-        if self.head not in heads.HEADS:
-            raise ValueError(f"--head={self.head!r} is not registered; choose one of "
-                             f"{sorted(heads.HEADS)}")
-        if self.tune not in TUNE_MODES:
-            raise ValueError(f"--tune must be one of {TUNE_MODES}, got {self.tune!r}")
-        if self.weights not in WEIGHT_CHOICES and not os.path.isfile(self.weights):
-            raise ValueError(f"--weights={self.weights!r}: not one of {WEIGHT_CHOICES} or an "
-                             "existing weights file")
-
-    def loss_weights(self) -> heads.LossWeights:
-        return heads.LossWeights(self.head_sigma, self.head_l1_weight, self.head_mean_weight,
-                                 self.head_variance_weight)
-
-
-WEIGHT_CHOICES = ("imagenet", "standin", "none")
+assert sorted(BACKBONES) == list(BACKBONE_NAMES), "train_config.BACKBONE_NAMES lists the registry"
 
 
 def _weights_arg(cfg: ModelConfig):

@@ -19,9 +19,7 @@ import shutil
 import socket
 import time
 
-import numpy as np
 import pandas as pd
-import tensorflow as tf
 
 from age_tf import export_format
 from age_tf.config import from_dict
@@ -150,6 +148,8 @@ class RunDir:
 
     def latest_checkpoint(self) -> str | None:
         """The newest checkpoint whose state can be read (see checkpoint_paths)."""
+        import tensorflow as tf  # the commands' --help does not load it (run_dir is light)
+
         for path in self.checkpoint_paths():
             try:
                 read_state(path)
@@ -213,6 +213,8 @@ class RunLocked(ValueError):
 
 def read_state(checkpoint_path: str) -> dict:
     """The RunState values stored in one checkpoint (ints), read without building a model."""
+    import tensorflow as tf
+
     reader = tf.train.load_checkpoint(checkpoint_path)
     return {name: int(reader.get_tensor(f"state/{name}/.ATTRIBUTES/VARIABLE_VALUE"))
             for name in ("epoch", "finished", "best_epoch")}
@@ -228,21 +230,6 @@ class StopReason(enum.IntEnum):
     @property
     def text(self) -> str:
         return {0: "running", 1: "all epochs done", 2: "early stopping"}[int(self)]
-
-
-class RunState(tf.Module):
-    """Everything a resumed run must know besides the weights, saved in the checkpoint:
-    epochs done, the best monitored value and its epoch, early stopping's reference value
-    and wait counter, and whether (and why) the run finished."""
-
-    def __init__(self):
-        super().__init__(name="state")
-        self.epoch = tf.Variable(0, dtype=tf.int64, trainable=False)
-        self.best_value = tf.Variable(np.nan, dtype=tf.float64, trainable=False)
-        self.best_epoch = tf.Variable(-1, dtype=tf.int64, trainable=False)
-        self.stop_reference = tf.Variable(np.nan, dtype=tf.float64, trainable=False)
-        self.wait = tf.Variable(0, dtype=tf.int64, trainable=False)
-        self.finished = tf.Variable(int(StopReason.RUNNING), dtype=tf.int64, trainable=False)
 
 
 def run_status(run: RunDir) -> dict:

@@ -1,4 +1,6 @@
-"""The configuration of one training run (the flags of age-tf-train) and its checks."""
+"""The train package's configurations and their checks: one training run (the flags of
+age-tf-train: TrainConfig, ModelConfig) and an export (age-tf-export). Light on purpose: no
+TensorFlow here, so every command's --help and flag errors come in a second."""
 
 from __future__ import annotations
 
@@ -8,15 +10,97 @@ import os
 
 import numpy as np
 
-from age_tf import config, fileio
+from age_tf import config, export_format, fileio
 from age_tf.config import field
-from age_tf.data import pipeline, prepared, sources
-from age_tf.train import distribution, models
+from age_tf.data import pipeline_config, prepared, sources
 from age_tf.train.run_dir import RunDir
-from age_tf.train.schedules import LR_SCHEDULES
 
+# The registries' names (models.BACKBONES, heads.HEADS hold what each is; they check at import
+# that their keys are these): the flags and their checks need the names, not TensorFlow.
+BACKBONE_NAMES = ("efficientnet_b3", "mobilenet_v2")
+HEAD_NAMES = ("classification", "dldl", "mean_variance", "ordinal", "regression")
+STRATEGIES = ("auto", "one_device", "mirrored", "multi_worker")
+LR_SCHEDULES = ("cosine", "exponential", "constant")
 MONITORS = {"val_loss": "min", "val_mae_years": "min", "val_plcc": "max", "val_srocc": "max"}
 PRECISIONS = ("float32", "mixed_float16", "mixed_bfloat16")
+
+
+@dataclasses.dataclass(frozen=True)
+class LossWeights:
+    """The losses' constants (ModelConfig's head_* flags)."""
+
+    sigma: float = 2.0  # dldl: label distribution's standard deviation, years
+    l1: float = 1.0  # dldl: weight of |expected age - age| (years)
+    mean: float = 0.2  # mean_variance: lambda1
+    variance: float = 0.05  # mean_variance: lambda2
+
+
+TUNE_MODES = ("head", "full")
+
+
+@dataclasses.dataclass
+class ModelConfig:
+    """Architecture and fine-tuning mode (the model flags of `age-tf-train`)."""
+
+    backbone: str = field("mobilenet_v2", "Registered backbone.", choices=BACKBONE_NAMES)
+    image_size: int = pipeline_config.image_size_field()
+    weights: str = field("imagenet", "'imagenet' (Keras' loader and cache), 'standin' (the "
+                         "shipped backbone pretrained on synthetic faces, for offline demos), "
+                         "'none' (random), or a path to a weights file of the backbone.")
+    tune: str = field("head", "head: backbone frozen, only the new head trains; full: "
+                      "everything trains.", choices=TUNE_MODES)
+    head: str = field("regression", "What the network predicts and its loss: regression (the "
+                      "study's MAE), classification (DEX), dldl (DLDL-v2), mean_variance, "
+                      "ordinal (CORAL); age_tf/train/heads.py.", choices=HEAD_NAMES)
+    head_units: tuple[int, ...] = field((512, 128), low=1, help="Hidden units of the GELU head.")
+    head_sigma: float = field(2.0, low=0, low_open=True, help="dldl: the label distribution's "
+                              "standard deviation (years).")
+    head_l1_weight: float = field(1.0, low=0, help="dldl: weight of |expected age - age| "
+                                  "(years).")
+    head_mean_weight: float = field(0.2, low=0, help="mean_variance: weight of the mean loss.")
+    head_variance_weight: float = field(0.05, low=0, help="mean_variance: weight of the "
+                                        "variance loss.")
+    dropout: float = field(0.0, low=0, high=1, high_open=True,
+                           help="Dropout after each hidden head layer.")
+    # None keeps Keras' (0.999 for MobileNetV2, 0.99 for EfficientNet), right for ImageNet
+    # weights. Training from scratch on a short run needs ~0.9, or the moving statistics
+    # are still near their initial values when validating.
+    bn_momentum: float | None = field(None, low=0, high=1, low_open=True, high_open=True,
+                                      help="Backbone BatchNorm momentum (default: Keras'; ~0.9 when"
+                                           " training from scratch).")
+    # All-reduce of batch statistics across replicas while BatchNorm trains ('full' mode):
+    # every replica then applies the same moving-average update, so multi-worker copies stay
+    # identical and results match one device with the global batch. Costs one small
+    # all-reduce per BatchNorm layer per step; no effect on one device.
+    sync_batchnorm: bool = field(True, "All-reduce BatchNorm batch statistics across "
+                                 "replicas in 'full' mode (no effect on one device).")
+
+    # Frozen, BatchNorm computes the same function in training and serving (batch and moving
+    # statistics can disagree: docs/measurements.md). Off by default: the study trained it.
+    freeze_batchnorm: bool = field(False, "In 'full' mode, keep the backbone's BatchNorm "
+                                   "layers as pretrained (moving statistics, scale and offset "
+                                   "fixed, inference mode while training).")
+
+    def validate(self) -> None:
+        config.check_values(self)
+        if self.backbone not in BACKBONE_NAMES:
+            raise ValueError(
+                f"--backbone={self.backbone!r} is not registered; choose one of {list(BACKBONE_NAMES)}")
+        if self.head not in HEAD_NAMES:
+            raise ValueError(f"--head={self.head!r} is not registered; choose one of "
+                             f"{list(HEAD_NAMES)}")
+        if self.tune not in TUNE_MODES:
+            raise ValueError(f"--tune must be one of {TUNE_MODES}, got {self.tune!r}")
+        if self.weights not in WEIGHT_CHOICES and not os.path.isfile(self.weights):
+            raise ValueError(f"--weights={self.weights!r}: not one of {WEIGHT_CHOICES} or an "
+                             "existing weights file")
+
+    def loss_weights(self) -> LossWeights:
+        return LossWeights(self.head_sigma, self.head_l1_weight, self.head_mean_weight,
+                                 self.head_variance_weight)
+
+
+WEIGHT_CHOICES = ("imagenet", "standin", "none")
 
 
 @dataclasses.dataclass
@@ -25,8 +109,9 @@ class TrainConfig:
 
     data_dir: str = field(None, "Output folder of age-tf-prepare (train.csv, val.csv).")
     model_dir: str = field(None, "Run directory: checkpoints, logs, export (resumed if present).")
-    model: models.ModelConfig = field(default_factory=models.ModelConfig)
-    pipeline: pipeline.PipelineConfig = field(default_factory=pipeline.PipelineConfig)
+    model: ModelConfig = field(default_factory=ModelConfig)
+    pipeline: pipeline_config.PipelineConfig = field(
+        default_factory=pipeline_config.PipelineConfig)
     epochs: int = field(10, low=1, help="Epochs to train in all (a resumed run continues).")
     learning_rate: float = field(1e-3, low=0, low_open=True, help="Peak Adam learning rate.")
     lr_schedule: str = field("cosine", "Learning-rate decay.", choices=LR_SCHEDULES)
@@ -47,7 +132,7 @@ class TrainConfig:
                                  help="Cap on steps per epoch (0: the whole training split).")
     precision: str = field("float32", "Keras dtype policy.", choices=PRECISIONS)
     jit_compile: bool = field(False, "XLA for the gradient step (GPUs; ~8x slower on CPU).")
-    strategy: str = field("auto", "tf.distribute strategy.", choices=distribution.STRATEGIES)
+    strategy: str = field("auto", "tf.distribute strategy.", choices=STRATEGIES)
     num_cpu_devices: int = field(1, low=1,
                                  help="Split the CPU into this many logical devices (testing).")
     log_every: int = field(50, low=0, help="Log the running loss every N steps (0: never).")
@@ -75,10 +160,10 @@ class TrainConfig:
     seed: int = field(0, "Seeds weights, data order and flips.")
     flags_text: str = field("", flag=False)  # the resolved flags, for flags.txt / TensorBoard
 
-    def evaluation_pipeline(self, batch_size: int) -> pipeline.PipelineConfig:
+    def evaluation_pipeline(self, batch_size: int) -> pipeline_config.PipelineConfig:
         """How the run's faces are fed outside training (evaluation, calibration, export):
         the framing it trained with, nothing cached."""
-        return pipeline.PipelineConfig(batch_size=batch_size, crop_faces=self.pipeline.crop_faces,
+        return pipeline_config.PipelineConfig(batch_size=batch_size, crop_faces=self.pipeline.crop_faces,
                                        face_margin=self.pipeline.face_margin,
                                        align=self.pipeline.align)
 
@@ -89,7 +174,7 @@ class TrainConfig:
             raise ValueError(f"--data_dir: {path} lists no image; prepare the data again with "
                              "more images (each split needs some)")
         if self.pipeline.crop_faces:
-            boxes = manifest.reindex(columns=pipeline.BOX_COLUMNS).to_numpy(float)
+            boxes = manifest.reindex(columns=pipeline_config.BOX_COLUMNS).to_numpy(float)
             missing = int((~np.isfinite(boxes).all(axis=1)).sum())
             if missing:
                 raise ValueError(f"--crop_faces: {missing} of the {len(manifest)} rows of {path} "
@@ -148,3 +233,57 @@ def init_weights(cfg: TrainConfig) -> str:
         raise ValueError(f"--init_from={run!r} was trained with another model ({'; '.join(differ)}); "
                          "its weights would not fit, or would compute something else")
     return source.best_weights
+
+
+FORMATS = ("savedmodel", "tflite", "onnx")
+
+
+FILE_FORMATS = {"tflite": ".tflite", "onnx": ".onnx"}  # written as one file, card beside it
+
+
+QUANTIZATIONS = ("none", "float16", "int8")
+
+
+@dataclasses.dataclass
+class ExportConfig:
+    """What `age-tf-export` writes from a finished run."""
+
+    model_dir: str = field(None, "A finished age-tf-train run directory.")
+    format: str = field("savedmodel", "savedmodel: (re)write <model_dir>/export with its card "
+                        "(after evaluation, the card carries the test figures); tflite: one "
+                        ".tflite file for devices, its card beside it as <out>.json; onnx: "
+                        "one .onnx file for onnxruntime (pip install 'age_tf[onnx]'), its card "
+                        "beside it.", choices=FORMATS)
+    quantize: str = field("none", "TFLite weights: none (float32), float16, or int8 (weights "
+                          "and activations, calibrated on training images).",
+                          choices=QUANTIZATIONS)
+    out: str | None = field(None, "The .tflite / .onnx file (default <model_dir>/model"
+                            "[_<quantize>].tflite, <model_dir>/model.onnx).")
+    calibration_images: int = field(200, low=1,
+                                    help="Training images that calibrate int8 activations.")
+    overwrite: bool = field(False, "Replace an existing .tflite file and its card.")
+    data_dir: str | None = field(None, "int8: the run's prepared data, where it is now if it "
+                                 "moved since training (default: the folder config.json names).")
+
+    def file_path(self) -> str:
+        """--out, or <model_dir>/model[_<quantize>].tflite / model.onnx."""
+        suffix = "" if self.quantize == "none" else f"_{self.quantize}"
+        return self.out or os.path.join(self.model_dir,
+                                        f"model{suffix}{FILE_FORMATS[self.format]}")
+
+    def validate(self) -> None:
+        run = RunDir(self.model_dir)
+        if not os.path.exists(run.model_keras):
+            raise ValueError(f"--model_dir={self.model_dir!r}: no model.keras there; train the "
+                             "run to the end first (age-tf-train)")
+        if self.format == "savedmodel" and (self.out or self.quantize != "none"):
+            raise ValueError("--out and --quantize are for --format=tflite; a SavedModel is "
+                             "written to <model_dir>/export")
+        if self.format == "onnx" and self.quantize != "none":
+            raise ValueError("--quantize is for --format=tflite; the ONNX file is float32")
+        if self.format in FILE_FORMATS:
+            out = self.file_path()
+            if not out.endswith(FILE_FORMATS[self.format]):
+                raise ValueError(f"--out={self.out!r}: name the file "
+                                 f"*{FILE_FORMATS[self.format]}")
+            fileio.check_new_file(out, "out", self.overwrite, (export_format.card_path(out),))

@@ -31,12 +31,11 @@ from absl import logging
 
 from age_tf import decisions, fileio, labels, progress
 from age_tf.data import pipeline, prepared
-from age_tf.data.metadata import DataError
+from age_tf.errors import DataError
 from age_tf.train import callbacks as cb
 from age_tf.train import card, distribution, export, feature_cache, heads, intervals, models
 from age_tf.train.run_dir import (
     RunDir,
-    RunState,
     StopReason,
     check_resumable,
     config_digest,
@@ -45,6 +44,21 @@ from age_tf.train.run_dir import (
 )
 from age_tf.train.schedules import make_schedule
 from age_tf.train.train_config import MONITORS, TrainConfig, init_weights
+
+
+class RunState(tf.Module):
+    """Everything a resumed run must know besides the weights, saved in the checkpoint:
+    epochs done, the best monitored value and its epoch, early stopping's reference value
+    and wait counter, and whether (and why) the run finished."""
+
+    def __init__(self):
+        super().__init__(name="state")
+        self.epoch = tf.Variable(0, dtype=tf.int64, trainable=False)
+        self.best_value = tf.Variable(np.nan, dtype=tf.float64, trainable=False)
+        self.best_epoch = tf.Variable(-1, dtype=tf.int64, trainable=False)
+        self.stop_reference = tf.Variable(np.nan, dtype=tf.float64, trainable=False)
+        self.wait = tf.Variable(0, dtype=tf.int64, trainable=False)
+        self.finished = tf.Variable(int(StopReason.RUNNING), dtype=tf.int64, trainable=False)
 
 
 @dataclasses.dataclass

@@ -14,8 +14,9 @@ import os
 import numpy as np
 import scipy.io
 
-from age_tf.data.metadata import DataError, read_release
+from age_tf.data.metadata import read_release
 from age_tf.data.sources import common
+from age_tf.errors import DataError
 
 META = "celebrity2000_meta.mat"
 IMAGES = "CACD2000"

@@ -10,7 +10,7 @@ import os
 import numpy as np
 import pandas as pd
 
-from age_tf.data.metadata import DataError
+from age_tf.errors import DataError
 
 # The release's crops: the detector's box plus 40% of its size on each side (Rothe et al.,
 # DEX), as IMDB-WIKI's and APPA-REAL's face files were cut; the default margin wherever a

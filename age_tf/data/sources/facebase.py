@@ -22,8 +22,9 @@ import posixpath
 import numpy as np
 
 from age_tf.data import align
-from age_tf.data.metadata import DataError, read_release
+from age_tf.data.metadata import read_release
 from age_tf.data.sources import common
+from age_tf.errors import DataError
 
 # facebase/benchmarks/*.yaml: (train folders, val folders, test folders) of splits 0-4.
 BENCHMARK_SPLITS = (
