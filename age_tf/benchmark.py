@@ -19,11 +19,17 @@ import keras
 import numpy as np
 
 from age_tf import fileio, progress
+from age_tf import protocol as protocol_floor
 from age_tf.data import prepare, prepared
 from age_tf.data.sources import facebase
 from age_tf.evaluate import baselines, evaluation
-from age_tf.experiment import EXCLUDED, Steps, configure_run, train_once
-from age_tf.protocol_config import SPLITS, BenchmarkConfig  # noqa: F401  (its flags)
+from age_tf.protocol import Steps, train_once
+from age_tf.protocol_config import (  # noqa: F401  (its flags)
+    EXCLUDED,
+    SPLITS,
+    BenchmarkConfig,
+    configure_run,
+)
 from age_tf.synthetic import formats, synth
 from age_tf.train import train_config
 
@@ -94,31 +100,18 @@ def _run_steps(cfg: BenchmarkConfig, strategy) -> dict:
         r = _prepare(cfg, path, other_images, other_dirs[name], prepare.WHOLE, 0)
         steps.step(f"prepared {name} whole for testing: {r['splits']['test']['images']} faces")
     results = {"splits": {}, "protocol": protocol(cfg)}
-    for k in cfg.splits:
-        data = os.path.join(data_root, f"split_{k}")
-        r = _prepare(cfg, database, images, data, prepare.BENCHMARK, k)
-        steps.step(f"split {k}: " + ", ".join(f"{s} {v['images']}" for s, v in r["splits"].items())
-                   + f" ({r['split']})")
-        split = {"data": data, "runs": {}, "baselines": _baselines(cfg, data, other_dirs)}
-        steps.step(f"split {k} baselines: median MAE {split['baselines']['own']['median']['mae_years']:.2f}, "
-                   f"ridge MAE {split['baselines']['own']['ridge']['mae_years']:.2f}")
-        for spec in specs:
-            rc = _run_config(cfg, spec, data, k)
-            name = os.path.basename(rc.model_dir)
-            # Its training line to the log only: the test line below says it all.
-            train_once(rc, f"split {k} {name}", strategy, progress.say)
-            keras.backend.clear_session()
-            own = evaluation.evaluate(evaluation.EvaluateConfig(
-                model_dir=rc.model_dir, data_dir=data, bootstrap=cfg.bootstrap,
-                seed=cfg.train.seed))
-            cross = {o: _scores(evaluation.evaluate(evaluation.EvaluateConfig(
-                model_dir=rc.model_dir, data_dir=d, other_data=True, bootstrap=0,
-                seed=cfg.train.seed))) for o, d in other_dirs.items()}
-            split["runs"][spec] = {"model_dir": rc.model_dir, **_scores(own), "other": cross}
-            steps.step(f"split {k} {name}: test MAE {own['mae_years']:.2f}, CS@5 "
-                       f"{own['cs5']:.3f}" + "".join(f"; on {o} MAE {c['mae_years']:.2f}"
-                                                    for o, c in cross.items()))
-        results["splits"][str(k)] = split
+    # Splits are independent: a second process takes every other one when two cores are idle
+    # for it (protocol.parallel_runs), the splits' lines joining these as they come.
+    ks = list(cfg.splits)
+    there = ks[1::2] if protocol_floor.parallel_runs(cfg.parallel_runs, strategy) > 1 else []
+    with protocol_floor.elsewhere("age_tf.benchmark:_split_elsewhere", there,
+                                  (cfg, database, images, other_dirs), steps,
+                                  os.path.join(cfg.out_dir, "log.txt")) as splits_there:
+        for k in [k for k in ks if k not in there]:
+            results["splits"][str(k)] = run_split(k, cfg, database, images, other_dirs,
+                                                  strategy, steps.step)
+    results["splits"].update({str(k): v for k, v in splits_there.items()})
+    results["splits"] = {str(k): results["splits"][str(k)] for k in ks}
     results["table"] = table_rows(results, specs, list(other_dirs))
     text = markdown(results, list(other_dirs))
     out = os.path.join(cfg.out_dir, "benchmark.md")
@@ -127,6 +120,43 @@ def _run_steps(cfg: BenchmarkConfig, strategy) -> dict:
                              json.dumps(results, indent=2, default=float))
     steps.step(f"wrote {out}")
     return {"text": text, "path": out, "seconds": time.monotonic() - start, **results}
+
+
+def run_split(k: int, cfg: BenchmarkConfig, database: str, images: str,
+              other_dirs: dict[str, str], strategy, say) -> dict:
+    """One split of the protocol: prepare it, its baselines, then each run trained, tested,
+    and tested on the whole of every other dataset; `say` gets a line per step."""
+    data = os.path.join(cfg.out_dir, "data", f"split_{k}")
+    r = _prepare(cfg, database, images, data, prepare.BENCHMARK, k)
+    say(f"split {k}: " + ", ".join(f"{s} {v['images']}" for s, v in r["splits"].items())
+        + f" ({r['split']})")
+    split = {"data": data, "runs": {}, "baselines": _baselines(cfg, data, other_dirs)}
+    say(f"split {k} baselines: median MAE {split['baselines']['own']['median']['mae_years']:.2f}, "
+        f"ridge MAE {split['baselines']['own']['ridge']['mae_years']:.2f}")
+    for spec in cfg.run_specs():
+        rc = _run_config(cfg, spec, data, k)
+        name = os.path.basename(rc.model_dir)
+        # Its training line to the log only: the test line below says it all.
+        train_once(rc, f"split {k} {name}", strategy, progress.say)
+        keras.backend.clear_session()
+        own = evaluation.evaluate(evaluation.EvaluateConfig(
+            model_dir=rc.model_dir, data_dir=data, bootstrap=cfg.bootstrap,
+            seed=cfg.train.seed))
+        cross = {o: _scores(evaluation.evaluate(evaluation.EvaluateConfig(
+            model_dir=rc.model_dir, data_dir=d, other_data=True, bootstrap=0,
+            seed=cfg.train.seed))) for o, d in other_dirs.items()}
+        split["runs"][spec] = {"model_dir": rc.model_dir, **_scores(own), "other": cross}
+        say(f"split {k} {name}: test MAE {own['mae_years']:.2f}, CS@5 "
+            f"{own['cs5']:.3f}" + "".join(f"; on {o} MAE {c['mae_years']:.2f}"
+                                         for o, c in cross.items()))
+    return split
+
+
+def _split_elsewhere(k: int, cfg: BenchmarkConfig, database: str, images: str,
+                     other_dirs: dict[str, str], say) -> dict:
+    """A split run in the second process (protocol.elsewhere's task)."""
+    return run_split(k, cfg, database, images, other_dirs,
+                     protocol_floor.strategy_here(cfg.train.strategy), say)
 
 
 def _run_config(cfg: BenchmarkConfig, spec: str, data: str, k: int) -> train_config.TrainConfig:

@@ -9,10 +9,12 @@ import time
 
 import keras
 import pandas as pd
+from absl import logging
 
-from age_tf import fileio, metrics, progress
+from age_tf import fileio, metrics, progress, protocol
 from age_tf.data import input_figures, prepare, prepared
 from age_tf.evaluate import audit, baselines, clean, evaluation, ground_truth, report
+from age_tf.protocol import Steps, evaluate_timed, train_once
 from age_tf.protocol_config import (  # noqa: F401  (its flags)
     EXCLUDED,
     STUDY_RUNS,
@@ -23,20 +25,7 @@ from age_tf.protocol_config import (  # noqa: F401  (its flags)
     run_configs,
 )
 from age_tf.synthetic import synth
-from age_tf.train import standin_weights, train_config, training
-from age_tf.train.run_dir import RunDir, is_done, run_status
-
-
-class Steps:
-    """The experiment's numbered steps, each said once with the time since the start."""
-
-    def __init__(self, total: int):
-        self.total, self.done, self.start = total, 0, time.monotonic()
-
-    def step(self, what: str) -> None:
-        self.done += 1
-        progress.say(f"[{self.done}/{self.total} {time.monotonic() - self.start:5.0f}s] {what}",
-                     always=True)
+from age_tf.train import standin_weights, train_config
 
 
 def summary(result: dict) -> str:
@@ -114,20 +103,6 @@ TABLE3_LABELS = {"noisy": "labels as given", "drop": "cleaned: suspects dropped"
                  "relabel": "cleaned: suspects relabelled", "oracle": "rendered ages (oracle)"}
 
 
-def train_once(rc: train_config.TrainConfig, name: str, strategy, say) -> None:
-    """Trains a run unless it is done (its own checkpointed state: all epochs, or stopped
-    early); `say` (a step's, or the log's) gets one line either way."""
-    run = RunDir(rc.model_dir)
-    if is_done(run):
-        status = run_status(run)
-        say(f"{name}: already trained ({status['reason']} after epoch {status['epoch']})")
-        return
-    keras.backend.clear_session()
-    m = training.train_and_evaluate(rc, strategy)
-    say(f"trained {name}: best epoch {m['best_epoch']}, val MAE "
-        f"{m['val']['mae_years']:.2f} years, SROCC {m['val']['srocc']:.4f}")
-
-
 def _eval_config(cfg: ExperimentConfig, model_dir: str, data: str,
                  truth: str | None) -> evaluation.EvaluateConfig:
     return evaluation.EvaluateConfig(model_dir=model_dir, data_dir=data, split="test",
@@ -159,10 +134,11 @@ def _table3(cfg: ExperimentConfig, rc: train_config.TrainConfig, name: str, data
         # SavedModel export (its tracing is a few seconds of the demo per run).
         vrc = dataclasses.replace(rc, data_dir=vdata, export=False,
                                   model_dir=os.path.join(cfg.out_dir, "runs", f"{name}_{variant}"))
-        train_once(vrc, f"{name} on {TABLE3_LABELS[variant]}", strategy, steps.step)
+        times = train_once(vrc, f"{name} on {TABLE3_LABELS[variant]}", strategy, steps.step)
         keras.backend.clear_session()
         # The test split is the original one: cleaning never touches it.
-        evaluation.evaluate(_eval_config(cfg, vrc.model_dir, data, truth))
+        evaluate_timed(_eval_config(cfg, vrc.model_dir, data, truth), times)
+        steps.runs[f"{name}_{variant}"] = times
         runs[variant] = vrc.model_dir
     result = clean.table3(runs, cfg.bootstrap, cfg.train.seed)
     fileio.atomic_write_text(os.path.join(cfg.out_dir, "table3.json"), json.dumps(result, indent=2))
@@ -179,6 +155,62 @@ def _table3(cfg: ExperimentConfig, rc: train_config.TrainConfig, name: str, data
     steps.step("Table 3: " + ", ".join(
         f"{TABLE3_LABELS[k]} MAE {r['mae_years']:.2f}" for k, r in result["rows"].items()))
     return {**result, "section": section}
+
+
+def train_and_evaluate_run(cfg: ExperimentConfig, name: str, rc: train_config.TrainConfig,
+                           data: str, truth: str | None, strategy, say) -> dict[str, float]:
+    """Trains (or finds trained) one run and evaluates it on test; `say` gets one line each.
+    Returns the seconds of each part (the time table's row)."""
+    times = train_once(rc, name, strategy, say)
+    keras.backend.clear_session()
+    e = evaluate_timed(_eval_config(cfg, rc.model_dir, data, truth), times)
+    say(f"evaluated {name} on test: MAE {e['mae_years']:.2f} years, "
+        f"PLCC {e['plcc']:.4f}, SROCC {e['srocc']:.4f}" + (
+            f"; against rendered ages MAE {e['rendered']['mae_years']:.2f}, PLCC "
+            f"{e['rendered']['plcc']:.4f}" if "rendered" in e else "") + (
+            f"; {e['intervals']['calibrated_coverage']:.0%} intervals cover "
+            f"{e['intervals']['coverage']:.3f}, mean width "
+            f"{e['intervals']['mean_width']:.1f} years" if "intervals" in e else ""))
+    return times
+
+
+def run_lanes(run_cfgs: dict[str, train_config.TrainConfig]) -> list[list[str]]:
+    """The runs as independent chains, in --runs order: a run that starts from another's
+    weights (--init_from) follows it in its chain; the rest each start a chain."""
+    by_dir = {rc.model_dir: name for name, rc in run_cfgs.items()}
+    lanes: list[list[str]] = []
+    lane_of: dict[str, int] = {}
+    for name, rc in run_cfgs.items():
+        parent = by_dir.get(rc.init_from) if rc.init_from else None
+        if parent in lane_of:
+            lane_of[name] = lane_of[parent]
+        else:
+            lane_of[name] = len(lanes)
+            lanes.append([])
+        lanes[lane_of[name]].append(name)
+    return lanes
+
+
+def split_lanes(lanes: list[list[str]], audit_name: str, parallel: int
+                ) -> tuple[list[str], list[str]]:
+    """(runs trained in this process, runs trained in another at the same time): the chain
+    the audit needs stays here (the audit follows it while the other process trains); each
+    other chain goes where fewer runs are, the audit counting as one."""
+    if parallel < 2 or len(lanes) < 2:
+        return [n for lane in lanes for n in lane], []
+    mine = next(lane for lane in lanes if audit_name in lane)
+    here, there = list(mine), []
+    for lane in lanes:
+        if lane is not mine:
+            (there if len(there) <= len(here) + 1 else here).extend(lane)
+    return here, there
+
+
+def _run_elsewhere(name: str, cfg: ExperimentConfig, data: str, truth: str | None,
+                   say) -> dict[str, float]:
+    """A run trained and evaluated in the second process (protocol.elsewhere's task)."""
+    return train_and_evaluate_run(cfg, name, run_configs(cfg)[name], data, truth,
+                                  protocol.strategy_here(cfg.train.strategy), say)
 
 
 LOG_NAME = "log.txt"  # the detailed log of every step, in out_dir
@@ -219,29 +251,26 @@ def _run_steps(cfg: ExperimentConfig, strategy) -> dict:
                                              first.pipeline, first.model.image_size)
     steps.step(f"input figures: {', '.join(figs)}")
 
-    for name in names:
-        rc = run_cfgs[name]
-        train_once(rc, name, strategy, steps.step)
-        keras.backend.clear_session()
-        e = evaluation.evaluate(_eval_config(cfg, rc.model_dir, data, truth))
-        steps.step(f"evaluated {name} on test: MAE {e['mae_years']:.2f} years, "
-                      f"PLCC {e['plcc']:.4f}, SROCC {e['srocc']:.4f}" + (
-                          f"; against rendered ages MAE {e['rendered']['mae_years']:.2f}, PLCC "
-                          f"{e['rendered']['plcc']:.4f}" if "rendered" in e else "") + (
-                          f"; {e['intervals']['calibrated_coverage']:.0%} intervals cover "
-                          f"{e['intervals']['coverage']:.3f}, mean width "
-                          f"{e['intervals']['mean_width']:.1f} years" if "intervals" in e else ""))
     audit_name = cfg.audit_run or next((n for n in names if run_cfgs[n].model.tune == "head"), names[0])
-    keras.backend.clear_session()
-    a = audit.audit(audit.AuditConfig(model_dir=run_cfgs[audit_name].model_dir, data_dir=data,
-                                      truth_csv=truth, seed=cfg.train.seed,
-                                      feature_store=feature_store(cfg)))
-    steps.step(f"audited labels with {audit_name}: " + (
-        ", ".join(f"P@{k} {v:.2f}" for k, v in a["ground_truth"]["precision_at_k"].items())
-        if "ground_truth" in a else f"held-out MAE {a['heldout_mae_years']:.2f}"))
-    t3 = None
-    if truth and table3:
-        t3 = _table3(cfg, run_cfgs[audit_name], audit_name, data, truth, strategy, steps)
+    here, there = split_lanes(run_lanes(run_cfgs), audit_name,
+                              protocol.parallel_runs(cfg.parallel_runs, strategy))
+    with protocol.elsewhere("age_tf.experiment:_run_elsewhere", there, (cfg, data, truth),
+                            steps, os.path.join(cfg.out_dir, LOG_NAME)) as times_there:
+        for name in here:
+            steps.runs[name] = train_and_evaluate_run(cfg, name, run_cfgs[name], data, truth,
+                                                      strategy, steps.step)
+        keras.backend.clear_session()
+        a = audit.audit(audit.AuditConfig(model_dir=run_cfgs[audit_name].model_dir,
+                                          data_dir=data, truth_csv=truth, seed=cfg.train.seed,
+                                          feature_store=feature_store(cfg)))
+        steps.step(f"audited labels with {audit_name}: " + (
+            ", ".join(f"P@{k} {v:.2f}" for k, v in a["ground_truth"]["precision_at_k"].items())
+            if "ground_truth" in a else f"held-out MAE {a['heldout_mae_years']:.2f}"))
+        t3 = None
+        if truth and table3:
+            t3 = _table3(cfg, run_cfgs[audit_name], audit_name, data, truth, strategy, steps)
+    steps.runs.update(times_there)
+    steps.runs = {n: steps.runs[n] for n in [*names, *steps.runs] if n in steps.runs}
     run_dirs = [run_cfgs[n].model_dir for n in names]
     notes = ("Synthetic IMDB-WIKI stand-in (rendered faces; see age-tf-synth), so the numbers "
              "show the pipeline working, not the study's results." if not cfg.mat else
@@ -265,5 +294,6 @@ def _run_steps(cfg: ExperimentConfig, strategy) -> dict:
                         sections=[t3["section"]] if t3 else None)
     table2 = report.table2_markdown(report.table2_rows(run_dirs), baselines.table_rows(base))
     steps.step(f"wrote {out}")
+    logging.info("where the time went:\n%s", steps.time_table())
     return {"table2": table2, "report": out, "seconds": time.monotonic() - start,
             "audit": a, "table3": t3}

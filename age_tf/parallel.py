@@ -69,3 +69,27 @@ def chunked(items: Iterable, size: int) -> list[list]:
     """items in consecutive lists of `size` (the last may be shorter)."""
     items = list(items)
     return [items[i:i + size] for i in range(0, len(items), size)]
+
+
+def start_logged(target: str, args: tuple, log_path: str):
+    """Starts `target` ("module:function") in a spawned process whose stderr (and that of
+    what it imports: TensorFlow's start-up lines among them) goes to log_path; returns the
+    started multiprocessing.Process.
+
+    The target is named, not passed: the child redirects its stderr before importing it.
+    """
+    ctx = multiprocessing.get_context("spawn")
+    process = ctx.Process(target=_logged_call, args=(target, args, log_path), daemon=True)
+    with main_hidden_from_children():
+        process.start()
+    return process
+
+
+def _logged_call(target: str, args: tuple, log_path: str) -> None:
+    import importlib
+    import os
+
+    log = open(log_path, "a")
+    os.dup2(log.fileno(), 2)
+    module, _, function = target.partition(":")
+    getattr(importlib.import_module(module), function)(*args)

@@ -102,3 +102,27 @@ def test_demo_experiment_as_in_readme(tmp_path):
 def test_experiment_bad_run_config(tmp_path):
     r = _run(["--config=demo", f"--out_dir={tmp_path}", "--runs=nonexistent"], 120)
     assert r.returncode == 2 and "'nonexistent': no such file, and not a shipped config" in r.stderr
+
+
+def test_runs_form_chains_and_the_audited_chain_stays_in_the_first_process(tmp_path):
+    """The study's four runs are two chains (a head run, then the all-layers run that starts
+    from it); with two at once, the chain the audit needs is trained here, the other in a
+    second process; with one, all in order here."""
+    from age_tf import experiment, protocol_config
+
+    cfg = protocol_config.ExperimentConfig(out_dir=str(tmp_path), runs=(
+        "mobilenet_v2_head", "mobilenet_v2_full", "efficientnet_b3_head",
+        "efficientnet_b3_full", "mobilenet_v2_head@ordinal"))
+    lanes = experiment.run_lanes(protocol_config.run_configs(cfg))
+    assert lanes == [["mobilenet_v2_head", "mobilenet_v2_full"],
+                     ["efficientnet_b3_head", "efficientnet_b3_full"],
+                     ["mobilenet_v2_head_ordinal"]]
+    # Each other chain where fewer runs are (the audit counts as one run here).
+    assert experiment.split_lanes(lanes, "mobilenet_v2_head", 2) == (
+        ["mobilenet_v2_head", "mobilenet_v2_full"],
+        ["efficientnet_b3_head", "efficientnet_b3_full", "mobilenet_v2_head_ordinal"])
+    assert experiment.split_lanes(lanes, "efficientnet_b3_head", 2) == (
+        ["efficientnet_b3_head", "efficientnet_b3_full"],
+        ["mobilenet_v2_head", "mobilenet_v2_full", "mobilenet_v2_head_ordinal"])
+    assert experiment.split_lanes(lanes, "mobilenet_v2_head", 1) == (
+        [n for lane in lanes for n in lane], [])

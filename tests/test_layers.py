@@ -24,6 +24,7 @@ FLOORS = (
     ("age_tf.train",),
     ("age_tf.evaluate", "age_tf.serve", "age_tf.standin"),
     ("age_tf.protocol_config",),  # the protocols' configs (light: their commands' --help)
+    ("age_tf.protocol",),  # the protocols' floor: steps, one run, a second process
     ("age_tf.experiment",),
     ("age_tf.benchmark",),  # the benchmark's protocol runs its runs as the study's are run
     ("age_tf.cli",),

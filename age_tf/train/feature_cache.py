@@ -137,8 +137,9 @@ def feature_pipelines(cfg, strategy, model: keras.Model, train_df: pd.DataFrame,
       cfg: the run's TrainConfig.
 
     Returns:
-      (train pipeline, val pipeline, the head model that trains on them; it shares the
-      model's head layers, so training it trains them).
+      (train pipeline, val pipeline, the head model that trains on them, sharing the model's
+      head layers so that training it trains them; {split: (N, D) features of its images as
+      stored}, which the interval scale reuses instead of a second backbone pass).
     """
     with strategy.scope():
         extractor = models.feature_extractor(model)
@@ -161,4 +162,4 @@ def feature_pipelines(cfg, strategy, model: keras.Model, train_df: pd.DataFrame,
                                    seed=cfg.seed, features=train_features)
     val = pipeline.InputPipeline(val_df, images_dir, cfg.pipeline, size, training=False,
                                  features=val_features)
-    return train, val, head
+    return train, val, head, {"train": train_features[:, 0], "val": val_features[:, 0]}

@@ -89,6 +89,12 @@ class Run:
     # The validation predictor the epochs used (traced once), when this process can run it
     # alone: not under several workers, whose predictor gathers across them.
     predict_val: Callable[[], tuple[np.ndarray, np.ndarray]] | None = None
+    # The frozen backbone's features of the train and val images (head runs on cached
+    # features): the interval scale is fitted on them, not on a second backbone pass.
+    features: dict[str, np.ndarray] | None = None
+    # Seconds per step of this process's work (inputs, train, intervals, save, export):
+    # metrics.json's "seconds", the experiment's time table.
+    seconds: dict[str, float] = dataclasses.field(default_factory=dict)
 
 
 def train_and_evaluate(cfg: TrainConfig, strategy: tf.distribute.Strategy | None = None) -> dict:
@@ -143,9 +149,13 @@ def _train(cfg: TrainConfig, strategy, run_dir: RunDir) -> dict:
     previous_policy = keras.mixed_precision.global_policy().name
     keras.mixed_precision.set_global_policy(cfg.precision)
     try:
+        started = time.monotonic()
         run = create_run(cfg, strategy, chief, run_dir)
+        run.seconds["inputs"] = time.monotonic() - started
         if not run.state.finished.numpy():
+            started = time.monotonic()
             train_loop(run)
+            run.seconds["train"] = time.monotonic() - started
         fp = feature_cache.weights_fingerprint(run.model)
         logging.info("final weights fingerprint (%s): %s", distribution.worker_id(strategy), fp)
         result = {"epochs_completed": int(run.state.epoch.numpy()), "weights_fingerprint": fp}
@@ -204,7 +214,7 @@ def create_run(cfg: TrainConfig, strategy, chief: bool, run_dir: RunDir) -> Run:
         # Features need every image (extract_features raises otherwise).
         steps = steps_per_epoch(cfg, len(train_df))
         model, optimizer, state, manager = create_or_restore_state(cfg, strategy, steps, write_dir)
-        train, val, predict_model = feature_cache.feature_pipelines(
+        train, val, predict_model, features = feature_cache.feature_pipelines(
             cfg, strategy, model, train_df, val_df, images_dir)
         with strategy.scope():
             train_model = models.head_model(model, raw=True)
@@ -216,10 +226,11 @@ def create_run(cfg: TrainConfig, strategy, chief: bool, run_dir: RunDir) -> Run:
         steps = steps_per_epoch(cfg, len(train))
         model, optimizer, state, manager = create_or_restore_state(cfg, strategy, steps, write_dir)
         train_model, predict_model = models.raw_model(model), model
+        features = None
     inputs = Inputs(train, val, steps)
     _log_setup(cfg, strategy, inputs, len(train_df), len(val_df))
     return Run(cfg, strategy, chief, write_dir, model, train_model, predict_model, optimizer,
-               state, manager, inputs)
+               state, manager, inputs, features=features)
 
 
 def check_disjoint(data_dir: str, train_df: pd.DataFrame, val_df: pd.DataFrame) -> None:
@@ -525,15 +536,22 @@ def validation_years(cfg: TrainConfig, model: keras.Model, predict_val=None
 
 
 def calibrate_intervals(cfg: TrainConfig, model: keras.Model, true: np.ndarray,
-                        pred: np.ndarray) -> dict:
+                        pred: np.ndarray, features: dict[str, np.ndarray] | None = None
+                        ) -> dict:
     """The served intervals, from the selected model's validation residuals (and, for
-    --interval_method=normalized, a scale learned on the training split's residuals)."""
+    --interval_method=normalized, a scale learned on the training split's residuals).
+
+    Args:
+      features: the frozen backbone's features of every train and val image, in manifest
+        order (a head run on cached features): the scale's inputs without a backbone pass.
+    """
     # Served ages and intervals stay within the ages the model was trained on.
     train_ages = prepared.load_manifest(cfg.data_dir, "train")[0]["age"]
     age_range = [float(train_ages.min()), float(train_ages.max())]
     if cfg.interval_method == intervals.NORMALIZED:
         (t_train, p_train, f_train), (t_val, p_val, f_val) = (
-            features_and_years(cfg, model, split) for split in ("train", "val"))
+            features_and_years(cfg, model, split, (features or {}).get(split))
+            for split in ("train", "val"))
         fit = intervals.fit_scale(f_train, t_train, np.clip(p_train, *age_range))
         calibration = intervals.calibrate_normalized(t_val, np.clip(p_val, *age_range), f_val,
                                                      fit, cfg.interval_coverage)
@@ -548,12 +566,20 @@ def calibrate_intervals(cfg: TrainConfig, model: keras.Model, true: np.ndarray,
     return calibration
 
 
-def features_and_years(cfg: TrainConfig, model: keras.Model, split: str
+def features_and_years(cfg: TrainConfig, model: keras.Model, split: str,
+                       features: np.ndarray | None = None
                        ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """(labels, served predictions, pooled backbone features) of a split's images, in one
-    backbone pass (the features the served graph computes its interval scale from)."""
+    backbone pass (the features the served graph computes its interval scale from), or from
+    `features`, the frozen backbone's features of every image already computed."""
     df, images_dir = prepared.load_manifest(cfg.data_dir, split)
     extract, head = models.feature_extractor(model), models.head_model(model)
+    if features is not None:
+        pred = np.concatenate([np.asarray(head(features[i:i + 256], training=False),
+                                          np.float64).reshape(-1)
+                               for i in range(0, len(features), 256)])
+        return (df["age"].to_numpy(float), labels.to_years(pred),
+                np.asarray(features, np.float64))
 
     def both(x):
         f = extract(x, training=False)
@@ -596,20 +622,27 @@ def finish(run: Run, run_dir: RunDir) -> dict:
         "train_loss": float(row["loss"]),
         "config_digest": config_digest(_config_text(cfg)),  # the config.json that trained
     }
+    started = time.monotonic()
     true, pred = validation_years(cfg, model, run.predict_val)
-    calibration = calibrate_intervals(cfg, model, true, pred)
+    calibration = calibrate_intervals(cfg, model, true, pred, run.features)
+    run.seconds["intervals"] = time.monotonic() - started
     fileio.atomic_write_text(run_dir.intervals, json.dumps(calibration, indent=2))
     # Served predictions are clipped to the training ages; the decisions' calibration too.
     low, high = calibration["age_range"]
     fileio.atomic_write_text(run_dir.decisions, json.dumps(
         decisions.calibration_sample(true, np.clip(pred, low, high), seed=cfg.seed)))
+    started = time.monotonic()
     with fileio.atomic_path(run_dir.best_weights) as tmp:
         model.save_weights(tmp)
     with fileio.atomic_path(run_dir.model_keras) as tmp:
         model.save(tmp)
+    run.seconds["save"] = time.monotonic() - started
     if cfg.export:
+        started = time.monotonic()
         export.export_saved_model(model, cfg.model.image_size, run_dir.export, calibration,
                                   card.build(run_dir, calibration))
+        run.seconds["export"] = time.monotonic() - started
+    metrics["seconds"] = {k: round(v, 1) for k, v in run.seconds.items()}
     fileio.atomic_write_text(run_dir.metrics, json.dumps(metrics, indent=2))
     logging.info("selected epoch %d (%s): %s", metrics["best_epoch"], selected, metrics["val"])
     return metrics
