@@ -80,8 +80,9 @@ def parallel_runs(asked: int, strategy) -> int:
         return asked
     import tensorflow as tf
 
-    one_device = strategy.num_replicas_in_sync == 1 and not isinstance(
-        strategy, tf.distribute.MultiWorkerMirroredStrategy)
+    # None: each run makes its own from its config (the library call's default).
+    one_device = strategy is None or (strategy.num_replicas_in_sync == 1 and not isinstance(
+        strategy, tf.distribute.MultiWorkerMirroredStrategy))
     cpu_only = not tf.config.list_physical_devices("GPU")
     return 2 if one_device and cpu_only and (os.cpu_count() or 1) >= 2 else 1
 

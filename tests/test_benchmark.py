@@ -63,7 +63,8 @@ def test_the_protocol_end_to_end_on_synthetic_releases_and_resumed(tmp_path):
     assert list(saved["splits"]) == ["0", "3"]
     net = saved["table"][0]
     assert net["model"] == "mobilenet_v2_head" and set(net["per_split"]) == {"0", "3"}
-    assert "other" in net["other"] and 0 < net["mae"][0] < net["other"]["other"]["mae"][0] + 30
+    median = next(r for r in saved["table"] if r["model"].startswith("training median"))
+    assert "other" in net["other"] and 0 < net["mae"][0] < median["mae"][0]  # it learned
     for k in ("0", "3"):
         run = saved["splits"][k]["runs"]["mobilenet_v2_head"]["model_dir"]
         assert os.path.exists(os.path.join(run, "eval", "metrics.json"))
