@@ -81,3 +81,41 @@ def test_challenge_rate_counts_faces_under_t_estimated_at_t_plus_7():
     pred = np.array([26, 24.9, 25, 12, 40])
     assert decisions.challenge_rate(true, pred, 18) == pytest.approx(2 / 4)
     assert math.isnan(decisions.challenge_rate([30], [40], 18))
+
+
+def test_a_band_keeps_the_promise_for_the_faces_next_to_the_threshold():
+    """Averaged over everyone under 18, the every-face cut keeps 5% while 16-17-year-olds
+    are called over far more often (children are never called over); calibrated on the faces
+    within 5 years of 18 only, the banded cut keeps 5% for 13-17-year-olds."""
+    rng = np.random.default_rng(1)
+    near_rates, every_rates = [], []
+    for _ in range(100):
+        sample = decisions.calibration_sample(*_faces(rng, 1500))
+        age, pred = _faces(rng, 4000)
+        for band, store in ((5.0, near_rates), (None, every_rates)):
+            cut = decisions.calibrate(sample, 18, 0.05, band)
+            bands = decisions.band_rates(age, decisions.decide(pred, cut), 18)
+            teens = (age >= 13) & (age < 18)
+            calls = decisions.decide(pred[teens], cut)
+            store.append((np.mean(calls == decisions.OVER), bands["16-17"]["wrong"]))
+    assert np.mean([r[0] for r in near_rates]) <= 0.05 + 0.005
+    assert np.mean([r[0] for r in every_rates]) > 0.08  # the unbanded cut breaks it there
+    assert np.mean([r[1] for r in every_rates]) > np.mean([r[1] for r in near_rates])
+
+
+def test_the_bands_of_a_threshold_and_their_rates():
+    assert [b[0] for b in decisions.age_bands(18)] == [
+        "under 13", "13-15", "16-17", "18-19", "20-22", "23+"]
+    ages = np.array([5, 14, 17, 17, 18, 30])
+    calls = np.array(["under", "over", "over", "uncertain", "under", "over"], object)
+    r = decisions.band_rates(ages, calls, 18)
+    assert r["16-17"] == {"side": "under", "faces": 2, "wrong": 0.5, "decided": 0.5}
+    assert r["13-15"]["wrong"] == 1.0 and r["under 13"]["wrong"] == 0.0
+    assert r["18-19"] == {"side": "over", "faces": 1, "wrong": 1.0, "decided": 1.0}
+    assert math.isnan(r["20-22"]["wrong"]) and r["20-22"]["faces"] == 0
+    cut = decisions.calibrate({"ages": [15, 16, 17, 40], "predicted": [1, 2, 3, 4]}, 18, 0.2,
+                              band=2)
+    assert (cut.n_under, cut.n_over, cut.band) == (2, 0, 2.0)  # 16 and 17; none of 18-19
+    assert "faces aged 16 to 18 (not 18) called over" in cut.text()
+    with pytest.raises(ValueError, match="--decision_band must be a positive"):
+        decisions.calibrate({"ages": [1], "predicted": [1]}, 18, 0.05, band=0)

@@ -157,3 +157,35 @@ def test_a_config_written_by_another_training_is_refused(trained_run, tmp_path):
     with pytest.raises(ValueError, match="config.json is not the configuration its model.keras "
                                          "was trained with"):
         evaluation.evaluate(_cfg(model_dir, trained_run[1], bootstrap=0))
+
+
+def test_decisions_are_scored_by_band_of_true_age_banded_beside_every_face():
+    """decision_metrics on known predictions: per band the wrong-side rate (with its
+    interval) and the share decided, equal to a hand count; with --decision_band the cuts
+    come from the faces next to T only and the every-face cut's bands stand beside them; the
+    report's band table shows them."""
+    from age_tf import decisions
+    from age_tf.evaluate import report
+
+    rng = np.random.default_rng(3)
+    age = rng.uniform(0, 60, 3000)
+    pred_age = 0.7 * age + 10 + rng.normal(0, 5, 3000)
+    sample = decisions.calibration_sample(age[:1500], pred_age[:1500])
+    pred = pd.DataFrame({"true_age": age[1500:], "predicted_age": pred_age[1500:],
+                         "identity": np.arange(1500)})
+    out = evaluation.decision_metrics(pred, sample, [18.0], 0.05, bootstrap=50, band=5.0)
+    labels = out["thresholds"]["18"]["labels"]
+    teens = (age[1500:] >= 16) & (age[1500:] < 18)
+    cut = decisions.calibrate(sample, 18.0, 0.05, 5.0)
+    calls = decisions.decide(pred_age[1500:], cut)
+    assert out["thresholds"]["18"]["cut"]["band"] == 5.0
+    assert labels["bands"]["16-17"]["faces"] == int(teens.sum())
+    assert labels["bands"]["16-17"]["wrong"] == pytest.approx(np.mean(calls[teens] == "over"))
+    lo, hi = labels["bands"]["16-17"]["wrong_ci95"]
+    assert lo <= labels["bands"]["16-17"]["wrong"] <= hi
+    # The every-face cut calls more 16-17-year-olds over than the banded one.
+    assert labels["bands_unbanded"]["16-17"]["wrong"] > labels["bands"]["16-17"]["wrong"]
+    text = report.decisions_markdown([{"backbone": "mobilenet_v2", "tune": "head",
+                                       "decisions": out}])
+    assert "| run | T | against | under T-5 | T-5 to T-3 | T-2 to T-1 |" in text
+    assert "| mobilenet_v2, new head only | 18 | labels | " in text

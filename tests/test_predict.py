@@ -1,5 +1,6 @@
 """Tests for age-tf-predict on good and bad files."""
 
+import dataclasses
 import json
 import os
 import subprocess
@@ -172,6 +173,12 @@ def test_thresholds_decide_each_face_with_the_error_they_promise(photos):
     out = json.loads(predict.run(cfg, [good[0]])[0])
     assert out["model"]["decisions"][0]["error"] == 0.1
     assert out["results"][0]["decisions"]["18"] in ("over", "under", "uncertain")
+    # --decision_band: the cuts from the faces within 5 years of 18, and said so.
+    banded = dataclasses.replace(cfg, decision_band=5.0, output="text")
+    _, err, code = predict.run(banded, [good[0]])
+    assert code == 0 and "of faces aged 13 to 18 (not 18) called over" in err
+    out = json.loads(predict.run(dataclasses.replace(banded, output="json"), [good[0]])[0])
+    assert out["model"]["decisions"][0]["band"] == 5.0
     with pytest.raises(ValueError, match="--thresholds"):
         predict.PredictConfig(model=model_dir, thresholds=("x",)).validate()
 

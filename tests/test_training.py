@@ -141,6 +141,7 @@ def test_kill_9_resumes_to_the_same_weights_and_early_stop_and_a_finished_run_tr
     b = json.load(open(run_dir / "metrics.json"))
     assert pd.read_csv(run_dir / "history.csv")["epoch"].tolist() == [0, 1, 2]
     b.pop("config_digest"), a.pop("config_digest")  # of each run's own config.json
+    b.pop("seconds"), a.pop("seconds")  # how long each part took: this process's, not the run's
     assert b == a  # same stop, same best epoch, same validation figures
     # The run folder's log.txt holds the details (the final weights of every command run there).
     assert (_fingerprints(open(run_dir / "log.txt").read())[-1]

@@ -32,6 +32,7 @@ class EvaluateConfig:
     decision_error: float = field(decisions.DEFAULT_ERROR, low=0, high=0.5, low_open=True,
                                   high_open=True, help="The error rate the decisions are "
                                   "calibrated to (as age-tf-predict's --decision_error).")
+    decision_band: float | None = decisions.band_field()
     other_data: bool = field(False, "Evaluate on a prepared folder that is not the run's own "
                              "(another dataset): written to eval/other/<folder>/, with a "
                              "warning for each image the run trained on. Without it such a "

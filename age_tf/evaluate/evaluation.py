@@ -242,12 +242,38 @@ def _false_over(threshold: float):
     return fn
 
 
+def _band_wrong(low: float, high: float, side: str):
+    """fn(true, call codes) -> the share of faces aged [low, high) called the wrong side."""
+    wrong = 1 if side == "under" else -1
+
+    def fn(t, c):
+        inside = (t >= low) & (t < high)
+        return float((c[inside] == wrong).mean()) if inside.any() else float("nan")
+    return fn
+
+
+def _band_metrics(t, calls, codes, threshold, ids, bootstrap: int, seed: int) -> dict:
+    """decisions.band_rates with each wrong-call rate's 95% interval (over people)."""
+    out = decisions.band_rates(t, calls, threshold)
+    for name, low, high, side in decisions.age_bands(threshold):
+        if bootstrap and out[name]["faces"]:
+            out[name]["wrong_ci95"] = metrics.bootstrap_ci(
+                t, codes, _band_wrong(low, high, side), bootstrap, seed, groups=ids)
+    return out
+
+
 def decision_metrics(pred: pd.DataFrame, sample: dict, thresholds, error: float,
-                     age_range=None, bootstrap: int = 1000, seed: int = 0) -> dict:
+                     age_range=None, bootstrap: int = 1000, seed: int = 0,
+                     band: float | None = None) -> dict:
     """How the calibrated decisions fare on these predictions, per threshold: the cut, then
     against the labels (and the rendered ages when known) the false-over rate with its 95%
-    interval (bootstrap over people), the false-under rate, the share uncertain, and NIST's
-    Challenge-(T+7) rate; plus a sweep of the false-over rate over SWEEP_THRESHOLDS.
+    interval (bootstrap over people), the false-under rate, the share uncertain, NIST's
+    Challenge-(T+7) rate, and per band of true age around the threshold (decisions.age_bands:
+    at 18, under 13, 13-15, 16-17 and 18-19, 20-22, 23+) the wrong-side rate with its
+    interval and the share decided; plus a sweep of the false-over rate over
+    SWEEP_THRESHOLDS. With `band` (--decision_band), the cuts are calibrated on the faces
+    next to each threshold, and the every-face cut's band rates are given beside them
+    (`bands_unbanded`) for the same faces.
 
     sample: the run's decisions.json (validation pairs): nothing of these predictions is
     used to calibrate.
@@ -259,9 +285,11 @@ def decision_metrics(pred: pd.DataFrame, sample: dict, thresholds, error: float,
     truths = [("labels", pred["true_age"].to_numpy(float))]
     if "rendered_age" in pred:
         truths.append(("rendered", pred["rendered_age"].to_numpy(float)))
-    out = {"error": error, "method": decisions.METHOD, "thresholds": {}, "sweep": {}}
+    out = {"error": error, "method": decisions.METHOD, "band": band, "thresholds": {},
+           "sweep": {}}
     for threshold in list(thresholds) + [t for t in SWEEP_THRESHOLDS if t not in thresholds]:
-        cut = decisions.calibrate(sample, threshold, error)
+        cut = decisions.calibrate(sample, threshold, error,
+                                  band if threshold in thresholds else None)
         calls = decisions.decide(p, cut)
         codes = np.array([_CALL_CODE[c] for c in calls])
         if threshold not in thresholds:
@@ -276,6 +304,12 @@ def decision_metrics(pred: pd.DataFrame, sample: dict, thresholds, error: float,
             if bootstrap and r["n_under"]:
                 r["false_over_ci95"] = metrics.bootstrap_ci(t, codes, _false_over(threshold),
                                                             bootstrap, seed, groups=ids)
+            r["bands"] = _band_metrics(t, calls, codes, threshold, ids, bootstrap, seed)
+            if band is not None:
+                every = decisions.decide(p, decisions.calibrate(sample, threshold, error))
+                r["bands_unbanded"] = _band_metrics(
+                    t, every, np.array([_CALL_CODE[c] for c in every]), threshold, ids,
+                    bootstrap, seed)
             entry[name] = r
         out["thresholds"][f"{threshold:g}"] = entry
         out["sweep"][f"{threshold:g}"] = {name: entry[name]["false_over"] for name, _ in truths}
@@ -428,7 +462,8 @@ def evaluate(cfg: EvaluateConfig) -> dict:
             sample = json.load(f)
         result["decisions"] = decision_metrics(
             pred, sample, decisions.parse_thresholds(cfg.thresholds), cfg.decision_error,
-            (run.calibration or {}).get("age_range"), cfg.bootstrap, cfg.seed)
+            (run.calibration or {}).get("age_range"), cfg.bootstrap, cfg.seed,
+            cfg.decision_band)
     if "age_low" in pred:
         result["intervals"] = interval_metrics(pred, run.calibration)
     elif "dist_low" in pred:

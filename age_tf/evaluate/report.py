@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import os
 
-from age_tf import fileio, metrics, plots
+from age_tf import decisions, fileio, metrics, plots
 from age_tf.data import prepared
 from age_tf.errors import DataError
 from age_tf.evaluate import baselines, model_cost
@@ -232,13 +232,47 @@ def decisions_markdown(rows: list[dict]) -> str:
                 f"{_num(lab['false_under'], '.3f')} | {lab['uncertain']:.2f} | "
                 f"{_num(lab['challenge'], '.3f')} |")
     error = _decision_error(rows)
+    bands = decision_bands_markdown(rows)
     return ("\n".join(lines) + f"\n\nEach face is called over T, under T or uncertain by cuts "
             f"calibrated on the validation split to err at most {error:.0%} each way "
             "(label-conditional split conformal; `age-tf-predict --thresholds`); the test split "
             "never enters them. False-over: faces under T called over (the rate promised); "
             "Challenge-(T+7): faces under T whose age is estimated at T + 7 or more (NIST's "
             "policy metric, from the point estimate). Baseline: a constant (median) "
-            "prediction decides no face (every face uncertain).\n")
+            "prediction decides no face (every face uncertain).\n" + bands)
+
+
+def decision_bands_markdown(rows: list[dict]) -> str:
+    """Per run and threshold, the wrong-side rate [95% CI] and the share decided in each band
+    of true age around T (the rendered ages where known, else the labels): a rate promised
+    for everyone under T can hide the faces next to it."""
+    lines = []
+    for r in rows:
+        for t, e in r["decisions"]["thresholds"].items():
+            against = "rendered ages" if e.get("rendered") else "labels"
+            bands = (e.get("rendered") or e["labels"]).get("bands")
+            if not bands:
+                continue
+            if not lines:
+                a, b = (f"{v:g}" for v in decisions.BAND_EDGES)
+                names = [f"under T-{b}", f"T-{b} to T-{int(a) + 1}", f"T-{a} to T-1",
+                         f"T to T+{int(a) - 1}", f"T+{a} to T+{int(b) - 1}", f"T+{b} on"]
+                lines = ["| run | T | against | " + " | ".join(names) + " |",
+                         "|---|---|---|" + "---|" * len(names)]
+            cells = []
+            for b in bands.values():
+                ci = b.get("wrong_ci95")
+                cells.append("—" if not b["faces"] else
+                             f"{b['wrong']:.2f}" + (f" [{ci[0]:.2f}, {ci[1]:.2f}]"
+                                                    if ci and ci[0] == ci[0] else "")
+                             + f", {b['decided']:.0%} decided (n={b['faces']})")
+            lines.append(f"| {_label(r)} | {t} | {against} | " + " | ".join(cells) + " |")
+    if not lines:
+        return ""
+    return ("\nBy band of true age around T (at 18: under 13, 13-15, 16-17, 18-19, 20-22, "
+            "23 on): under T the share called over, from T on the share called under, each with "
+            "its 95% interval (bootstrap over people), and the share decided at all.\n\n"
+            + "\n".join(lines) + "\n")
 
 
 def groups_markdown(rows: list[dict]) -> str:

@@ -39,8 +39,8 @@ def run(cfg: PredictConfig, paths: list[str], out=None, err=None) -> tuple[str, 
     out, err = out or kept_out.append, err or kept_err.append
     cfg.validate()
     model = AgeModel(cfg.model)
-    cuts = model.decision_cuts(decisions.parse_thresholds(cfg.thresholds), cfg.decision_error) \
-        if cfg.thresholds else []
+    cuts = model.decision_cuts(decisions.parse_thresholds(cfg.thresholds), cfg.decision_error,
+                               cfg.decision_band) if cfg.thresholds else []
     err("".join(line + "\n" for line in model.notes())
         + "".join(f"decisions at {c.threshold:g}: {c.text()}\n" for c in cuts))
     if cfg.faces == "given":

@@ -53,6 +53,7 @@ class PredictConfig:
                                   high_open=True, help="At most this share of faces under a "
                                   "threshold is called over it, and of faces at or over it "
                                   "called under; the rest are uncertain.")
+    decision_band: float | None = decisions.band_field()
 
     def validate(self) -> None:
         decisions.parse_thresholds(self.thresholds)

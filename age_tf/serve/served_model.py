@@ -98,10 +98,10 @@ class AgeModel:
         calibration = (self.card or {}).get("intervals") or {}
         return calibration.get("guarantee", calibration.get("coverage"))
 
-    def decision_cuts(self, thresholds, error: float = decisions.DEFAULT_ERROR
-                      ) -> list[decisions.Cut]:
-        """The calibrated cuts of each threshold (years) at `error`, from the card's
-        validation pairs.
+    def decision_cuts(self, thresholds, error: float = decisions.DEFAULT_ERROR,
+                      band: float | None = None) -> list[decisions.Cut]:
+        """The calibrated cuts of each threshold (years) at `error` (on the faces within
+        `band` years of it only, if given), from the card's validation pairs.
 
         Raises:
           ValueError: the model's card has none (no card, or a run trained before
@@ -112,7 +112,7 @@ class AgeModel:
             raise ValueError(f"--thresholds: {self.path} has no decision calibration in its "
                              "card (a model trained before decisions, or without a card); "
                              "train it again with this version, or leave out --thresholds")
-        return [decisions.calibrate(sample, t, error) for t in thresholds]
+        return [decisions.calibrate(sample, t, error, band) for t in thresholds]
 
     def notes(self) -> list[str]:
         """What a user must be told once about this model (stderr lines)."""

@@ -10,8 +10,8 @@ The model and the face detector are loaded once. Two surfaces:
   - POST /v1/analyze: a photo (multipart upload, or JSON {"image": {"b64": ...}}) -> every
     face with its box, landmarks, confidence, age and interval, and the card's summary
     (what deepface's /analyze answers, and what age-tf-predict prints); with
-    ?thresholds=18,25 (&decision_error=0.05) each face's decision at each threshold too,
-    and the cuts with the error they promise;
+    ?thresholds=18,25 (&decision_error=0.05&decision_band=5) each face's decision at each
+    threshold too, and the cuts with the error they promise;
   - GET / : a page to try it in a browser (serve/page.html, no external script or font).
 
 Bounded: a request body over --max_upload_mb is refused (413) before it is read whole; a
@@ -358,9 +358,10 @@ class AgeServer:
         try:
             thresholds = decisions.parse_thresholds(query["thresholds"].split(","))
             error = float(query.get("decision_error", decisions.DEFAULT_ERROR))
+            band = float(query["decision_band"]) if "decision_band" in query else None
             if len(thresholds) > MAX_THRESHOLDS:
                 raise ValueError(f"--thresholds: at most {MAX_THRESHOLDS} a request")
-            return self.model.decision_cuts(thresholds, error)
+            return self.model.decision_cuts(thresholds, error, band)
         except ValueError as e:
             raise RequestError(str(e).replace("--", "")) from e
 
