@@ -41,7 +41,7 @@ class ExperimentConfig:
                                   "with that --head (run NAME_HEAD).")
     feature_cache_for_head: bool = field(True, "Head-mode runs train from cached features.")
     # A trained head first, then every layer: better rows in fewer epochs on the demo
-    # (measured in docs/measurements.md).
+    # (measured in docs/measurement_history.md).
     full_from_head_epochs: int = field(2, low=0,
                                        help="Full-tuning runs start from the same backbone's "
                                             "head-only run in --runs (a trained head, then every "

@@ -27,7 +27,7 @@ SPLITS = ("train", "val", "test")
 
 # The refit (robust_heldout): rounds of fits without the previous round's suspects, those
 # beyond REFIT_SIGMAS local deviations; the deviations per SCALE_BINS bins of prediction.
-# Chosen on a synthetic set of another seed than the demo's (docs/measurements.md).
+# Chosen on a synthetic set of another seed than the demo's (docs/measurement_history.md).
 ROUNDS, REFIT_SIGMAS, SCALE_BINS = 4, 3.0, 4
 
 

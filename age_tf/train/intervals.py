@@ -7,7 +7,7 @@ smallest |label - prediction| / s(x): the interval is prediction ± q s(x). Any 
 the guarantee (exchangeability of the validation and new faces); a good one makes hard faces
 (and the ages a model pulls toward the mean) wide and easy ones narrow. On the demo it holds
 0.86+ against the rendered ages in every decade with 10+ test faces, narrower on average than
-`binned` (docs/measurements.md). `binned`, described next, is what runs before it used.
+`binned` (docs/measurement_history.md). `binned`, described next, is what runs before it used.
 
 The widths come from held-out residuals (the validation split, never the test split): in
 each bin of *predicted* age, the half-width is the ceil((n + 1) c)-th smallest |label -

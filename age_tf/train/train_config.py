@@ -76,7 +76,7 @@ class ModelConfig:
                                  "replicas in 'full' mode (no effect on one device).")
 
     # Frozen, BatchNorm computes the same function in training and serving (batch and moving
-    # statistics can disagree: docs/measurements.md). Off by default: the study trained it.
+    # statistics can disagree: docs/measurement_history.md). Off by default: the study trained it.
     freeze_batchnorm: bool = field(False, "In 'full' mode, keep the backbone's BatchNorm "
                                    "layers as pretrained (moving statistics, scale and offset "
                                    "fixed, inference mode while training).")
