@@ -57,10 +57,11 @@ class ExperimentConfig:
                                 help="Cleaning threshold (see age-tf-clean --sigmas).")
     # Two CPU cores run two trainings faster than one twice as fast: one run's graph keeps
     # ~1.2 cores busy (its Python and input steps between ops).
-    parallel_runs: int = field(0, low=0, help="Chains of runs trained at once, each chain "
-                               "(a head-only run and the all-layers run that starts from it) "
-                               "in its own process; 0: 2 on a machine without a GPU and a "
-                               "one-device --strategy, else 1.")
+    parallel_runs: int = field(0, low=0, high=2, help="Chains of runs (a head-only run and "
+                               "the all-layers run that starts from it) trained at once: 2, "
+                               "the other chains in a second process; 1, one after another; "
+                               "0: 2 on a machine without a GPU and a one-device --strategy, "
+                               "else 1.")
     train: train_config.TrainConfig = field(default_factory=train_config.TrainConfig)
 
     def validate(self) -> None:
@@ -180,7 +181,7 @@ class BenchmarkConfig:
     feature_cache_for_head: bool = field(True, "Head-mode runs train from cached features "
                                          "(one store for every split: the same images).")
     bootstrap: int = field(200, low=0, help="Bootstrap resamples for each test's intervals.")
-    parallel_runs: int = field(0, low=0, help="Splits run at once, in two processes when 2 "
+    parallel_runs: int = field(0, low=0, high=2, help="Splits run at once, in two processes when 2 "
                                "(every other split in the second); 0: 2 on a machine without "
                                "a GPU and a one-device --strategy, else 1.")
     train: train_config.TrainConfig = field(default_factory=train_config.TrainConfig)
