@@ -2,6 +2,7 @@
 
   pip install pillow numpy ai-edge-litert
   python reference_client.py model.tflite face1.jpg face2.jpg ...
+  python reference_client.py model.tflite --thresholds=18,25 --decision_error=0.05 face.jpg
 
 No TensorFlow: what a device or a small service runs. Each file is a face framed as the
 model's training faces were (the card's `crop_margin` around the face box, as age-tf-predict
@@ -11,6 +12,11 @@ own), bilinear resize with half-pixel centres and no antialiasing (TensorFlow's
 tf.image.resize, not Pillow's resize, which filters), round to uint8, feed float32 pixels in
 [0, 255] (the model normalizes inside). Prints one line per file as it goes: age and interval.
 
+With --thresholds, each face is also called over, under or uncertain at each threshold, by
+cuts calibrated from the card's validation pairs exactly as age-tf-predict calibrates them
+(label-conditional split conformal: at most --decision_error of faces under a threshold
+called over, and of faces at or over it called under).
+
 Careful as age-tf-predict is: the model must be the bytes its card (<model>.json) describes
 (SHA-256), else nothing runs; a file that is not a readable image of sane size gets one line
 on stderr naming it, and the exit status is 1 if any did.
@@ -19,6 +25,7 @@ on stderr naming it, and the exit status is 1 if any did.
 import hashlib
 import io
 import json
+import math
 import os
 import stat
 import sys
@@ -125,13 +132,46 @@ def predict(runner, size: int, paths: list[str]) -> list[dict]:
     return [predict_one(runner, size, p) for p in paths]
 
 
+def cuts(card: dict, thresholds: list[float], error: float) -> dict:
+    """{threshold: (over above, under below)} from the card's validation pairs: over only
+    above the ceil((n + 1)(1 - error))-th smallest prediction of the n faces under the
+    threshold, under only below the same order statistic, from the top, of those at or over."""
+    if not 0 < error < 0.5:
+        raise ValueError(f"--decision_error must be in (0, 0.5), got {error}")
+    sample = card.get("decisions") or {}
+    ages = np.asarray(sample.get("ages", []), np.float64)
+    pred = np.asarray(sample.get("predicted", []), np.float64)
+    if not len(ages) or len(ages) != len(pred):
+        raise Refused("the model's card has no decision calibration: leave out --thresholds")
+
+    def order_stat(values):
+        k = math.ceil((len(values) + 1) * (1 - error) - 1e-9)
+        return float(np.sort(values)[k - 1]) if k <= len(values) else math.inf
+
+    return {t: (order_stat(pred[ages < t]), -order_stat(-pred[ages >= t])) for t in thresholds}
+
+
+def decide(age: float, over_above: float, under_below: float) -> str:
+    p = float(np.round(age, 2))  # predictions are compared to 0.01 years, as age_tf does
+    over, under = p > over_above, p < under_below
+    if over and under:  # the cuts cross: their midpoint decides
+        over = p >= (over_above + under_below) / 2
+        under = not over
+    return "over" if over else "under" if under else "uncertain"
+
+
 def main(argv: list[str]) -> int:
-    if len(argv) < 3:
+    options = dict(a[2:].split("=", 1) for a in argv[1:] if a.startswith("--") and "=" in a)
+    argv = [a for a in argv if not a.startswith("--")]
+    if len(argv) < 3 or set(options) - {"thresholds", "decision_error"}:
         print(__doc__, file=sys.stderr)
         return 2
     try:
         runner, size, card = load(argv[1])
-    except Refused as e:
+        thresholds = sorted({float(t) for t in options.get("thresholds", "").split(",") if t})
+        calibrated = cuts(card, thresholds, float(options.get("decision_error", 0.05))) \
+            if thresholds else {}
+    except (Refused, ValueError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 1
     if card.get("warning"):
@@ -146,7 +186,8 @@ def main(argv: list[str]) -> int:
             continue
         interval = (f" (interval {r['age_low']:.1f}-{r['age_high']:.1f})"
                     if "age_low" in r else "")
-        print(f"{r['file']}: {r['age']:.1f} years{interval}", flush=True)
+        calls = "".join(f"; {decide(r['age'], *c)} {t:g}" for t, c in calibrated.items())
+        print(f"{r['file']}: {r['age']:.1f} years{interval}{calls}", flush=True)
     return status
 
 

@@ -154,3 +154,25 @@ def _png_chunk(kind: bytes, data: bytes) -> bytes:
 
     return (len(data).to_bytes(4, "big") + kind + data
             + zlib.crc32(kind + data).to_bytes(4, "big"))
+
+
+@pytest.mark.integration
+def test_the_client_decides_at_thresholds_as_age_tf_predict(tflite, trained_run):
+    """--thresholds: the same over / under / uncertain as age-tf-predict for every face,
+    from the card's validation pairs."""
+    import pandas as pd
+
+    manifest, images_dir = prepared_lib.load_manifest(trained_run[1], "test")
+    paths = [os.path.join(images_dir, p) for p in manifest["path"][:30]]
+    text, _, code = predict.run(predict.PredictConfig(
+        model=tflite, faces="given", output="csv", thresholds=(18.0, 40.0),
+        decision_error=0.1), paths)
+    assert code == 0
+    served = pd.read_csv(io.StringIO(text))
+    code, out, err = _run_client(tflite, "--thresholds=40,18", "--decision_error=0.1", *paths)
+    assert code == 0, err
+    lines = out.strip().splitlines()
+    assert len(lines) == len(paths)
+    for line, (_, row) in zip(lines, served.iterrows()):
+        calls = [part.strip() for part in line.split(";")[1:]]
+        assert calls == [f"{row['decision_18']} 18", f"{row['decision_40']} 40"], (line, row)
