@@ -191,7 +191,9 @@ def test_the_python_api_answers_as_the_server(served, trained_run):
 
     url, _ = served
     model = AgeModel.load(trained_run[0])
-    faces = model.predict_photo(cbook.get_sample_data("grace_hopper.jpg", asfileobj=False))
+    path = str(cbook.get_sample_data("grace_hopper.jpg", asfileobj=False))
+    faces = photos.estimate(path, model)
+    assert faces[0].file == path  # named by the path given
     _, body = _multipart(f"{url}/v1/analyze", _grace_bytes())
     assert len(faces) == len(body["faces"]) == 1
     assert abs(faces[0].age - body["faces"][0]["age"]) < 0.01

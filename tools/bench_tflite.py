@@ -22,6 +22,7 @@ from age_tf.data import pipeline, prepared
 from age_tf.serve.served_model import AgeModel
 from age_tf.train import export
 from age_tf.train.run_dir import RunDir
+from age_tf.train.train_config import TrainConfig
 
 FLAGS = flags.FLAGS
 flags.DEFINE_string("model_dir", None, "A finished, exported age-tf-train run.")
@@ -32,7 +33,7 @@ flags.mark_flags_as_required(["model_dir", "data_dir"])
 
 
 def _test_faces(run: RunDir, data_dir: str):
-    cfg = run.train_config()
+    cfg = TrainConfig.from_run(run)
     manifest, images_dir = prepared.load_manifest(data_dir, "test")
     images = pipeline.map_images(None, manifest, images_dir, cfg.evaluation_pipeline(64),
                                  cfg.model.image_size)

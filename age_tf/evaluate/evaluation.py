@@ -20,6 +20,7 @@ from age_tf.evaluate import ground_truth
 from age_tf.evaluate.evaluate_config import EvaluateConfig  # noqa: F401  (its flags)
 from age_tf.train import card, heads, intervals, models
 from age_tf.train.run_dir import DataMatch, RunDir, config_digest, match_data
+from age_tf.train.train_config import TrainConfig
 
 GALLERY_MIN_ERROR = 40.0  # the study's Figures 5/6
 MID_ERROR_RANGE = (15.0, 20.0)  # the study's Figures 7/8
@@ -48,7 +49,7 @@ class TrainedRun:
         around its box (0.4 of its side per side), which is how IMDB-WIKI's crops were cut
         from the same photos, so the model sees faces framed as in training.
         """
-        fed = self.dir.train_config().evaluation_pipeline(batch_size)
+        fed = TrainConfig.from_run(self.dir).evaluation_pipeline(batch_size)
         if (data_dir and not fed.crop_faces
                 and prepared.PreparedDir(data_dir).framing() == sources.FULL_PHOTOS):
             return dataclasses.replace(fed, crop_faces=True, face_margin=sources.RELEASE_MARGIN)

@@ -129,17 +129,23 @@ def estimate_many(photos, model: AgeModel, detector: FaceDetector,
     return faces
 
 
-def estimate(image: np.ndarray, model: AgeModel | str, detector: FaceDetector | None = None,
-             margin: float | None = None) -> list[Face]:
-    """The faces of one photo (uint8 RGB array) and their ages.
+def estimate(image: np.ndarray | str, model: AgeModel | str,
+             detector: FaceDetector | None = None, margin: float | None = None) -> list[Face]:
+    """The faces of one photo and their ages: the one door to photo ages from Python (what
+    age-tf-predict and age-tf-serve do per photo).
 
     Args:
+      image: a uint8 RGB array, or a photo's path (read as age-tf-predict reads it; its
+        faces are named by it).
       model: an AgeModel, or a path to an export/ folder (or a run holding one, or a
         .tflite file).
       detector: default MTCNN with this module's thresholds.
     """
     model = AgeModel(model) if isinstance(model, str) else model
-    return estimate_many([("image", image)], model, detector or FaceDetector(), margin)
+    name = image if isinstance(image, str) else "image"
+    if isinstance(image, str):
+        image = read_photo(image)
+    return estimate_many([(name, np.asarray(image))], model, detector or FaceDetector(), margin)
 
 
 def photo_size(path: str, max_megapixels: float = MAX_MEGAPIXELS) -> tuple[int, int, str]:

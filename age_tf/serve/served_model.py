@@ -149,15 +149,3 @@ class AgeModel:
         """Face crops, uint8 or float [N, S, S, 3] RGB at the model's size, framed as the
         card says -> {"age", "age_low", "age_high"} in years."""
         return self(np.asarray(crops, np.float32))
-
-    def predict_photo(self, image, detector=None) -> list:
-        """Every face of a photo (a path, or a uint8 RGB array) with its age and interval
-        (photos.Face objects, as age-tf-predict finds them)."""
-        from age_tf.serve import photos  # photos builds on this module
-
-        if isinstance(image, str):
-            image = photos.read_photo(image)
-        if detector is None:
-            self._detector = getattr(self, "_detector", None) or photos.FaceDetector()
-            detector = self._detector
-        return photos.estimate_photo("image", np.asarray(image), self, detector)

@@ -18,7 +18,13 @@ from age_tf.export_format import BYTES_SIGNATURE, IMAGES_SIGNATURE
 from age_tf.train import card as card_module
 from age_tf.train import intervals, models
 from age_tf.train.run_dir import RunDir
-from age_tf.train.train_config import FILE_FORMATS, FORMATS, QUANTIZATIONS, ExportConfig  # noqa: F401  (the export's flags)
+from age_tf.train.train_config import (  # noqa: F401  (the export's flags)
+    FILE_FORMATS,
+    FORMATS,
+    QUANTIZATIONS,
+    ExportConfig,
+    TrainConfig,
+)
 
 
 def interval_fn(calibration: dict | None):
@@ -172,7 +178,7 @@ def export_run(cfg: ExportConfig) -> str:
     out = cfg.file_path()
     if cfg.format == "onnx":
         model = keras.models.load_model(run.model_keras)  # the trained model itself
-        data = onnx_bytes(model, run.train_config().model.image_size, calibration)
+        data = onnx_bytes(model, TrainConfig.from_run(run).model.image_size, calibration)
         return _write_file_with_card(out, data, run, calibration, "onnx", cfg.quantize)
     representative = (representative_images(run, cfg.calibration_images, cfg.data_dir)
                       if cfg.quantize == "int8" else None)
@@ -280,7 +286,7 @@ def representative_images(run: RunDir, count: int, data_dir: str | None = None):
     Raises:
       FileNotFoundError: the run's data folder is not there (says to pass --data_dir).
     """
-    cfg = run.train_config()
+    cfg = TrainConfig.from_run(run)
     data_dir = data_dir or cfg.data_dir
     if not prepared.PreparedDir(data_dir).exists():
         raise FileNotFoundError(

@@ -22,7 +22,6 @@ import time
 import pandas as pd
 
 from age_tf import export_format
-from age_tf.config import from_dict
 from age_tf.data import prepared
 
 
@@ -130,21 +129,6 @@ class RunDir:
                                     "age-tf-train run directory")
         with open(self.config) as f:
             return json.load(f)
-
-    def train_config(self):
-        """The run's TrainConfig, rebuilt from config.json and checked field by field.
-
-        Raises:
-          FileNotFoundError: no config.json (not a run directory).
-          ValueError: a field of config.json has the wrong type or range (names it).
-        """
-        from age_tf.train.train_config import TrainConfig  # it names RunDir: import here
-
-        try:
-            data = self.read_config()
-        except ValueError as e:  # json's errors
-            raise ValueError(f"{self.config}: not readable JSON ({e})") from e
-        return from_dict(TrainConfig, data, self.config)
 
     def latest_checkpoint(self) -> str | None:
         """The newest checkpoint whose state can be read (see checkpoint_paths)."""

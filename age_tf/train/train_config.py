@@ -160,6 +160,20 @@ class TrainConfig:
     seed: int = field(0, "Seeds weights, data order and flips.")
     flags_text: str = field("", flag=False)  # the resolved flags, for flags.txt / TensorBoard
 
+    @classmethod
+    def from_run(cls, run: RunDir) -> TrainConfig:
+        """The run's TrainConfig, rebuilt from its config.json and checked field by field.
+
+        Raises:
+          FileNotFoundError: no config.json (not a run directory).
+          ValueError: a field of config.json has the wrong type or range (names it).
+        """
+        try:
+            data = run.read_config()
+        except ValueError as e:  # json's errors
+            raise ValueError(f"{run.config}: not readable JSON ({e})") from e
+        return config.from_dict(cls, data, run.config)
+
     def evaluation_pipeline(self, batch_size: int) -> pipeline_config.PipelineConfig:
         """How the run's faces are fed outside training (evaluation, calibration, export):
         the framing it trained with, nothing cached."""
