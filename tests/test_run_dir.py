@@ -160,3 +160,20 @@ def test_a_run_records_its_folders_absolute_and_may_find_its_data_moved(tmp_path
     from age_tf.train.run_dir import RESUME_FREE
 
     assert "data_dir" in RESUME_FREE  # a moved folder is judged by its fingerprint
+
+
+def test_the_runs_json_records_have_one_reader_that_names_a_damaged_file(tmp_path):
+    """intervals.json and decisions.json are read through the run folder: absent is None
+    (a run from before them); damaged or not an object is refused naming the file."""
+    from age_tf.train.run_dir import RunDir
+
+    run = RunDir(str(tmp_path))
+    assert run.read_calibration() is None and run.read_decisions() is None
+    (tmp_path / "intervals.json").write_text('{"method": "binned"}')
+    assert run.read_calibration() == {"method": "binned"}
+    (tmp_path / "decisions.json").write_text("[1, 2]")
+    with pytest.raises(ValueError, match=r"decisions\.json: not a JSON object"):
+        run.read_decisions()
+    (tmp_path / "intervals.json").write_text('{"method": ')
+    with pytest.raises(ValueError, match=r"intervals\.json: not readable JSON"):
+        run.read_calibration()

@@ -58,10 +58,7 @@ class TrainedRun:
     @functools.cached_property
     def calibration(self) -> dict | None:
         """The run's interval calibration (None for a run trained before intervals)."""
-        if not os.path.exists(self.dir.intervals):
-            return None
-        with open(self.dir.intervals) as f:
-            return json.load(f)
+        return self.dir.read_calibration()
 
     @property
     def name(self) -> str:
@@ -458,9 +455,8 @@ def evaluate(cfg: EvaluateConfig) -> dict:
     # Groups from the manifest (the predictions file keeps its columns).
     result["by_group"] = errors_by_group(
         pred.join(manifest[[c for c in GROUP_COLUMNS if c in manifest]]), cfg.bootstrap, cfg.seed)
-    if os.path.exists(run.dir.decisions):
-        with open(run.dir.decisions) as f:
-            sample = json.load(f)
+    sample = run.dir.read_decisions()
+    if sample is not None:
         result["decisions"] = decision_metrics(
             pred, sample, decisions.parse_thresholds(cfg.thresholds), cfg.decision_error,
             (run.calibration or {}).get("age_range"), cfg.bootstrap, cfg.seed,

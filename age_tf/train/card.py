@@ -116,15 +116,6 @@ def _test(run: RunDir) -> dict | None:
     return out
 
 
-def _decisions(run: RunDir) -> dict | None:
-    """The validation pairs that calibrate decisions at thresholds (None for a run trained
-    before them)."""
-    if not os.path.exists(run.decisions):
-        return None
-    with open(run.decisions) as f:
-        return json.load(f)
-
-
 def config_hash(run: RunDir) -> str:
     with open(run.config, "rb") as f:
         return hashlib.sha256(f.read()).hexdigest()[:16]
@@ -149,7 +140,7 @@ def build(run: RunDir, calibration: dict | None) -> dict:
         "synthetic": bool(weights["synthetic"] or data.get("synthetic")),
         "preprocessing": _preprocessing(config, data),
         "intervals": calibration,
-        "decisions": _decisions(run),
+        "decisions": run.read_decisions(),
         "test": _test(run),
         "versions": _versions(),
         "config_hash": config_hash(run),

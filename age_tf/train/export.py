@@ -4,7 +4,6 @@ years, and the model card inside."""
 from __future__ import annotations
 
 import hashlib
-import json
 import os
 import shutil
 
@@ -151,13 +150,6 @@ def export_saved_model(model: keras.Model, image_size: int, export_dir: str,
     return export_dir
 
 
-def run_calibration(run: RunDir) -> dict | None:
-    if not os.path.exists(run.intervals):
-        return None
-    with open(run.intervals) as f:
-        return json.load(f)
-
-
 def export_run(cfg: ExportConfig) -> str:
     """Writes the run's SavedModel (with its card), or a TFLite or ONNX file (card beside it).
 
@@ -166,7 +158,7 @@ def export_run(cfg: ExportConfig) -> str:
     """
     cfg.validate()
     run = RunDir(cfg.model_dir)
-    calibration = run_calibration(run)
+    calibration = run.read_calibration()
     if cfg.format == "savedmodel":
         model = keras.models.load_model(run.model_keras)  # the trained model itself
         size = run.read_config()["model"]["image_size"]

@@ -130,6 +130,35 @@ class RunDir:
         with open(self.config) as f:
             return json.load(f)
 
+    def read_calibration(self) -> dict | None:
+        """intervals.json: the served intervals' calibration (None: a run from before them)."""
+        return self._read_json(self.intervals)
+
+    def read_decisions(self) -> dict | None:
+        """decisions.json: the validation pairs that calibrate decisions at thresholds (None:
+        a run from before them)."""
+        return self._read_json(self.decisions)
+
+    @staticmethod
+    def _read_json(path: str, max_bytes: int = 64 << 20) -> dict | None:
+        """A JSON object the run wrote, or None where it has none.
+
+        Raises:
+          ValueError: too large, not JSON, or not an object (names the file).
+        """
+        if not os.path.exists(path):
+            return None
+        if os.path.getsize(path) > max_bytes:
+            raise ValueError(f"{path}: larger than any file a run writes ({max_bytes >> 20} MB)")
+        try:
+            with open(path) as f:
+                data = json.load(f)
+        except ValueError as e:
+            raise ValueError(f"{path}: not readable JSON ({e}); train the run again") from e
+        if not isinstance(data, dict):
+            raise ValueError(f"{path}: not a JSON object; train the run again")
+        return data
+
     def latest_checkpoint(self) -> str | None:
         """The newest checkpoint whose state can be read (see checkpoint_paths)."""
         import tensorflow as tf  # the commands' --help does not load it (run_dir is light)
